@@ -1,0 +1,238 @@
+/*
+ * shmcache.h — the one public header of shmcache.
+ *
+ * shmcache is a daemonless cache that the worker processes of one host share
+ * through a POSIX shared-memory segment.  The first process to open a named
+ * cache creates it; every later one attaches.  Reads are lock-free, writers
+ * publish with atomic compare-and-swap, and memory that a reader might still
+ * see is reclaimed only after a grace period (RCU-style, across processes).
+ *
+ * Thread and process safety, unless a function says otherwise:
+ *   - every function may be called concurrently from any number of threads of
+ *     any number of processes that have the same cache open;
+ *   - a process may be killed (SIGKILL) at any instruction: the others carry on
+ *     and what it had reserved comes back;
+ *   - a handle opened before fork() is usable in the child (the child takes its
+ *     own participant slot on first use).
+ *
+ * The library never prints, never exits or aborts, and validates every length
+ * and offset it reads from shared memory.  Errors are returned as shmc_status
+ * values; shmc_strerror() turns one into a sentence.
+ */
+#ifndef SHMCACHE_H
+#define SHMCACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && defined(SHMC_BUILDING_LIB)
+#define SHMC_API __attribute__((visibility("default")))
+#else
+#define SHMC_API
+#endif
+
+/* Version of this library (not of the segment layout). */
+#define SHMC_VERSION_MAJOR 0
+#define SHMC_VERSION_MINOR 1
+#define SHMC_VERSION_PATCH 0
+
+/* Limits and defaults. */
+#define SHMC_DEFAULT_MAX_KEY     250u          /* bytes */
+#define SHMC_DEFAULT_MAX_VALUE   (1u << 20)    /* 1 MiB */
+#define SHMC_MAX_KEY_LIMIT       4096u         /* largest max_key accepted */
+#define SHMC_MAX_VALUE_LIMIT     (256u << 20)  /* largest max_value accepted */
+#define SHMC_DEFAULT_SLOTS       1024u         /* participant (thread) slots */
+#define SHMC_MAX_NAME            200u          /* bytes of a cache name */
+
+/* Status codes.  SHMC_OK is 0; every other value is a distinct outcome. */
+typedef enum shmc_status {
+    SHMC_OK = 0,
+    SHMC_NOT_FOUND,      /* key absent or expired (a normal outcome) */
+    SHMC_EXISTS,         /* add: key already present */
+    SHMC_EBUFSIZE,       /* caller's buffer too small; needed size reported */
+    SHMC_EKEYLEN,        /* key empty or longer than the cache's max_key */
+    SHMC_EVALLEN,        /* value longer than the cache's max_value */
+    SHMC_EINVAL,         /* invalid argument (NULL pointer, bad option) */
+    SHMC_ENAME,          /* invalid cache name (empty, too long, '/', "..", ...) */
+    SHMC_ENOENT,         /* no cache of that name (attach-only open, destroy) */
+    SHMC_EEXIST,         /* cache already exists (create-only open) */
+    SHMC_EACCES,         /* permission denied on the segment */
+    SHMC_EVERSION,       /* segment made by an incompatible shmcache version/layout */
+    SHMC_EMISMATCH,      /* segment exists with other creation parameters */
+    SHMC_ECORRUPT,       /* segment header or data failed validation */
+    SHMC_ENOMEM,         /* no memory could be made free (stalled readers hold it) */
+    SHMC_ENOSLOTS,       /* every participant slot is taken by live threads */
+    SHMC_ENAMESPACE,     /* segment belongs to another PID namespace */
+    SHMC_ETIMEDOUT,      /* waited too long (e.g. for a creator to initialise) */
+    SHMC_ESYS,           /* a system call failed; errno holds its error */
+    SHMC_STATUS_COUNT_   /* not a status: number of codes */
+} shmc_status;
+
+/* Returns a static, human-readable sentence for a status.  Never NULL; an
+ * unknown value gets "unknown shmcache status".  Thread-safe. */
+SHMC_API const char *shmc_strerror(shmc_status st);
+
+/* An open cache.  Opaque; one handle may be shared by all threads of a process. */
+typedef struct shmc shmc_t;
+
+/* Open flags. */
+#define SHMC_OPEN_CREATE_ONLY  0x1u  /* fail with SHMC_EEXIST if it exists */
+#define SHMC_OPEN_ATTACH_ONLY  0x2u  /* fail with SHMC_ENOENT if it does not exist */
+
+/* Creation parameters.  Zero-initialise, then set what you need.  A zero field
+ * means "the default" when creating and "whatever the segment has" when
+ * attaching; a non-zero field that differs from an existing segment's value
+ * makes shmc_open fail with SHMC_EMISMATCH. */
+typedef struct shmc_options {
+    uint64_t size;        /* total segment bytes (default 64 MiB; min ~ 8 data segments) */
+    uint32_t max_key;     /* longest key in bytes (default 250, at most 4096) */
+    uint32_t max_value;   /* longest value in bytes (default 1 MiB, at most 256 MiB) */
+    uint32_t slots;       /* participant slots: max threads attached at once (default 1024) */
+    uint32_t mode;        /* file mode of a new segment (default 0600) */
+    uint32_t flags;       /* SHMC_OPEN_* */
+    uint32_t reserved_;   /* must be 0 */
+} shmc_options;
+
+/* Opens the cache `name`, creating it if it does not exist (unless
+ * SHMC_OPEN_ATTACH_ONLY).  `opts` may be NULL for defaults.
+ *
+ * name: 1..SHMC_MAX_NAME bytes of [A-Za-z0-9._-], not starting with '.'.
+ *   The segment is /dev/shm/<name> (shm_open("/<name>")).
+ *
+ * Processes that start together race safely: exactly one initialises, the
+ * others wait for it (bounded) and attach.  A segment whose creator died
+ * mid-initialisation is re-initialised by the next opener, never used.
+ *
+ * Errors: SHMC_EINVAL, SHMC_ENAME, SHMC_ENOENT, SHMC_EEXIST, SHMC_EACCES,
+ *   SHMC_EVERSION, SHMC_EMISMATCH, SHMC_ECORRUPT, SHMC_ENAMESPACE,
+ *   SHMC_ETIMEDOUT, SHMC_ESYS (errno set).  *out is NULL on error.
+ * Thread-safe. */
+SHMC_API shmc_status shmc_open(const char *name, const shmc_options *opts, shmc_t **out);
+
+/* Closes a handle: releases the calling thread's participant slot and, once
+ * no other thread of this process holds a slot on it, unmaps the segment.
+ * The cache itself lives on (see shmc_destroy).  Other threads must not start
+ * new operations on the handle once close is called.  NULL is accepted.
+ * Errors: none (returns SHMC_OK). */
+SHMC_API shmc_status shmc_close(shmc_t *c);
+
+/* Removes the cache's name (shm_unlink).  Processes that have it open keep
+ * using their mapping; the memory is freed when the last one closes.
+ * Errors: SHMC_ENAME, SHMC_ENOENT, SHMC_EACCES, SHMC_ESYS.  Thread-safe. */
+SHMC_API shmc_status shmc_destroy(const char *name);
+
+/* Releases the calling thread's participant slot on `c` now instead of at
+ * thread exit (useful for thread pools that outlive their use of a cache).
+ * The next operation from this thread takes a slot again.  Thread-safe. */
+SHMC_API void shmc_thread_detach(shmc_t *c);
+
+/* Parameters of the open segment (after defaults and rounding). */
+typedef struct shmc_info {
+    uint64_t size;          /* segment bytes */
+    uint32_t max_key, max_value, slots;
+    uint32_t layout_version;
+    uint64_t data_bytes;    /* bytes of item storage */
+    uint64_t segment_bytes; /* size of one storage segment */
+    uint32_t segments;      /* number of storage segments */
+    uint32_t index_slots;   /* capacity of the key index */
+} shmc_info;
+
+/* Fills *info.  Errors: SHMC_EINVAL.  Thread-safe. */
+SHMC_API shmc_status shmc_info_get(shmc_t *c, shmc_info *info);
+
+/* --- Key/value operations ----------------------------------------------
+ * Keys are binary-safe byte strings of 1..max_key bytes (NUL bytes allowed);
+ * values are 0..max_value bytes.  ttl_ms is a relative time-to-live in
+ * milliseconds on CLOCK_MONOTONIC (0 = never expires).  `flags` is 32 bits
+ * stored with the value for the caller's use (e.g. a serialisation tag).
+ *
+ * Every operation is lock-free for readers; writers serialise per key only.
+ */
+
+/* Copies the value of `key` into buf[0..buflen).
+ * On SHMC_OK: *vlen = value length; *flags (if not NULL) = its flags.
+ * On SHMC_EBUFSIZE: nothing copied, *vlen = the length needed (retry with a
+ *   larger buffer; the value may change in between).
+ * buf may be NULL when buflen is 0 (a size query).
+ * Errors: SHMC_NOT_FOUND, SHMC_EBUFSIZE, SHMC_EKEYLEN, SHMC_EINVAL,
+ *   SHMC_ENOSLOTS, SHMC_ECORRUPT (a bad offset found in the index; the entry
+ *   is skipped).  Never blocks. */
+SHMC_API shmc_status shmc_get(shmc_t *c, const void *key, size_t klen,
+                              void *buf, size_t buflen, size_t *vlen, uint32_t *flags);
+
+/* Like shmc_get, but returns a malloc()ed copy in *val (free() it).  A
+ * zero-length value yields a non-NULL 1-byte allocation and *vlen = 0.
+ * Errors: as shmc_get (never SHMC_EBUFSIZE), plus SHMC_ESYS if malloc fails. */
+SHMC_API shmc_status shmc_get_alloc(shmc_t *c, const void *key, size_t klen,
+                                    void **val, size_t *vlen, uint32_t *flags);
+
+/* Stores key -> value, replacing any previous value.  When memory is full the
+ * cache evicts (expired items first, then the oldest storage segment, keeping
+ * recently read items) and the set succeeds.
+ * Errors: SHMC_EKEYLEN, SHMC_EVALLEN, SHMC_EINVAL, SHMC_ENOSLOTS,
+ *   SHMC_ENOMEM (retired memory is pinned by a stalled reader; the write was
+ *   not made; reads and deletes still work). */
+SHMC_API shmc_status shmc_set(shmc_t *c, const void *key, size_t klen,
+                              const void *val, size_t vlen, uint32_t flags, uint64_t ttl_ms);
+
+/* Removes `key`.  Returns SHMC_OK if it was present (and not expired),
+ * SHMC_NOT_FOUND otherwise.  Never needs free memory.
+ * Errors: SHMC_EKEYLEN, SHMC_EINVAL, SHMC_ENOSLOTS. */
+SHMC_API shmc_status shmc_delete(shmc_t *c, const void *key, size_t klen);
+
+/* SHMC_OK if `key` is present and not expired, SHMC_NOT_FOUND otherwise.
+ * Errors: SHMC_EKEYLEN, SHMC_EINVAL, SHMC_ENOSLOTS.  Never blocks. */
+SHMC_API shmc_status shmc_exists(shmc_t *c, const void *key, size_t klen);
+
+/* --- Statistics -----------------------------------------------------------
+ * Counters are summed over every participant slot, including slots of
+ * processes that have exited.  A snapshot, not an atomic cut. */
+typedef struct shmc_stats {
+    uint64_t gets, hits, misses;
+    uint64_t sets, deletes;
+    uint64_t evictions;        /* live items dropped to make room */
+    uint64_t expirations;      /* expired items removed */
+    uint64_t items;            /* items in the index (see note in README) */
+    uint64_t bytes_used;       /* bytes of live items */
+    uint64_t bytes_free;       /* bytes of free storage (free segments + open space) */
+    uint64_t bytes_total;      /* bytes of item storage */
+    uint64_t segments_free, segments_open, segments_sealed, segments_retired;
+    uint64_t slots_live;       /* participant slots held by live threads */
+    uint64_t slots_reaped;     /* slots recovered from dead processes */
+    uint64_t index_capacity;   /* index slots */
+    uint64_t enomem;           /* writes refused with SHMC_ENOMEM */
+} shmc_stats;
+
+/* Fills *st.  Errors: SHMC_EINVAL.  Never blocks on other processes. */
+SHMC_API shmc_status shmc_stats_get(shmc_t *c, shmc_stats *st);
+
+/* --- Consistency check ------------------------------------------------------ */
+typedef struct shmc_verify_report {
+    uint64_t items;             /* valid index entries */
+    uint64_t bad_offsets;       /* index words pointing outside item storage */
+    uint64_t bad_items;         /* entries whose item header/key is malformed */
+    uint64_t misplaced;         /* entries in a bucket their key does not hash to */
+    uint64_t in_dead_segments;  /* entries pointing into free/retired storage */
+    uint64_t duplicates;        /* keys indexed more than once */
+    uint64_t segment_errors;    /* segment metadata out of range */
+    uint64_t orphan_segments;   /* segments held by a dead participant */
+    char first_error[160];      /* description of the first problem, "" if none */
+} shmc_verify_report;
+
+/* Checks the index and storage metadata of a live segment without stopping
+ * readers or writers (read-only).  Returns SHMC_OK when consistent,
+ * SHMC_ECORRUPT when a problem was found (described in *rep).  Entries that
+ * writers change during the scan may be counted either way; run it on a quiet
+ * cache for exact item counts.  Cost: one pass over the whole index.
+ * Errors: SHMC_EINVAL, SHMC_ENOSLOTS, SHMC_ECORRUPT. */
+SHMC_API shmc_status shmc_verify(shmc_t *c, shmc_verify_report *rep);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SHMCACHE_H */

@@ -1,0 +1,401 @@
+/*
+ * alloc.c — storage segments: append allocation, sealing, eviction, expiry
+ * and RCU reclamation.
+ *
+ * Items are appended to one of a few open segments ("heads") with a
+ * fetch_add on the segment's write position: no free lists, no size classes.
+ * An overwritten or deleted item is dead bytes; memory comes back a whole
+ * segment at a time:
+ *
+ *   FREE -> RESERVED -> OPEN (a head) -> SEALED -> EVICTING -> RETIRED -> FREE
+ *
+ * Every transition is a CAS on the segment's state word, which also names
+ * the owning participant for the transient states, so there is no global
+ * lock: a scan that finds a segment held by a dead owner takes it over and
+ * redoes the (idempotent) step.
+ *
+ * Grace periods: a writer allocates inside a read section, so a segment
+ * sealed at epoch t may still receive items from writers whose epoch is < t;
+ * it is evicted only when no live participant shows an epoch < t.  Readers
+ * may hold items of an evicted segment; it is reused only when no live
+ * participant shows an epoch < its retire epoch.
+ *
+ * Eviction walks the segment's items and unlinks those the index still
+ * points at.  A participant killed mid-write can leave an unparseable gap,
+ * so each segment also counts its index entries (incremented before
+ * publication, decremented after unlink: a crash can only leave it high);
+ * if the walk leaves it non-zero, a full index scan removes the rest.
+ */
+#include "internal.h"
+
+#include <sched.h>
+#include <string.h>
+
+#define EXPIRE_ROUND_MS 1024u
+#define NOMEM_WAIT_MS 10u
+
+static inline uint32_t seg_of(const struct shmc *c, uint64_t off)
+{
+    return (uint32_t)(off >> c->seg_shift);
+}
+
+void seg_inc_live(struct shmc *c, uint64_t off, uint64_t bytes, uint64_t expire)
+{
+    shmc_segmeta *m = &c->segs[seg_of(c, off)];
+    atomic_fetch_add_explicit(&m->live_items, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->live_bytes, bytes, memory_order_relaxed);
+    /* Coarse max of expiry times, so that it changes rarely. */
+    uint64_t want = expire ? (expire | (EXPIRE_ROUND_MS - 1)) : UINT64_MAX;
+    uint64_t cur = atomic_load_explicit(&m->max_expire, memory_order_relaxed);
+    while (cur < want &&
+           !atomic_compare_exchange_weak_explicit(&m->max_expire, &cur, want,
+                                                  memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
+static void dec_sat(_Atomic uint64_t *v, uint64_t n)
+{
+    uint64_t cur = atomic_load_explicit(v, memory_order_relaxed);
+    uint64_t nv;
+    do {
+        nv = cur > n ? cur - n : 0;
+    } while (!atomic_compare_exchange_weak_explicit(v, &cur, nv, memory_order_relaxed,
+                                                    memory_order_relaxed));
+}
+
+void seg_dec_live(struct shmc *c, uint64_t off, uint64_t bytes)
+{
+    shmc_segmeta *m = &c->segs[seg_of(c, off)];
+    dec_sat(&m->live_items, 1);
+    dec_sat(&m->live_bytes, bytes);
+}
+
+static bool cas_state(shmc_segmeta *m, uint64_t *expect, uint64_t want)
+{
+    return atomic_compare_exchange_strong_explicit(&m->state, expect, want,
+                                                   memory_order_acq_rel, memory_order_acquire);
+}
+
+static bool in_a_head(struct shmc *c, uint32_t s)
+{
+    for (uint32_t h = 0; h < c->nheads; h++)
+        if (atomic_load_explicit(&c->heads[h].seg, memory_order_acquire) == (uint64_t)s + 1)
+            return true;
+    return false;
+}
+
+/* SEALING(us) -> SEALED.  The epoch and age are stamped while we own the
+ * segment, so two would-be sealers can never overwrite each other. */
+static void finish_seal(struct shmc *c, uint32_t s)
+{
+    shmc_segmeta *m = &c->segs[s];
+    /* Every writer that could still append here entered before this bump. */
+    uint64_t t = atomic_fetch_add_explicit(&c->hdr->epoch, 1, memory_order_acq_rel) + 1;
+    atomic_store_explicit(&m->epoch, t, memory_order_relaxed);
+    atomic_store_explicit(&m->seq, atomic_fetch_add(&c->hdr->seal_seq, 1), memory_order_relaxed);
+    atomic_store_explicit(&m->state, SW_MAKE(SEG_SEALED, 0), memory_order_release);
+}
+
+/* OPEN (state word sw) -> SEALED, unless someone else got there first. */
+static void seal(struct shmc *c, tslot *t, uint32_t s, uint64_t sw)
+{
+    if (cas_state(&c->segs[s], &sw, SW_MAKE(SEG_SEALING, slot_owner(t))))
+        finish_seal(c, s);
+}
+
+/* Walks segment s (EVICTING, owned by us) and unlinks every item the index
+ * still points at. */
+static void evict_items(struct shmc *c, tslot *t, uint32_t s)
+{
+    shmc_segmeta *m = &c->segs[s];
+    uint64_t limit = atomic_load_explicit(&m->wpos, memory_order_acquire);
+    if (limit > c->seg_size)
+        limit = c->seg_size;
+    uint64_t base = (uint64_t)s << c->seg_shift;
+    uint64_t now = now_ms();
+    uint64_t pos = 0;
+    while (atomic_load_explicit(&m->live_items, memory_order_relaxed) &&
+           pos + sizeof(shmc_item) <= limit) {
+        shmc_item *it = (shmc_item *)(c->data + base + pos);
+        if (it->magic != ITEM_MAGIC || it->klen == 0 || it->klen > c->max_key ||
+            it->vlen > c->max_value)
+            break; /* torn by a dead writer: the index scan below finishes */
+        uint64_t total = item_total(it->klen, it->vlen);
+        if (pos + total > c->seg_size)
+            break;
+        if (index_unlink_item(c, it, base + pos)) {
+            seg_dec_live(c, base + pos, total);
+            if (it->expire_ms && it->expire_ms <= now)
+                STAT_ADD(t, st_expirations, 1);
+            else
+                STAT_ADD(t, st_evictions, 1);
+        }
+        pos += total;
+    }
+    if (atomic_load_explicit(&m->live_items, memory_order_acquire)) {
+        uint64_t n = index_purge_range(c, base, base + c->seg_size);
+        STAT_ADD(t, st_evictions, n);
+        atomic_fetch_add_explicit(&c->hdr->purges, 1, memory_order_relaxed);
+    }
+}
+
+/* EVICTING(us) -> RETIRED, stamped with the epoch after the unlinks. */
+static void retire(struct shmc *c, uint32_t s, uint64_t sw)
+{
+    shmc_segmeta *m = &c->segs[s];
+    uint64_t t = atomic_fetch_add_explicit(&c->hdr->epoch, 1, memory_order_acq_rel) + 1;
+    atomic_store_explicit(&m->epoch, t, memory_order_relaxed);
+    cas_state(m, &sw, SW_MAKE(SEG_RETIRED, 0));
+}
+
+static void evict_and_retire(struct shmc *c, tslot *t, uint32_t s, uint64_t sw)
+{
+    evict_items(c, t, s);
+    retire(c, s, sw);
+}
+
+/* Resets a segment we hold as RESERVED. */
+static void reset_seg(shmc_segmeta *m)
+{
+    atomic_store_explicit(&m->wpos, 0, memory_order_relaxed);
+    atomic_store_explicit(&m->live_items, 0, memory_order_relaxed);
+    atomic_store_explicit(&m->live_bytes, 0, memory_order_relaxed);
+    atomic_store_explicit(&m->max_expire, 0, memory_order_relaxed);
+    atomic_store_explicit(&m->epoch, 0, memory_order_relaxed);
+    atomic_store_explicit(&m->seq, 0, memory_order_relaxed);
+}
+
+typedef struct scan {
+    uint64_t h;          /* grace horizon, valid if have_h */
+    bool have_h;
+    uint32_t retired;
+} scan;
+
+/* The largest epoch t such that memory retired (or sealed) at t is no longer
+ * visible to anyone: the smallest live reader epoch, capped by the global
+ * epoch read before the barrier (readers that enter later see at least it). */
+static uint64_t grace_horizon(struct shmc *c, tslot *t, scan *sc)
+{
+    if (!sc->have_h) {
+        uint64_t g = atomic_load_explicit(&c->hdr->epoch, memory_order_acquire);
+        if (!heavy_barrier(c)) {
+            sc->h = 0; /* cannot prove any grace period */
+        } else {
+            uint64_t m = min_reader_epoch(c, t);
+            sc->h = m < g ? m : g;
+        }
+        sc->have_h = true;
+    }
+    return sc->h;
+}
+
+/* One pass over the segment table: recovers segments of dead owners, frees
+ * retired segments whose grace period passed, and (if `want`) takes one free
+ * segment as RESERVED(me).  Returns the segment + 1 or 0. */
+static uint32_t take_free(struct shmc *c, tslot *t, scan *sc, bool want)
+{
+    uint64_t me = slot_owner(t);
+    uint32_t got = want ? 0 : UINT32_MAX;
+    sc->retired = 0;
+    for (uint32_t s = 0; s < c->nsegs; s++) {
+        shmc_segmeta *m = &c->segs[s];
+        uint64_t sw = atomic_load_explicit(&m->state, memory_order_acquire);
+        switch (SW_STATE(sw)) {
+        case SEG_FREE:
+            if (!got && cas_state(m, &sw, SW_MAKE(SEG_RESERVED, me)))
+                got = s + 1;
+            break;
+        case SEG_RETIRED: {
+            uint64_t e = atomic_load_explicit(&m->epoch, memory_order_relaxed);
+            if (e > grace_horizon(c, t, sc)) {
+                sc->retired++;
+                break;
+            }
+            if (!cas_state(m, &sw, SW_MAKE(SEG_RESERVED, me)))
+                break;
+            reset_seg(m);
+            if (!got) {
+                got = s + 1;
+            } else {
+                uint64_t mine = SW_MAKE(SEG_RESERVED, me);
+                cas_state(m, &mine, SW_MAKE(SEG_FREE, 0));
+            }
+            break;
+        }
+        case SEG_RESERVED:
+            if (!owner_is_live(c, SW_OWNER(sw)) &&
+                cas_state(m, &sw, SW_MAKE(SEG_RESERVED, me))) {
+                reset_seg(m);
+                if (!got) {
+                    got = s + 1;
+                } else {
+                    uint64_t mine = SW_MAKE(SEG_RESERVED, me);
+                    cas_state(m, &mine, SW_MAKE(SEG_FREE, 0));
+                }
+            }
+            break;
+        case SEG_EVICTING:
+            if (!owner_is_live(c, SW_OWNER(sw))) {
+                uint64_t mine = SW_MAKE(SEG_EVICTING, me);
+                if (cas_state(m, &sw, mine))
+                    evict_and_retire(c, t, s, mine);
+            }
+            break;
+        case SEG_OPEN:
+            /* An open segment that no head names was being installed or
+             * replaced by someone who died (or is about to seal it). */
+            if (!in_a_head(c, s) &&
+                (atomic_load_explicit(&m->wpos, memory_order_relaxed) >= c->seg_size ||
+                 !owner_is_live(c, SW_OWNER(sw))))
+                seal(c, t, s, sw);
+            break;
+        case SEG_SEALING:
+            if (!owner_is_live(c, SW_OWNER(sw)) &&
+                cas_state(m, &sw, SW_MAKE(SEG_SEALING, slot_owner(t))))
+                finish_seal(c, s);
+            break;
+        default:
+            break;
+        }
+    }
+    return got;
+}
+
+/* Chooses the segment to evict: a wholly expired one if any, else the
+ * oldest sealed one, among those no writer can still be appending to. */
+static uint32_t pick_victim(struct shmc *c, tslot *t, scan *sc)
+{
+    uint64_t now = now_ms();
+    uint64_t h = grace_horizon(c, t, sc);
+    uint32_t best = 0;
+    uint64_t best_seq = UINT64_MAX;
+    for (uint32_t s = 0; s < c->nsegs; s++) {
+        shmc_segmeta *m = &c->segs[s];
+        uint64_t sw = atomic_load_explicit(&m->state, memory_order_acquire);
+        if (SW_STATE(sw) != SEG_SEALED)
+            continue;
+        if (atomic_load_explicit(&m->epoch, memory_order_relaxed) > h)
+            continue;
+        uint64_t mx = atomic_load_explicit(&m->max_expire, memory_order_relaxed);
+        uint64_t seq = atomic_load_explicit(&m->seq, memory_order_relaxed);
+        if (mx != 0 && mx != UINT64_MAX && mx < now)
+            seq = 0; /* everything in it has expired: costs no live item */
+        if (seq < best_seq) {
+            best_seq = seq;
+            best = s + 1;
+        }
+    }
+    return best;
+}
+
+static void yield_briefly(unsigned round)
+{
+    if (round < 16)
+        caa_cpu_relax();
+    else
+        sched_yield();
+}
+
+/* Gets a segment in state RESERVED(me), making room if needed.  Called
+ * outside any read section. */
+static shmc_status get_segment(struct shmc *c, tslot *t, uint32_t *out)
+{
+    uint32_t cap = c->nsegs / 4 > 2 ? c->nsegs / 4 : 2;
+    uint64_t deadline = 0;
+    for (unsigned round = 0;; round++) {
+        scan sc = {0};
+        uint32_t got = take_free(c, t, &sc, true);
+        if (got) {
+            *out = got - 1;
+            return SHMC_OK;
+        }
+        if (sc.retired < cap) {
+            uint32_t v = pick_victim(c, t, &sc);
+            if (v) {
+                shmc_segmeta *m = &c->segs[v - 1];
+                uint64_t sw = atomic_load_explicit(&m->state, memory_order_acquire);
+                uint64_t mine = SW_MAKE(SEG_EVICTING, slot_owner(t));
+                if (SW_STATE(sw) == SEG_SEALED && cas_state(m, &sw, mine))
+                    evict_and_retire(c, t, v - 1, mine);
+                continue;
+            }
+        }
+        /* Nothing free or evictable now: readers (or writers) still hold
+         * the memory.  Wait a little for them, then give up. */
+        uint64_t now = now_ms();
+        if (!deadline)
+            deadline = now + NOMEM_WAIT_MS;
+        else if (now > deadline) {
+            atomic_fetch_add_explicit(&c->hdr->enomem, 1, memory_order_relaxed);
+            return SHMC_ENOMEM;
+        }
+        yield_briefly(round);
+    }
+}
+
+void alloc_recover(struct shmc *c, tslot *t)
+{
+    scan sc = {0};
+    take_free(c, t, &sc, false);
+}
+
+/* Replaces head h (which showed old_hw) with a fresh segment. */
+static shmc_status replace_head(struct shmc *c, tslot *t, uint32_t h, uint64_t old_hw)
+{
+    uint32_t n;
+    shmc_status st = get_segment(c, t, &n);
+    if (st != SHMC_OK)
+        return st;
+    shmc_segmeta *m = &c->segs[n];
+    uint64_t me = slot_owner(t);
+    uint64_t open = SW_MAKE(SEG_OPEN, me);
+    atomic_store_explicit(&m->state, open, memory_order_release);
+    uint64_t expect = old_hw;
+    if (atomic_compare_exchange_strong_explicit(&c->heads[h].seg, &expect, (uint64_t)n + 1,
+                                                memory_order_acq_rel, memory_order_acquire)) {
+        if (old_hw) {
+            shmc_segmeta *om = &c->segs[old_hw - 1];
+            uint64_t osw = atomic_load_explicit(&om->state, memory_order_acquire);
+            if (SW_STATE(osw) == SEG_OPEN)
+                seal(c, t, (uint32_t)(old_hw - 1), osw);
+        }
+        return SHMC_OK;
+    }
+    /* Someone else replaced the head first; nobody has seen n: free it. */
+    cas_state(m, &open, SW_MAKE(SEG_FREE, 0));
+    return SHMC_OK;
+}
+
+shmc_status alloc_item(struct shmc *c, tslot *t, uint64_t size, uint64_t *off)
+{
+    uint32_t h = t->idx % c->nheads;
+    for (;;) {
+        uint64_t hw = atomic_load_explicit(&c->heads[h].seg, memory_order_acquire);
+        if (hw && hw <= c->nsegs) {
+            shmc_segmeta *m = &c->segs[hw - 1];
+            uint64_t pos = atomic_load_explicit(&m->wpos, memory_order_relaxed);
+            /* A head only ever names an OPEN segment; check anyway, since
+             * the word comes from shared memory. */
+            if (pos + size <= c->seg_size &&
+                SW_STATE(atomic_load_explicit(&m->state, memory_order_relaxed)) == SEG_OPEN) {
+                pos = atomic_fetch_add_explicit(&m->wpos, size, memory_order_relaxed);
+                if (pos + size <= c->seg_size) {
+                    *off = ((hw - 1) << c->seg_shift) + pos;
+                    return SHMC_OK;
+                }
+            }
+        }
+        /* The head is full (or missing): make a new one outside our read
+         * section, since making room may wait for readers. */
+        uint32_t depth = t->depth;
+        t->depth = 1;
+        read_exit(c, t);
+        shmc_status st = SHMC_OK;
+        if (atomic_load_explicit(&c->heads[h].seg, memory_order_acquire) == hw)
+            st = replace_head(c, t, h, hw);
+        read_enter(c, t);
+        t->depth = depth;
+        if (st != SHMC_OK)
+            return st;
+    }
+}

@@ -1,0 +1,267 @@
+/*
+ * cache.c — the public key/value operations, built on index + alloc + epoch.
+ *
+ * Reads: enter a read section, look the key up, copy out, leave.  No lock,
+ * no shared write but the reader's own slot (and an item's `accessed` byte,
+ * written only when it changes from 0).
+ *
+ * Writes: the new item is allocated and fully written first, then published
+ * under the key's stripe lock with one CAS (replace) or an insert into an
+ * empty way.  A writer killed before the CAS leaves dead bytes only; after
+ * it, the write is complete.  Only then is the write acknowledged.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static inline shmc_status check_key(struct shmc *c, const void *key, size_t klen)
+{
+    if (!c || !key)
+        return SHMC_EINVAL;
+    if (klen == 0 || klen > c->max_key)
+        return SHMC_EKEYLEN;
+    return SHMC_OK;
+}
+
+static inline bool expired(const shmc_item *it, uint64_t *now)
+{
+    if (!it->expire_ms)
+        return false;
+    if (!*now)
+        *now = now_ms();
+    return it->expire_ms <= *now;
+}
+
+static inline void mark_accessed(shmc_item *it)
+{
+    if (!atomic_load_explicit(&it->accessed, memory_order_relaxed))
+        atomic_store_explicit(&it->accessed, 1, memory_order_relaxed);
+}
+
+/* Called inside the read section with the value in place. */
+typedef shmc_status (*visit_fn)(void *ctx, const uint8_t *val, uint32_t vlen, uint32_t flags);
+
+static shmc_status get_visit(struct shmc *c, const void *key, size_t klen, visit_fn fn, void *ctx)
+{
+    shmc_status st = check_key(c, key, klen);
+    if (st != SHMC_OK)
+        return st;
+    tslot *t;
+    if ((st = slot_get(c, &t)) != SHMC_OK)
+        return st;
+    keyhash kh;
+    keyhash_of(c, key, klen, &kh);
+    read_enter(c, t);
+    uint64_t w, now = 0;
+    shmc_item *it;
+    if (index_find(c, &kh, key, klen, &w, &it) && !expired(it, &now)) {
+        st = fn(ctx, (const uint8_t *)(it + 1) + it->klen, it->vlen, it->flags);
+        mark_accessed(it);
+        STAT_ADD(t, st_hits, 1);
+    } else {
+        st = SHMC_NOT_FOUND;
+        STAT_ADD(t, st_misses, 1);
+    }
+    read_exit(c, t);
+    return st;
+}
+
+struct copy_ctx {
+    void *buf;
+    size_t buflen, *vlen;
+    uint32_t *flags;
+};
+
+static shmc_status copy_out(void *p, const uint8_t *val, uint32_t vlen, uint32_t flags)
+{
+    struct copy_ctx *x = p;
+    *x->vlen = vlen;
+    if (vlen > x->buflen)
+        return SHMC_EBUFSIZE;
+    if (vlen)
+        memcpy(x->buf, val, vlen);
+    if (x->flags)
+        *x->flags = flags;
+    return SHMC_OK;
+}
+
+shmc_status shmc_get(shmc_t *c, const void *key, size_t klen, void *buf, size_t buflen,
+                     size_t *vlen, uint32_t *flags)
+{
+    if (!vlen || (!buf && buflen))
+        return SHMC_EINVAL;
+    struct copy_ctx x = {buf, buflen, vlen, flags};
+    return get_visit(c, key, klen, copy_out, &x);
+}
+
+struct alloc_ctx {
+    void **val;
+    size_t *vlen;
+    uint32_t *flags;
+};
+
+static shmc_status alloc_out(void *p, const uint8_t *val, uint32_t vlen, uint32_t flags)
+{
+    struct alloc_ctx *x = p;
+    uint8_t *m = malloc(vlen ? vlen : 1);
+    if (!m) {
+        errno = ENOMEM;
+        return SHMC_ESYS;
+    }
+    if (vlen)
+        memcpy(m, val, vlen);
+    *x->val = m;
+    *x->vlen = vlen;
+    if (x->flags)
+        *x->flags = flags;
+    return SHMC_OK;
+}
+
+shmc_status shmc_get_alloc(shmc_t *c, const void *key, size_t klen, void **val, size_t *vlen,
+                           uint32_t *flags)
+{
+    if (!val || !vlen)
+        return SHMC_EINVAL;
+    *val = NULL;
+    struct alloc_ctx x = {val, vlen, flags};
+    return get_visit(c, key, klen, alloc_out, &x);
+}
+
+static shmc_status found_ok(void *p, const uint8_t *v, uint32_t n, uint32_t f)
+{
+    (void)p, (void)v, (void)n, (void)f;
+    return SHMC_OK;
+}
+
+shmc_status shmc_exists(shmc_t *c, const void *key, size_t klen)
+{
+    return get_visit(c, key, klen, found_ok, NULL);
+}
+
+static uint64_t next_cas(tslot *t)
+{
+    uint64_t seq = atomic_load_explicit(&t->s->st_cas_seq, memory_order_relaxed) + 1;
+    atomic_store_explicit(&t->s->st_cas_seq, seq, memory_order_relaxed);
+    return (seq << 16) | (uint64_t)(t->idx + 1);
+}
+
+shmc_status shmc_set(shmc_t *c, const void *key, size_t klen, const void *val, size_t vlen,
+                     uint32_t flags, uint64_t ttl_ms)
+{
+    shmc_status st = check_key(c, key, klen);
+    if (st != SHMC_OK)
+        return st;
+    if (!val && vlen)
+        return SHMC_EINVAL;
+    if (vlen > c->max_value)
+        return SHMC_EVALLEN;
+    tslot *t;
+    if ((st = slot_get(c, &t)) != SHMC_OK)
+        return st;
+    keyhash kh;
+    keyhash_of(c, key, klen, &kh);
+    uint64_t total = item_total((uint32_t)klen, (uint32_t)vlen);
+    uint64_t expire = 0;
+    if (ttl_ms) {
+        uint64_t now = now_ms();
+        expire = ttl_ms > UINT64_MAX - now ? UINT64_MAX : now + ttl_ms;
+    }
+
+    read_enter(c, t);
+    uint64_t off;
+    st = alloc_item(c, t, total, &off);
+    if (st != SHMC_OK) {
+        read_exit(c, t);
+        return st;
+    }
+    shmc_item *it = (shmc_item *)(c->data + off);
+    it->magic = ITEM_MAGIC;
+    it->klen = (uint16_t)klen;
+    atomic_store_explicit(&it->accessed, 0, memory_order_relaxed);
+    it->kind = 0;
+    it->vlen = (uint32_t)vlen;
+    it->flags = flags;
+    it->expire_ms = expire;
+    it->cas = next_cas(t);
+    memcpy(it + 1, key, klen);
+    if (vlen)
+        memcpy((uint8_t *)(it + 1) + klen, val, vlen);
+    uint64_t nw = make_word(kh.tag, off);
+    seg_inc_live(c, off, total, expire);
+
+    st = stripe_lock(c, kh.stripe);
+    if (st != SHMC_OK) {
+        seg_dec_live(c, off, total);
+        read_exit(c, t);
+        return st;
+    }
+    for (;;) {
+        uint64_t ow, now = 0;
+        shmc_item *old;
+        _Atomic uint64_t *slot = index_find(c, &kh, key, klen, &ow, &old);
+        if (!slot) {
+            index_insert(c, t, &kh, nw);
+            break;
+        }
+        uint64_t ooff = ((ow & IW_LOC_MASK) - 1) << 3;
+        uint64_t obytes = item_total(old->klen, old->vlen);
+        bool was_expired = expired(old, &now);
+        /* Fails only if an evictor removed the old entry meanwhile. */
+        if (atomic_compare_exchange_strong_explicit(slot, &ow, nw, memory_order_acq_rel,
+                                                    memory_order_relaxed)) {
+            seg_dec_live(c, ooff, obytes);
+            if (was_expired)
+                STAT_ADD(t, st_expirations, 1);
+            break;
+        }
+    }
+    stripe_unlock(c, kh.stripe);
+    read_exit(c, t);
+    STAT_ADD(t, st_sets, 1);
+    return SHMC_OK;
+}
+
+shmc_status shmc_delete(shmc_t *c, const void *key, size_t klen)
+{
+    shmc_status st = check_key(c, key, klen);
+    if (st != SHMC_OK)
+        return st;
+    tslot *t;
+    if ((st = slot_get(c, &t)) != SHMC_OK)
+        return st;
+    keyhash kh;
+    keyhash_of(c, key, klen, &kh);
+    read_enter(c, t);
+    st = stripe_lock(c, kh.stripe);
+    if (st != SHMC_OK) {
+        read_exit(c, t);
+        return st;
+    }
+    st = SHMC_NOT_FOUND;
+    for (;;) {
+        uint64_t ow, now = 0;
+        shmc_item *old;
+        _Atomic uint64_t *slot = index_find(c, &kh, key, klen, &ow, &old);
+        if (!slot)
+            break;
+        uint64_t ooff = ((ow & IW_LOC_MASK) - 1) << 3;
+        uint64_t obytes = item_total(old->klen, old->vlen);
+        bool was_expired = expired(old, &now);
+        if (atomic_compare_exchange_strong_explicit(slot, &ow, 0, memory_order_acq_rel,
+                                                    memory_order_relaxed)) {
+            seg_dec_live(c, ooff, obytes);
+            if (was_expired) {
+                STAT_ADD(t, st_expirations, 1);
+            } else {
+                STAT_ADD(t, st_deletes, 1);
+                st = SHMC_OK;
+            }
+            break;
+        }
+    }
+    stripe_unlock(c, kh.stripe);
+    read_exit(c, t);
+    return st;
+}

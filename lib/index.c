@@ -1,0 +1,203 @@
+/*
+ * index.c — key -> item lookup: a bucketed hash table of 64-bit words.
+ *
+ * A bucket is one cache line of 8 words; each key has two candidate buckets
+ * (two-choice hashing keeps the table dense without overflow chains).  A word
+ * packs a 16-bit tag (from the key's hash) with the item's location, so most
+ * non-matching ways are rejected without touching the item.  Readers load
+ * words with acquire order and never write; writers change a word with one
+ * CAS, which is the moment a change becomes visible.  Writers of one key are
+ * serialised by that key's stripe lock, so a key is never inserted twice;
+ * evictors of other keys only ever CAS words to 0.
+ *
+ * Every word read is validated (range, alignment, item header, lengths)
+ * before the item is used: a bad word is skipped, never followed.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+uint64_t make_word(uint16_t tag, uint64_t off)
+{
+    return ((uint64_t)tag << IW_LOC_BITS) | ((off >> 3) + 1);
+}
+
+static inline uint64_t reduce(uint64_t x32, uint64_t n)
+{
+    return (x32 * n) >> 32;
+}
+
+void keyhash_of(struct shmc *c, const void *key, size_t klen, keyhash *kh)
+{
+    uint64_t h = hash_key(c->hash_seed, key, klen);
+    /* A second, independent-looking mix for the tag and the stripe, so that
+     * keys sharing a bucket do not also share tags. */
+    uint64_t h2 = (h ^ (h >> 31)) * 0x94d049bb133111ebull;
+    h2 ^= h2 >> 29;
+    kh->h = h;
+    kh->b1 = reduce(h & 0xffffffffull, c->nbuckets);
+    kh->b2 = reduce(h >> 32, c->nbuckets);
+    if (kh->b2 == kh->b1)
+        kh->b2 = (kh->b1 + 1) % c->nbuckets;
+    kh->tag = (uint16_t)(h2 >> 48);
+    kh->stripe = (uint32_t)(h2 % SHMC_STRIPES);
+}
+
+shmc_item *item_at(struct shmc *c, uint64_t word, uint64_t *off_out)
+{
+    uint64_t loc = word & IW_LOC_MASK;
+    if (loc == 0)
+        return NULL;
+    uint64_t off = (loc - 1) << 3;
+    if (off >= c->data_bytes)
+        return NULL;
+    uint64_t in_seg = off & (c->seg_size - 1);
+    if (in_seg + sizeof(shmc_item) > c->seg_size)
+        return NULL;
+    shmc_item *it = (shmc_item *)(c->data + off);
+    if (it->magic != ITEM_MAGIC || it->klen == 0 || it->klen > c->max_key ||
+        it->vlen > c->max_value || in_seg + item_total(it->klen, it->vlen) > c->seg_size)
+        return NULL;
+    *off_out = off;
+    return it;
+}
+
+static inline _Atomic uint64_t *bucket(struct shmc *c, uint64_t b)
+{
+    return c->index + b * SHMC_BUCKET_WAYS;
+}
+
+_Atomic uint64_t *index_find(struct shmc *c, const keyhash *kh, const void *key, size_t klen,
+                             uint64_t *word, shmc_item **item)
+{
+    uint64_t bs[2] = {kh->b1, kh->b2};
+    /* Most keys sit in their first bucket; fetch the second in parallel so a
+     * miss (or an overflowed key) costs no extra memory round trip. */
+    __builtin_prefetch(bucket(c, kh->b2));
+    for (int k = 0; k < 2; k++) {
+        _Atomic uint64_t *b = bucket(c, bs[k]);
+        for (unsigned i = 0; i < SHMC_BUCKET_WAYS; i++) {
+            uint64_t w = atomic_load_explicit(&b[i], memory_order_acquire);
+            if (!w || (uint16_t)(w >> IW_LOC_BITS) != kh->tag)
+                continue;
+            uint64_t off;
+            shmc_item *it = item_at(c, w, &off);
+            if (!it || it->klen != klen)
+                continue;
+            if (memcmp((const uint8_t *)(it + 1), key, klen) != 0)
+                continue;
+            *word = w;
+            *item = it;
+            return &b[i];
+        }
+    }
+    return NULL;
+}
+
+/* Age rank of the item a word points at: lower is older.  Open segments
+ * are the youngest; unparseable words are the first to go. */
+static uint64_t word_age(struct shmc *c, uint64_t w, uint64_t now, uint64_t *bytes)
+{
+    uint64_t off;
+    shmc_item *it = item_at(c, w, &off);
+    *bytes = 0;
+    if (!it)
+        return 0;
+    *bytes = item_total(it->klen, it->vlen);
+    if (it->expire_ms && it->expire_ms <= now)
+        return 1;
+    uint64_t seq = atomic_load_explicit(&c->segs[off >> c->seg_shift].seq, memory_order_relaxed);
+    return seq ? seq + 2 : UINT64_MAX;
+}
+
+void index_insert(struct shmc *c, tslot *t, const keyhash *kh, uint64_t newword)
+{
+    _Atomic uint64_t *b1 = bucket(c, kh->b1), *b2 = bucket(c, kh->b2);
+    /* First fit: the first bucket while it has room, so that lookups of
+     * present keys usually read one cache line of index. */
+    _Atomic uint64_t *bb[2] = {b1, b2};
+    for (;;) {
+        for (int k = 0; k < 2; k++) {
+            for (unsigned i = 0; i < SHMC_BUCKET_WAYS; i++) {
+                uint64_t zero = 0;
+                if (atomic_load_explicit(&bb[k][i], memory_order_relaxed) == 0 &&
+                    atomic_compare_exchange_strong_explicit(&bb[k][i], &zero, newword,
+                                                            memory_order_release,
+                                                            memory_order_relaxed))
+                    return;
+            }
+        }
+        /* Both buckets full: replace the oldest entry of the two. */
+        uint64_t now = now_ms();
+        _Atomic uint64_t *victim = NULL;
+        uint64_t vword = 0, vbytes = 0, best = UINT64_MAX;
+        bool found = false;
+        for (int k = 0; k < 2; k++) {
+            for (unsigned i = 0; i < SHMC_BUCKET_WAYS; i++) {
+                uint64_t w = atomic_load_explicit(&bb[k][i], memory_order_acquire);
+                if (!w)
+                    continue;
+                uint64_t bytes;
+                uint64_t age = word_age(c, w, now, &bytes);
+                if (!found || age < best) {
+                    found = true;
+                    best = age;
+                    victim = &bb[k][i];
+                    vword = w;
+                    vbytes = bytes;
+                }
+            }
+        }
+        if (!found)
+            continue;
+        if (atomic_compare_exchange_strong_explicit(victim, &vword, newword,
+                                                    memory_order_acq_rel,
+                                                    memory_order_relaxed)) {
+            uint64_t voff = ((vword & IW_LOC_MASK) - 1) << 3;
+            if (vbytes && voff < c->data_bytes)
+                seg_dec_live(c, voff, vbytes);
+            if (best == 1)
+                STAT_ADD(t, st_expirations, 1);
+            else
+                STAT_ADD(t, st_evictions, 1);
+            return;
+        }
+    }
+}
+
+bool index_unlink_item(struct shmc *c, shmc_item *it, uint64_t off)
+{
+    keyhash kh;
+    keyhash_of(c, (const uint8_t *)(it + 1), it->klen, &kh);
+    uint64_t loc = (off >> 3) + 1;
+    uint64_t bs[2] = {kh.b1, kh.b2};
+    for (int k = 0; k < 2; k++) {
+        _Atomic uint64_t *b = bucket(c, bs[k]);
+        for (unsigned i = 0; i < SHMC_BUCKET_WAYS; i++) {
+            uint64_t w = atomic_load_explicit(&b[i], memory_order_acquire);
+            if ((w & IW_LOC_MASK) != loc)
+                continue;
+            if (atomic_compare_exchange_strong_explicit(&b[i], &w, 0, memory_order_acq_rel,
+                                                        memory_order_relaxed))
+                return true;
+        }
+    }
+    return false;
+}
+
+uint64_t index_purge_range(struct shmc *c, uint64_t lo, uint64_t hi)
+{
+    uint64_t n = 0, ways = c->nbuckets * SHMC_BUCKET_WAYS;
+    for (uint64_t i = 0; i < ways; i++) {
+        uint64_t w = atomic_load_explicit(&c->index[i], memory_order_relaxed);
+        if (!w)
+            continue;
+        uint64_t off = ((w & IW_LOC_MASK) - 1) << 3;
+        if (off < lo || off >= hi)
+            continue;
+        if (atomic_compare_exchange_strong_explicit(&c->index[i], &w, 0, memory_order_acq_rel,
+                                                    memory_order_relaxed))
+            n++;
+    }
+    return n;
+}

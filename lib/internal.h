@@ -1,0 +1,145 @@
+/*
+ * internal.h — private declarations shared by the layers of lib/.
+ * Nothing here is part of the public API; symbols are hidden in the shared
+ * library.  White-box tests include it (built with SHMC_TESTING).
+ */
+#ifndef SHMC_INTERNAL_H
+#define SHMC_INTERNAL_H
+
+#include "shmcache.h"
+#include "layout.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <urcu/arch.h>
+#include <urcu/compiler.h>
+
+#define HIDDEN __attribute__((visibility("hidden")))
+
+/* A process-local handle on a mapped segment. */
+struct shmc {
+    uint8_t *base;               /* mapping base */
+    uint64_t size;               /* mapping length */
+    int fd;                      /* holds flock(LOCK_SH) for the handle's life */
+    shmc_hdr *hdr;
+    shmc_slot *slots;
+    shmc_stripe *stripes;
+    shmc_head *heads;
+    shmc_segmeta *segs;
+    _Atomic uint64_t *index;     /* nbuckets * SHMC_BUCKET_WAYS words */
+    uint8_t *data;
+    /* copies of creation parameters (validated; never re-read from shm) */
+    uint64_t seg_size, data_bytes, nbuckets, hash_seed;
+    uint32_t seg_shift, nsegs, nslots, nheads, max_key, max_value;
+    bool membarrier;             /* this process registered for membarrier */
+    bool seg_membarrier;         /* the segment runs in membarrier mode */
+    pthread_key_t tkey;          /* per-thread participant record */
+    _Atomic int refs;            /* 1 for the handle + 1 per thread slot held */
+    _Atomic int closed;
+    uint64_t id;                 /* process-unique handle id */
+};
+
+/* Per-(thread, handle) participant record. */
+typedef struct tslot {
+    struct shmc *c;
+    shmc_slot *s;
+    uint32_t idx;
+    uint64_t gen;
+    uint64_t fork_gen;           /* process fork generation it was taken in */
+    uint32_t depth;              /* read-section nesting */
+} tslot;
+
+/* ---- util.c ---- */
+HIDDEN uint64_t now_ms(void);
+HIDDEN uint64_t hash_key(uint64_t seed, const void *key, size_t len);
+HIDDEN int robust_mutex_init(pthread_mutex_t *m);
+HIDDEN uint64_t random_seed(void);
+
+/* ---- segment.c ---- */
+HIDDEN shmc_status validate_name(const char *name, char *path, size_t pathlen);
+HIDDEN uint64_t layout_hash(void);
+
+/* ---- slots.c ---- */
+/* The calling thread's participant record on c (taking a slot on first use). */
+HIDDEN shmc_status slot_get(struct shmc *c, tslot **out);
+HIDDEN void slot_release(tslot *t);
+/* Checks whether slot i is owned by a live thread; reaps it if its owner died.
+ * Returns true when live. */
+HIDDEN bool slot_check_live(struct shmc *c, uint32_t i);
+HIDDEN void slots_fork_child(void);
+/* Owner id of a participant: (slot gen & 0xffffffff) << 16 | (index + 1). */
+HIDDEN uint64_t slot_owner(const tslot *t);
+HIDDEN bool owner_is_live(struct shmc *c, uint64_t owner);
+HIDDEN void tslot_destructor(void *p);
+HIDDEN void handle_unref(struct shmc *c);
+
+/* ---- epoch.c ---- */
+HIDDEN void read_enter(struct shmc *c, tslot *t);
+HIDDEN void read_exit(struct shmc *c, tslot *t);
+/* Heavy side of the grace period: makes every reader's epoch store visible. */
+HIDDEN bool heavy_barrier(struct shmc *c);
+/* Smallest epoch of any live reader (reaping dead ones); UINT64_MAX if none.
+ * `self` (may be NULL) is ignored. */
+HIDDEN uint64_t min_reader_epoch(struct shmc *c, const tslot *self);
+HIDDEN void membarrier_setup(struct shmc *c);
+HIDDEN uint32_t membarrier_supported(void);
+
+/* ---- robust locks ---- */
+HIDDEN shmc_status stripe_lock(struct shmc *c, uint32_t stripe);
+HIDDEN void stripe_unlock(struct shmc *c, uint32_t stripe);
+
+/* ---- alloc.c ---- */
+/* Reserves `size` bytes (multiple of 8) in an open segment.  Must be called
+ * with the thread inside a read section (read_enter); may leave and re-enter
+ * it internally while making room.  On SHMC_OK *off is the data offset. */
+HIDDEN shmc_status alloc_item(struct shmc *c, tslot *t, uint64_t size, uint64_t *off);
+/* One recovery pass over the segments (outside any read section): takes over
+ * what dead participants held and frees retired segments past their grace. */
+HIDDEN void alloc_recover(struct shmc *c, tslot *t);
+HIDDEN void seg_dec_live(struct shmc *c, uint64_t off, uint64_t bytes);
+HIDDEN void seg_inc_live(struct shmc *c, uint64_t off, uint64_t bytes, uint64_t expire);
+
+/* ---- index.c ---- */
+typedef struct keyhash {
+    uint64_t h;
+    uint64_t b1, b2;             /* bucket numbers */
+    uint16_t tag;
+    uint32_t stripe;
+} keyhash;
+
+HIDDEN void keyhash_of(struct shmc *c, const void *key, size_t klen, keyhash *kh);
+/* Validates an index word; returns the item or NULL (bad offset / malformed). */
+HIDDEN shmc_item *item_at(struct shmc *c, uint64_t word, uint64_t *off_out);
+static inline uint64_t item_total(uint32_t klen, uint32_t vlen)
+{
+    return (sizeof(shmc_item) + (uint64_t)klen + vlen + 7u) & ~7ull;
+}
+/* Finds the index word for key.  Returns a pointer to the word (and its value
+ * in *word) or NULL. */
+HIDDEN _Atomic uint64_t *index_find(struct shmc *c, const keyhash *kh, const void *key,
+                                    size_t klen, uint64_t *word, shmc_item **item);
+/* Publishes `newword` for a key not present in the index: takes an empty way
+ * in either bucket, or evicts the oldest entry of the two buckets. */
+HIDDEN void index_insert(struct shmc *c, tslot *t, const keyhash *kh, uint64_t newword);
+HIDDEN uint64_t make_word(uint16_t tag, uint64_t off);
+/* Removes every index entry pointing into data range [lo, hi) by a scan of the
+ * whole index (fallback after a crash left counters high). */
+HIDDEN uint64_t index_purge_range(struct shmc *c, uint64_t lo, uint64_t hi);
+/* Removes the entry `word` for the item at `off` if present. */
+HIDDEN bool index_unlink_item(struct shmc *c, shmc_item *it, uint64_t off);
+
+/* ---- stats ---- */
+#define STAT_ADD(t, field, n) \
+    atomic_store_explicit(&(t)->s->field, \
+        atomic_load_explicit(&(t)->s->field, memory_order_relaxed) + (n), memory_order_relaxed)
+
+#ifdef SHMC_TESTING
+/* Test hooks: hold a read section open (for stalled-reader tests). */
+shmc_status shmc__test_read_enter(struct shmc *c);
+void shmc__test_read_exit(struct shmc *c);
+#endif
+
+#endif

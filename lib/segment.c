@@ -1,0 +1,479 @@
+/*
+ * segment.c — create, attach, validate, close and unlink the shm segment.
+ *
+ * Creation races: whoever holds flock(LOCK_EX) on the segment's fd may
+ * initialise it; every user holds LOCK_SH for as long as its handle lives.
+ * So a segment that is not READY while we hold LOCK_EX has no user at all:
+ * its creator died mid-initialisation and we may initialise it afresh.
+ * Attachers re-derive the whole layout from the creation parameters and
+ * compare it field by field with the header: after that, the only offsets
+ * ever read from shared memory are index words and item headers, and those
+ * are bounds-checked at every use.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DEFAULT_SIZE (64ull << 20)
+#define MIN_SEG_SIZE (1ull << 20)
+#define INDEX_BYTES_PER_SLOT 80u    /* one index way per 80 bytes of data */
+#define OPEN_DEADLINE_MS 5000u
+
+static _Atomic uint64_t next_handle_id = 1;
+
+shmc_status validate_name(const char *name, char *path, size_t pathlen)
+{
+    if (!name)
+        return SHMC_EINVAL;
+    size_t n = strnlen(name, SHMC_MAX_NAME + 1);
+    if (n == 0 || n > SHMC_MAX_NAME || name[0] == '.')
+        return SHMC_ENAME;
+    for (size_t i = 0; i < n; i++) {
+        char ch = name[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-';
+        if (!ok)
+            return SHMC_ENAME;
+    }
+    if (pathlen < n + 2)
+        return SHMC_ENAME;
+    path[0] = '/';
+    memcpy(path + 1, name, n + 1);
+    return SHMC_OK;
+}
+
+/* Hash of everything whose change would make two builds disagree about the
+ * segment: struct sizes and field offsets, mutex size, byte order. */
+uint64_t layout_hash(void)
+{
+    const uint64_t parts[] = {
+        sizeof(shmc_hdr), offsetof(shmc_hdr, epoch), offsetof(shmc_hdr, seal_seq),
+        offsetof(shmc_hdr, purges), offsetof(shmc_hdr, membarrier),
+        sizeof(shmc_slot), offsetof(shmc_slot, epoch), offsetof(shmc_slot, st_gets),
+        offsetof(shmc_slot, gen), sizeof(shmc_stripe), sizeof(shmc_head),
+        sizeof(shmc_segmeta), offsetof(shmc_segmeta, live_items),
+        sizeof(shmc_item), offsetof(shmc_item, expire_ms), offsetof(shmc_item, cas),
+        sizeof(pthread_mutex_t), SHMC_BUCKET_WAYS, SHMC_STRIPES, SHMC_MAX_HEADS,
+        IW_LOC_BITS, INDEX_BYTES_PER_SLOT, 0x0102030405060708ull,
+    };
+    return hash_key(0x5348434c41594f55ull, parts, sizeof parts);
+}
+
+typedef struct layout {
+    uint64_t size, seg_size, nbuckets, data_bytes;
+    uint64_t off_slots, off_stripes, off_heads, off_segs, off_index, off_data;
+    uint32_t seg_shift, nsegs, nheads, max_key, max_value, nslots;
+} layout;
+
+static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
+
+static shmc_status compute_layout(uint64_t size, uint32_t max_key, uint32_t max_value,
+                                  uint32_t nslots, layout *L)
+{
+    if (max_key == 0 || max_key > SHMC_MAX_KEY_LIMIT || max_value > SHMC_MAX_VALUE_LIMIT ||
+        nslots == 0 || nslots > 65535 || size > (1ull << 46))
+        return SHMC_EINVAL;
+    memset(L, 0, sizeof *L);
+    L->size = size;
+    L->max_key = max_key;
+    L->max_value = max_value;
+    L->nslots = nslots;
+    uint64_t item_max = item_total(max_key, max_value);
+    uint64_t seg = MIN_SEG_SIZE;
+    uint32_t shift = 20;
+    while (seg < item_max) {
+        seg <<= 1;
+        shift++;
+    }
+    L->seg_size = seg;
+    L->seg_shift = shift;
+    L->off_slots = SHMC_HDR_SIZE;
+    L->off_stripes = align_up(L->off_slots + (uint64_t)nslots * sizeof(shmc_slot), SHMC_CL);
+    L->off_heads = L->off_stripes + SHMC_STRIPES * sizeof(shmc_stripe);
+    uint64_t fixed = L->off_heads + SHMC_MAX_HEADS * sizeof(shmc_head) + 2 * 4096;
+    if (size <= fixed)
+        return SHMC_EINVAL;
+    uint64_t per_seg = seg + sizeof(shmc_segmeta) + seg / INDEX_BYTES_PER_SLOT * 8 + SHMC_CL;
+    uint64_t nsegs = (size - fixed) / per_seg;
+    for (; nsegs > 0; nsegs--) {
+        uint32_t heads = nsegs >= 32 ? SHMC_MAX_HEADS : (nsegs >= 16 ? 2 : 1);
+        uint64_t data = nsegs * seg;
+        uint64_t ways = data / INDEX_BYTES_PER_SLOT;
+        uint64_t nb = (ways + SHMC_BUCKET_WAYS - 1) / SHMC_BUCKET_WAYS;
+        if (nb < 2)
+            nb = 2;
+        L->nheads = heads;
+        L->off_segs = align_up(L->off_heads + SHMC_MAX_HEADS * sizeof(shmc_head), SHMC_CL);
+        L->off_index = align_up(L->off_segs + nsegs * sizeof(shmc_segmeta), SHMC_CL);
+        L->off_data = align_up(L->off_index + nb * SHMC_BUCKET_WAYS * 8, 4096);
+        if (L->off_data + data <= size) {
+            L->nsegs = (uint32_t)nsegs;
+            L->nbuckets = nb;
+            L->data_bytes = data;
+            break;
+        }
+    }
+    /* Enough segments that eviction, open heads and retired memory fit. */
+    if (L->nsegs < L->nheads + 6)
+        return SHMC_EINVAL;
+    return SHMC_OK;
+}
+
+static uint64_t pid_namespace(void)
+{
+    struct stat st;
+    if (stat("/proc/self/ns/pid", &st) != 0)
+        return 0;
+    return (uint64_t)st.st_ino;
+}
+
+static shmc_status errno_status(int e)
+{
+    switch (e) {
+    case ENOENT: return SHMC_ENOENT;
+    case EEXIST: return SHMC_EEXIST;
+    case EACCES:
+    case EPERM: return SHMC_EACCES;
+    case ENAMETOOLONG: return SHMC_ENAME;
+    default: errno = e; return SHMC_ESYS;
+    }
+}
+
+static void bind_handle(struct shmc *c, const layout *L, uint8_t *base)
+{
+    c->base = base;
+    c->size = L->size;
+    c->hdr = (shmc_hdr *)base;
+    c->slots = (shmc_slot *)(base + L->off_slots);
+    c->stripes = (shmc_stripe *)(base + L->off_stripes);
+    c->heads = (shmc_head *)(base + L->off_heads);
+    c->segs = (shmc_segmeta *)(base + L->off_segs);
+    c->index = (_Atomic uint64_t *)(base + L->off_index);
+    c->data = base + L->off_data;
+    c->seg_size = L->seg_size;
+    c->seg_shift = L->seg_shift;
+    c->data_bytes = L->data_bytes;
+    c->nbuckets = L->nbuckets;
+    c->nsegs = L->nsegs;
+    c->nslots = L->nslots;
+    c->nheads = L->nheads;
+    c->max_key = L->max_key;
+    c->max_value = L->max_value;
+}
+
+/* Initialises a segment we hold LOCK_EX on; nobody else maps it. */
+static shmc_status init_segment(int fd, const layout *L, uint32_t mode, uint8_t **basep)
+{
+    /* Truncating to 0 first discards whatever a dead creator left. */
+    if (ftruncate(fd, 0) != 0 || ftruncate(fd, (off_t)L->size) != 0)
+        return errno_status(errno);
+    (void)fchmod(fd, mode);
+    uint8_t *base = mmap(NULL, L->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED)
+        return errno_status(errno);
+    shmc_hdr *h = (shmc_hdr *)base;
+    atomic_store(&h->state, SHMC_STATE_INIT);
+    h->magic = SHMC_MAGIC;
+    h->layout_version = SHMC_LAYOUT_VERSION;
+    h->hdr_size = SHMC_HDR_SIZE;
+    h->layout_hash = layout_hash();
+    h->pidns = pid_namespace();
+    h->size = L->size;
+    h->max_key = L->max_key;
+    h->max_value = L->max_value;
+    h->nslots = L->nslots;
+    h->nheads = L->nheads;
+    h->seg_size = L->seg_size;
+    h->seg_shift = L->seg_shift;
+    h->nsegs = L->nsegs;
+    h->nbuckets = L->nbuckets;
+    h->hash_seed = random_seed();
+    h->off_slots = L->off_slots;
+    h->off_stripes = L->off_stripes;
+    h->off_heads = L->off_heads;
+    h->off_segs = L->off_segs;
+    h->off_index = L->off_index;
+    h->off_data = L->off_data;
+    h->data_bytes = L->data_bytes;
+    h->created_ms = now_ms();
+    atomic_store(&h->epoch, 1);
+    atomic_store(&h->seal_seq, 1);
+    h->membarrier = membarrier_supported();
+    int r = 0;
+    shmc_slot *slots = (shmc_slot *)(base + L->off_slots);
+    for (uint32_t i = 0; i < L->nslots && !r; i++)
+        r = robust_mutex_init(&slots[i].mtx);
+    shmc_stripe *stripes = (shmc_stripe *)(base + L->off_stripes);
+    for (uint32_t i = 0; i < SHMC_STRIPES && !r; i++)
+        r = robust_mutex_init(&stripes[i].mtx);
+    if (r) {
+        munmap(base, L->size);
+        errno = r;
+        return SHMC_ESYS;
+    }
+    /* Segment metadata, index and heads are all-zero: FREE, empty, none. */
+    *basep = base;
+    return SHMC_OK;
+}
+
+/* Validates a READY header against the file and this build. */
+static shmc_status check_header(const shmc_hdr *h, uint64_t fsize, layout *L)
+{
+    if (h->magic != SHMC_MAGIC)
+        return SHMC_ECORRUPT;
+    if (h->layout_version != SHMC_LAYOUT_VERSION || h->hdr_size != SHMC_HDR_SIZE ||
+        h->layout_hash != layout_hash())
+        return SHMC_EVERSION;
+    if (h->size != fsize)
+        return SHMC_ECORRUPT;
+    uint64_t ns = pid_namespace();
+    if (h->pidns && ns && h->pidns != ns)
+        return SHMC_ENAMESPACE;
+    if (compute_layout(h->size, h->max_key, h->max_value, h->nslots, L) != SHMC_OK)
+        return SHMC_ECORRUPT;
+    if (L->seg_size != h->seg_size || L->seg_shift != h->seg_shift || L->nsegs != h->nsegs ||
+        L->nheads != h->nheads || L->nbuckets != h->nbuckets || L->off_slots != h->off_slots ||
+        L->off_stripes != h->off_stripes || L->off_heads != h->off_heads ||
+        L->off_segs != h->off_segs || L->off_index != h->off_index ||
+        L->off_data != h->off_data || L->data_bytes != h->data_bytes)
+        return SHMC_ECORRUPT;
+    return SHMC_OK;
+}
+
+static shmc_status check_wanted(const layout *have, const shmc_options *o)
+{
+    if (o->size && o->size != have->size)
+        return SHMC_EMISMATCH;
+    if (o->max_key && o->max_key != have->max_key)
+        return SHMC_EMISMATCH;
+    if (o->max_value && o->max_value != have->max_value)
+        return SHMC_EMISMATCH;
+    if (o->slots && o->slots != have->nslots)
+        return SHMC_EMISMATCH;
+    return SHMC_OK;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Maps and validates a segment whose fd we hold LOCK_SH on. */
+static shmc_status attach_segment(int fd, const shmc_options *o, layout *L, uint8_t **basep,
+                                  bool *not_ready)
+{
+    struct stat st;
+    *not_ready = false;
+    if (fstat(fd, &st) != 0)
+        return errno_status(errno);
+    if ((uint64_t)st.st_size < SHMC_HDR_SIZE) {
+        *not_ready = true;
+        return SHMC_ECORRUPT;
+    }
+    shmc_hdr *h = mmap(NULL, SHMC_HDR_SIZE, PROT_READ, MAP_SHARED, fd, 0);
+    if (h == MAP_FAILED)
+        return errno_status(errno);
+    shmc_status s;
+    if (atomic_load(&h->state) != SHMC_STATE_READY) {
+        *not_ready = true;
+        s = SHMC_ECORRUPT;
+    } else {
+        s = check_header(h, (uint64_t)st.st_size, L);
+    }
+    munmap(h, SHMC_HDR_SIZE);
+    if (s != SHMC_OK)
+        return s;
+    s = check_wanted(L, o);
+    if (s != SHMC_OK)
+        return s;
+    uint8_t *base = mmap(NULL, L->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED)
+        return errno_status(errno);
+    /* Re-check the header in the real mapping (it cannot change once READY,
+     * but the file could have been replaced between the two maps). */
+    layout L2;
+    s = check_header((shmc_hdr *)base, L->size, &L2);
+    if (s != SHMC_OK) {
+        munmap(base, L->size);
+        return s;
+    }
+    *basep = base;
+    return SHMC_OK;
+}
+
+shmc_status shmc_open(const char *name, const shmc_options *opts, shmc_t **out)
+{
+    if (!out)
+        return SHMC_EINVAL;
+    *out = NULL;
+    char path[SHMC_MAX_NAME + 2];
+    shmc_status s = validate_name(name, path, sizeof path);
+    if (s != SHMC_OK)
+        return s;
+    shmc_options o = {0};
+    if (opts)
+        o = *opts;
+    if (o.reserved_ || (o.flags & ~(SHMC_OPEN_CREATE_ONLY | SHMC_OPEN_ATTACH_ONLY)) ||
+        (o.flags & SHMC_OPEN_CREATE_ONLY && o.flags & SHMC_OPEN_ATTACH_ONLY) ||
+        (o.mode & ~0777u))
+        return SHMC_EINVAL;
+    layout want;
+    s = compute_layout(o.size ? o.size : DEFAULT_SIZE,
+                       o.max_key ? o.max_key : SHMC_DEFAULT_MAX_KEY,
+                       o.max_value ? o.max_value : SHMC_DEFAULT_MAX_VALUE,
+                       o.slots ? o.slots : SHMC_DEFAULT_SLOTS, &want);
+    if (s != SHMC_OK)
+        return s;
+    uint32_t mode = o.mode ? o.mode : 0600;
+
+    struct shmc *c = calloc(1, sizeof *c);
+    if (!c)
+        return SHMC_ESYS;
+    uint64_t deadline = now_ms() + OPEN_DEADLINE_MS;
+    uint8_t *base = NULL;
+    layout L = want;
+    int fd = -1;
+    for (;;) {
+        if (!(o.flags & SHMC_OPEN_ATTACH_ONLY)) {
+            fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+            if (fd >= 0)
+                ;
+            else if (errno != EEXIST) {
+                s = errno_status(errno);
+                break;
+            } else if (o.flags & SHMC_OPEN_CREATE_ONLY) {
+                s = SHMC_EEXIST;
+                break;
+            }
+        }
+        if (fd < 0) {
+            fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
+            if (fd < 0) {
+                if (errno == ENOENT && !(o.flags & SHMC_OPEN_ATTACH_ONLY))
+                    continue; /* unlinked between our two opens: try creating again */
+                s = errno_status(errno);
+                break;
+            }
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            /* Nobody else uses it: initialise if not READY, else attach. */
+            bool not_ready;
+            s = attach_segment(fd, &o, &L, &base, &not_ready);
+            if (s != SHMC_OK && not_ready) {
+                L = want;
+                s = init_segment(fd, &L, mode, &base);
+                if (s == SHMC_OK)
+                    atomic_store(&((shmc_hdr *)base)->state, SHMC_STATE_READY);
+            }
+            if (s == SHMC_OK && flock(fd, LOCK_SH) != 0)
+                s = errno_status(errno);
+            break;
+        }
+        if (errno != EWOULDBLOCK) {
+            s = errno_status(errno);
+            break;
+        }
+        /* In use, or being initialised: LOCK_SH waits for the initialiser. */
+        if (flock(fd, LOCK_SH) != 0) {
+            s = errno_status(errno);
+            break;
+        }
+        bool not_ready;
+        s = attach_segment(fd, &o, &L, &base, &not_ready);
+        if (s == SHMC_OK || !not_ready)
+            break;
+        /* Not ready but we got LOCK_SH: another opener is between its open
+         * and its LOCK_EX.  Let it go first. */
+        flock(fd, LOCK_UN);
+        close(fd);
+        fd = -1;
+        if (now_ms() > deadline) {
+            s = SHMC_ETIMEDOUT;
+            break;
+        }
+        sleep_ms(1);
+    }
+    if (s != SHMC_OK) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        free(c);
+        errno = e;
+        return s;
+    }
+    bind_handle(c, &L, base);
+    c->fd = fd;
+    c->hash_seed = c->hdr->hash_seed;
+    c->id = atomic_fetch_add(&next_handle_id, 1);
+    atomic_store(&c->refs, 1);
+    int r = pthread_key_create(&c->tkey, tslot_destructor);
+    if (r) {
+        munmap(base, L.size);
+        close(fd);
+        free(c);
+        errno = r;
+        return SHMC_ESYS;
+    }
+    membarrier_setup(c);
+    *out = c;
+    return SHMC_OK;
+}
+
+/* Drops one reference; the last one unmaps. */
+void handle_unref(struct shmc *c)
+{
+    if (atomic_fetch_sub(&c->refs, 1) != 1)
+        return;
+    pthread_key_delete(c->tkey);
+    munmap(c->base, c->size);
+    close(c->fd);
+    free(c);
+}
+
+shmc_status shmc_close(shmc_t *c)
+{
+    if (!c)
+        return SHMC_OK;
+    if (atomic_exchange(&c->closed, 1))
+        return SHMC_OK;
+    shmc_thread_detach(c);
+    handle_unref(c);
+    return SHMC_OK;
+}
+
+shmc_status shmc_destroy(const char *name)
+{
+    char path[SHMC_MAX_NAME + 2];
+    shmc_status s = validate_name(name, path, sizeof path);
+    if (s != SHMC_OK)
+        return s;
+    if (shm_unlink(path) != 0)
+        return errno_status(errno);
+    return SHMC_OK;
+}
+
+shmc_status shmc_info_get(shmc_t *c, shmc_info *info)
+{
+    if (!c || !info)
+        return SHMC_EINVAL;
+    memset(info, 0, sizeof *info);
+    info->size = c->size;
+    info->max_key = c->max_key;
+    info->max_value = c->max_value;
+    info->slots = c->nslots;
+    info->layout_version = SHMC_LAYOUT_VERSION;
+    info->data_bytes = c->data_bytes;
+    info->segment_bytes = c->seg_size;
+    info->segments = c->nsegs;
+    info->index_slots = (uint32_t)(c->nbuckets * SHMC_BUCKET_WAYS);
+    return SHMC_OK;
+}

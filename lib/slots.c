@@ -1,0 +1,197 @@
+/*
+ * slots.c — per-thread participant slots and the robust per-key locks.
+ *
+ * A thread takes a slot in the segment on its first operation by trylocking
+ * the slot's robust mutex, and holds that mutex until the thread exits or
+ * detaches.  Liveness is therefore a trylock away: EBUSY means a live owner,
+ * EOWNERDEAD means the kernel saw the owner die.  A dead slot is "reaped":
+ * its reader epoch is cleared so reclamation can go on.  Storage segments a
+ * dead participant held are taken over lazily by whoever scans them (see
+ * alloc.c), keyed by the owner id that packs the slot index and generation.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static _Atomic uint64_t fork_gen = 1;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static __thread tslot *tl_last;
+
+static void on_fork_child(void)
+{
+    /* The child owns none of the parent's slot mutexes: forget them all. */
+    atomic_fetch_add(&fork_gen, 1);
+    tl_last = NULL;
+}
+
+static void register_atfork(void)
+{
+    pthread_atfork(NULL, NULL, on_fork_child);
+}
+
+void slots_fork_child(void) { on_fork_child(); }
+
+uint64_t slot_owner(const tslot *t)
+{
+    return ((t->gen & 0xffffffffull) << 16) | (uint64_t)(t->idx + 1);
+}
+
+static void reap_slot(struct shmc *c, uint32_t i)
+{
+    atomic_store_explicit(&c->slots[i].epoch, 0, memory_order_release);
+    atomic_fetch_add_explicit(&c->hdr->slots_reaped, 1, memory_order_relaxed);
+}
+
+bool slot_check_live(struct shmc *c, uint32_t i)
+{
+    shmc_slot *s = &c->slots[i];
+    int r = pthread_mutex_trylock(&s->mtx);
+    if (r == EBUSY)
+        return true;
+    if (r == EOWNERDEAD) {
+        reap_slot(c, i);
+        /* Bump the generation so owner ids of the dead holder read as dead. */
+        atomic_fetch_add(&s->gen, 1);
+        pthread_mutex_consistent(&s->mtx);
+        pthread_mutex_unlock(&s->mtx);
+        return false;
+    }
+    if (r == 0) {
+        /* Free slot: a free slot never has a reader epoch. */
+        atomic_store_explicit(&s->epoch, 0, memory_order_relaxed);
+        pthread_mutex_unlock(&s->mtx);
+    }
+    return false;
+}
+
+bool owner_is_live(struct shmc *c, uint64_t owner)
+{
+    uint64_t idx1 = owner & 0xffff;
+    if (idx1 == 0 || idx1 > c->nslots)
+        return false;
+    uint32_t i = (uint32_t)(idx1 - 1);
+    uint64_t gen = atomic_load(&c->slots[i].gen) & 0xffffffffull;
+    if (gen != (owner >> 16))
+        return false; /* slot was released or retaken since */
+    return slot_check_live(c, i);
+}
+
+static shmc_status slot_acquire(struct shmc *c, tslot *t)
+{
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    uint32_t start = (uint32_t)(((uint64_t)tid * 0x9e3779b97f4a7c15ull) >> 32) % c->nslots;
+    for (uint32_t k = 0; k < c->nslots; k++) {
+        uint32_t i = (start + k) % c->nslots;
+        shmc_slot *s = &c->slots[i];
+        int r = pthread_mutex_trylock(&s->mtx);
+        if (r == EOWNERDEAD) {
+            reap_slot(c, i);
+            pthread_mutex_consistent(&s->mtx);
+        } else if (r != 0) {
+            continue;
+        }
+        t->idx = i;
+        t->s = s;
+        t->gen = atomic_fetch_add(&s->gen, 1) + 1;
+        atomic_store_explicit(&s->epoch, 0, memory_order_relaxed);
+        atomic_store_explicit(&s->pid, (uint32_t)getpid(), memory_order_relaxed);
+        atomic_store_explicit(&s->tid, (uint32_t)tid, memory_order_relaxed);
+        return SHMC_OK;
+    }
+    return SHMC_ENOSLOTS;
+}
+
+shmc_status slot_get(struct shmc *c, tslot **out)
+{
+    uint64_t fg = atomic_load_explicit(&fork_gen, memory_order_relaxed);
+    tslot *t = tl_last;
+    if (caa_likely(t && t->c == c && t->fork_gen == fg)) {
+        *out = t;
+        return SHMC_OK;
+    }
+    t = pthread_getspecific(c->tkey);
+    if (t && t->fork_gen == fg) {
+        tl_last = t;
+        *out = t;
+        return SHMC_OK;
+    }
+    pthread_once(&atfork_once, register_atfork);
+    if (!t) {
+        t = calloc(1, sizeof *t);
+        if (!t)
+            return SHMC_ESYS;
+        atomic_fetch_add(&c->refs, 1);
+    }
+    /* else: a record inherited across fork; the slot it names is the parent's. */
+    t->c = c;
+    t->fork_gen = fg;
+    t->depth = 0;
+    shmc_status st = slot_acquire(c, t);
+    if (st != SHMC_OK) {
+        pthread_setspecific(c->tkey, NULL);
+        free(t);
+        handle_unref(c);
+        return st;
+    }
+    pthread_setspecific(c->tkey, t);
+    tl_last = t;
+    *out = t;
+    return SHMC_OK;
+}
+
+void slot_release(tslot *t)
+{
+    struct shmc *c = t->c;
+    if (tl_last == t)
+        tl_last = NULL;
+    if (t->fork_gen == atomic_load(&fork_gen)) {
+        atomic_store_explicit(&t->s->epoch, 0, memory_order_release);
+        pthread_mutex_unlock(&t->s->mtx);
+    }
+    free(t);
+    handle_unref(c);
+}
+
+void tslot_destructor(void *p)
+{
+    if (p)
+        slot_release(p);
+}
+
+void shmc_thread_detach(shmc_t *c)
+{
+    if (!c)
+        return;
+    tslot *t = pthread_getspecific(c->tkey);
+    if (!t)
+        return;
+    pthread_setspecific(c->tkey, NULL);
+    slot_release(t);
+}
+
+/* ---- robust per-key (stripe) locks ----
+ * Every step a writer takes under a stripe lock leaves the index valid (the
+ * publishing CAS is the commit point), so a lock whose holder died needs no
+ * repair: mark it consistent and go on. */
+shmc_status stripe_lock(struct shmc *c, uint32_t stripe)
+{
+    pthread_mutex_t *m = &c->stripes[stripe % SHMC_STRIPES].mtx;
+    int r = pthread_mutex_lock(m);
+    if (r == EOWNERDEAD) {
+        pthread_mutex_consistent(m);
+        return SHMC_OK;
+    }
+    if (r != 0) {
+        errno = r;
+        return r == ENOTRECOVERABLE ? SHMC_ECORRUPT : SHMC_ESYS;
+    }
+    return SHMC_OK;
+}
+
+void stripe_unlock(struct shmc *c, uint32_t stripe)
+{
+    pthread_mutex_unlock(&c->stripes[stripe % SHMC_STRIPES].mtx);
+}
