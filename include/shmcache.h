@@ -172,8 +172,10 @@ SHMC_API shmc_status shmc_get_alloc(shmc_t *c, const void *key, size_t klen,
                                     void **val, size_t *vlen, uint32_t *flags);
 
 /* Stores key -> value, replacing any previous value.  When memory is full the
- * cache evicts (expired items first, then the oldest storage segment, keeping
- * recently read items) and the set succeeds.
+ * cache evicts a whole storage segment: a wholly expired one first, else the
+ * oldest; items of it that were read since they were written are copied
+ * forward (second chance) while there is room, the rest are dropped.  The set
+ * succeeds.
  * Errors: SHMC_EKEYLEN, SHMC_EVALLEN, SHMC_EINVAL, SHMC_ENOSLOTS,
  *   SHMC_ENOMEM (retired memory is pinned by a stalled reader; the write was
  *   not made; reads and deletes still work). */
@@ -206,6 +208,7 @@ typedef struct shmc_stats {
     uint64_t slots_reaped;     /* slots recovered from dead processes */
     uint64_t index_capacity;   /* index slots */
     uint64_t enomem;           /* writes refused with SHMC_ENOMEM */
+    uint64_t rescued;          /* recently read items kept (copied forward) at eviction */
 } shmc_stats;
 
 /* Fills *st.  Errors: SHMC_EINVAL.  Never blocks on other processes. */

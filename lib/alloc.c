@@ -33,6 +33,7 @@
 
 #define EXPIRE_ROUND_MS 1024u
 #define NOMEM_WAIT_MS 10u
+#define RESERVE_SEGS 2u
 
 static inline uint32_t seg_of(const struct shmc *c, uint64_t off)
 {
@@ -103,8 +104,67 @@ static void seal(struct shmc *c, tslot *t, uint32_t s, uint64_t sw)
         finish_seal(c, s);
 }
 
+/* Appends `size` bytes to our head if it has room; never opens a segment.
+ * Inside a read section. */
+static bool alloc_in_head(struct shmc *c, tslot *t, uint64_t size, uint64_t *off)
+{
+    uint64_t hw = atomic_load_explicit(&c->heads[t->idx % c->nheads].seg, memory_order_acquire);
+    if (!hw || hw > c->nsegs)
+        return false;
+    shmc_segmeta *m = &c->segs[hw - 1];
+    if (SW_STATE(atomic_load_explicit(&m->state, memory_order_relaxed)) != SEG_OPEN ||
+        atomic_load_explicit(&m->wpos, memory_order_relaxed) + size > c->seg_size)
+        return false;
+    uint64_t pos = atomic_fetch_add_explicit(&m->wpos, size, memory_order_relaxed);
+    if (pos + size > c->seg_size)
+        return false;
+    *off = ((hw - 1) << c->seg_shift) + pos;
+    return true;
+}
+
+/* Second chance: an item read since it was written is copied to an open
+ * segment instead of being dropped, if there is room there now.  The copy
+ * keeps its CAS token and replaces the old entry by CAS, so a concurrent
+ * set or delete of the key simply wins. */
+static bool rescue(struct shmc *c, tslot *t, shmc_item *it, uint64_t off, uint64_t total,
+                   uint64_t now)
+{
+    if (!atomic_load_explicit(&it->accessed, memory_order_relaxed) ||
+        (it->expire_ms && it->expire_ms <= now + EXPIRE_ROUND_MS))
+        return false;
+    keyhash kh;
+    keyhash_of(c, (const uint8_t *)(it + 1), it->klen, &kh);
+    uint64_t ow = make_word(kh.tag, off);
+    _Atomic uint64_t *where = NULL;
+    uint64_t bs[2] = {kh.b1, kh.b2};
+    for (int k = 0; k < 2 && !where; k++)
+        for (unsigned i = 0; i < SHMC_BUCKET_WAYS && !where; i++) {
+            _Atomic uint64_t *p = c->index + bs[k] * SHMC_BUCKET_WAYS + i;
+            if (atomic_load_explicit(p, memory_order_acquire) == ow)
+                where = p;
+        }
+    if (!where)
+        return false; /* dead bytes: nothing to keep */
+    bool done = false;
+    read_enter(c, t);
+    uint64_t noff;
+    if (alloc_in_head(c, t, total, &noff)) {
+        shmc_item *copy = (shmc_item *)(c->data + noff);
+        memcpy(copy, it, total);
+        atomic_store_explicit(&copy->accessed, 0, memory_order_relaxed);
+        seg_inc_live(c, noff, total, copy->expire_ms);
+        uint64_t w = ow;
+        done = atomic_compare_exchange_strong_explicit(where, &w, make_word(kh.tag, noff),
+                                                       memory_order_acq_rel,
+                                                       memory_order_relaxed);
+        seg_dec_live(c, done ? off : noff, total);
+    }
+    read_exit(c, t);
+    return done;
+}
+
 /* Walks segment s (EVICTING, owned by us) and unlinks every item the index
- * still points at. */
+ * still points at, giving recently read ones a second chance. */
 static void evict_items(struct shmc *c, tslot *t, uint32_t s)
 {
     shmc_segmeta *m = &c->segs[s];
@@ -123,7 +183,9 @@ static void evict_items(struct shmc *c, tslot *t, uint32_t s)
         uint64_t total = item_total(it->klen, it->vlen);
         if (pos + total > c->seg_size)
             break;
-        if (index_unlink_item(c, it, base + pos)) {
+        if (rescue(c, t, it, base + pos, total, now)) {
+            STAT_ADD(t, st_rescued, 1);
+        } else if (index_unlink_item(c, it, base + pos)) {
             seg_dec_live(c, base + pos, total);
             if (it->expire_ms && it->expire_ms <= now)
                 STAT_ADD(t, st_expirations, 1);
@@ -169,6 +231,7 @@ typedef struct scan {
     uint64_t h;          /* grace horizon, valid if have_h */
     bool have_h;
     uint32_t retired;
+    uint32_t free;       /* FREE segments seen (not counting one taken) */
 } scan;
 
 /* The largest epoch t such that memory retired (or sealed) at t is no longer
@@ -197,6 +260,7 @@ static uint32_t take_free(struct shmc *c, tslot *t, scan *sc, bool want)
     uint64_t me = slot_owner(t);
     uint32_t got = want ? 0 : UINT32_MAX;
     sc->retired = 0;
+    sc->free = 0;
     for (uint32_t s = 0; s < c->nsegs; s++) {
         shmc_segmeta *m = &c->segs[s];
         uint64_t sw = atomic_load_explicit(&m->state, memory_order_acquire);
@@ -204,6 +268,8 @@ static uint32_t take_free(struct shmc *c, tslot *t, scan *sc, bool want)
         case SEG_FREE:
             if (!got && cas_state(m, &sw, SW_MAKE(SEG_RESERVED, me)))
                 got = s + 1;
+            else
+                sc->free++;
             break;
         case SEG_RETIRED: {
             uint64_t e = atomic_load_explicit(&m->epoch, memory_order_relaxed);
@@ -219,6 +285,7 @@ static uint32_t take_free(struct shmc *c, tslot *t, scan *sc, bool want)
             } else {
                 uint64_t mine = SW_MAKE(SEG_RESERVED, me);
                 cas_state(m, &mine, SW_MAKE(SEG_FREE, 0));
+                sc->free++;
             }
             break;
         }
@@ -288,6 +355,20 @@ static uint32_t pick_victim(struct shmc *c, tslot *t, scan *sc)
     return best;
 }
 
+/* Evicts the best victim, if any.  Returns whether one was found. */
+static bool evict_one(struct shmc *c, tslot *t, scan *sc)
+{
+    uint32_t v = pick_victim(c, t, sc);
+    if (!v)
+        return false;
+    shmc_segmeta *m = &c->segs[v - 1];
+    uint64_t sw = atomic_load_explicit(&m->state, memory_order_acquire);
+    uint64_t mine = SW_MAKE(SEG_EVICTING, slot_owner(t));
+    if (SW_STATE(sw) == SEG_SEALED && cas_state(m, &sw, mine))
+        evict_and_retire(c, t, v - 1, mine);
+    return true;
+}
+
 static void yield_briefly(unsigned round)
 {
     if (round < 16)
@@ -298,28 +379,25 @@ static void yield_briefly(unsigned round)
 
 /* Gets a segment in state RESERVED(me), making room if needed.  Called
  * outside any read section. */
-static shmc_status get_segment(struct shmc *c, tslot *t, uint32_t *out)
+static uint32_t retired_cap(const struct shmc *c)
 {
-    uint32_t cap = c->nsegs / 4 > 2 ? c->nsegs / 4 : 2;
+    return c->nsegs / 4 > 2 ? c->nsegs / 4 : 2;
+}
+
+static shmc_status get_segment(struct shmc *c, tslot *t, uint32_t *out, scan *last)
+{
+    uint32_t cap = retired_cap(c);
     uint64_t deadline = 0;
     for (unsigned round = 0;; round++) {
         scan sc = {0};
         uint32_t got = take_free(c, t, &sc, true);
         if (got) {
             *out = got - 1;
+            *last = sc;
             return SHMC_OK;
         }
-        if (sc.retired < cap) {
-            uint32_t v = pick_victim(c, t, &sc);
-            if (v) {
-                shmc_segmeta *m = &c->segs[v - 1];
-                uint64_t sw = atomic_load_explicit(&m->state, memory_order_acquire);
-                uint64_t mine = SW_MAKE(SEG_EVICTING, slot_owner(t));
-                if (SW_STATE(sw) == SEG_SEALED && cas_state(m, &sw, mine))
-                    evict_and_retire(c, t, v - 1, mine);
-                continue;
-            }
-        }
+        if (sc.retired < cap && evict_one(c, t, &sc))
+            continue;
         /* Nothing free or evictable now: readers (or writers) still hold
          * the memory.  Wait a little for them, then give up. */
         uint64_t now = now_ms();
@@ -343,7 +421,8 @@ void alloc_recover(struct shmc *c, tslot *t)
 static shmc_status replace_head(struct shmc *c, tslot *t, uint32_t h, uint64_t old_hw)
 {
     uint32_t n;
-    shmc_status st = get_segment(c, t, &n);
+    scan seen;
+    shmc_status st = get_segment(c, t, &n, &seen);
     if (st != SHMC_OK)
         return st;
     shmc_segmeta *m = &c->segs[n];
@@ -358,6 +437,12 @@ static shmc_status replace_head(struct shmc *c, tslot *t, uint32_t h, uint64_t o
             uint64_t osw = atomic_load_explicit(&om->state, memory_order_acquire);
             if (SW_STATE(osw) == SEG_OPEN)
                 seal(c, t, (uint32_t)(old_hw - 1), osw);
+        }
+        /* Keep a small reserve of free segments by evicting now, while our
+         * fresh head has room to give recently read items a second chance. */
+        if (seen.free < RESERVE_SEGS && seen.retired < retired_cap(c)) {
+            scan sc = {0};
+            evict_one(c, t, &sc);
         }
         return SHMC_OK;
     }

@@ -84,7 +84,7 @@ typedef struct shmc_slot {
     _Atomic uint32_t pid, tid;         /* owner (informational) */
     _Alignas(64) _Atomic uint64_t epoch;  /* reader epoch, 0 = not reading */
     _Alignas(64) _Atomic uint64_t st_gets, st_hits, st_misses, st_sets, st_deletes,
-        st_evictions, st_expirations, st_cas_seq;
+        st_evictions, st_expirations, st_cas_seq, st_rescued;
 } shmc_slot;
 
 typedef struct shmc_stripe {

@@ -21,6 +21,7 @@ shmc_status shmc_stats_get(shmc_t *c, shmc_stats *st)
         SUM(deletes, st_deletes);
         SUM(evictions, st_evictions);
         SUM(expirations, st_expirations);
+        SUM(rescued, st_rescued);
 #undef SUM
         if (atomic_load_explicit(&s->gen, memory_order_relaxed) && slot_check_live(c, i))
             st->slots_live++;
