@@ -70,6 +70,7 @@ typedef enum shmc_status {
     SHMC_ENAMESPACE,     /* segment belongs to another PID namespace */
     SHMC_ETIMEDOUT,      /* waited too long (e.g. for a creator to initialise) */
     SHMC_ESYS,           /* a system call failed; errno holds its error */
+    SHMC_ETOOSMALL,      /* size too small for max_value (raise size or lower max_value) */
     SHMC_STATUS_COUNT_   /* not a status: number of codes */
 } shmc_status;
 
@@ -89,9 +90,12 @@ typedef struct shmc shmc_t;
  * attaching; a non-zero field that differs from an existing segment's value
  * makes shmc_open fail with SHMC_EMISMATCH. */
 typedef struct shmc_options {
-    uint64_t size;        /* total segment bytes (default 64 MiB; min ~ 8 data segments) */
+    uint64_t size;        /* total segment bytes (default 64 MiB; at least 1 MiB, and
+                           * room for 5 storage segments of >= max_value each) */
     uint32_t max_key;     /* longest key in bytes (default 250, at most 4096) */
-    uint32_t max_value;   /* longest value in bytes (default 1 MiB, at most 256 MiB) */
+    uint32_t max_value;   /* longest value in bytes (default 1 MiB, at most 256 MiB; when
+                           * left 0 on a cache too small for 1 MiB, the largest power
+                           * of two >= 64 KiB that fits) */
     uint32_t slots;       /* participant slots: max threads attached at once (default 1024) */
     uint32_t mode;        /* file mode of a new segment (default 0600) */
     uint32_t flags;       /* SHMC_OPEN_* */
@@ -108,7 +112,8 @@ typedef struct shmc_options {
  * others wait for it (bounded) and attach.  A segment whose creator died
  * mid-initialisation is re-initialised by the next opener, never used.
  *
- * Errors: SHMC_EINVAL, SHMC_ENAME, SHMC_ENOENT, SHMC_EEXIST, SHMC_EACCES,
+ * Errors: SHMC_EINVAL (bad option), SHMC_ETOOSMALL (creating: size too small
+ *   for max_value), SHMC_ENAME, SHMC_ENOENT, SHMC_EEXIST, SHMC_EACCES,
  *   SHMC_EVERSION, SHMC_EMISMATCH, SHMC_ECORRUPT, SHMC_ENAMESPACE,
  *   SHMC_ETIMEDOUT, SHMC_ESYS (errno set).  *out is NULL on error.
  * Thread-safe. */

@@ -32,7 +32,7 @@
 #include <string.h>
 
 #define EXPIRE_ROUND_MS 1024u
-#define NOMEM_WAIT_MS 10u
+#define NOMEM_WAIT_MS 100u  /* longer than a scheduler time slice or two */
 #define RESERVE_SEGS 2u
 
 static inline uint32_t seg_of(const struct shmc *c, uint64_t off)
@@ -174,6 +174,10 @@ static void evict_items(struct shmc *c, tslot *t, uint32_t s)
     uint64_t base = (uint64_t)s << c->seg_shift;
     uint64_t now = now_ms();
     uint64_t pos = 0;
+    /* Rescue at most half a segment per eviction: every eviction then frees
+     * at least half a segment, so when every item is hot the clock hand
+     * cannot sweep the whole cache and drop the newest (unread) items. */
+    uint64_t rescue_budget = c->seg_size / 2;
     while (atomic_load_explicit(&m->live_items, memory_order_relaxed) &&
            pos + sizeof(shmc_item) <= limit) {
         shmc_item *it = (shmc_item *)(c->data + base + pos);
@@ -183,7 +187,8 @@ static void evict_items(struct shmc *c, tslot *t, uint32_t s)
         uint64_t total = item_total(it->klen, it->vlen);
         if (pos + total > c->seg_size)
             break;
-        if (rescue(c, t, it, base + pos, total, now)) {
+        if (total <= rescue_budget && rescue(c, t, it, base + pos, total, now)) {
+            rescue_budget -= total;
             STAT_ADD(t, st_rescued, 1);
         } else if (index_unlink_item(c, it, base + pos)) {
             seg_dec_live(c, base + pos, total);

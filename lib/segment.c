@@ -23,7 +23,11 @@
 #include <unistd.h>
 
 #define DEFAULT_SIZE (64ull << 20)
-#define MIN_SEG_SIZE (1ull << 20)
+#define MIN_SEG_SIZE (64ull << 10)
+#define MAX_SEG_SIZE (16ull << 20)
+#define SEGS_TARGET 128u            /* segment size aims at size / 128 */
+#define MIN_SIZE (1ull << 20)
+#define MIN_DEFAULT_MAX_VALUE (64u << 10)
 #define INDEX_BYTES_PER_SLOT 80u    /* one index way per 80 bytes of data */
 #define OPEN_DEADLINE_MS 5000u
 
@@ -62,7 +66,8 @@ uint64_t layout_hash(void)
         sizeof(shmc_segmeta), offsetof(shmc_segmeta, live_items),
         sizeof(shmc_item), offsetof(shmc_item, expire_ms), offsetof(shmc_item, cas),
         sizeof(pthread_mutex_t), SHMC_BUCKET_WAYS, SHMC_STRIPES, SHMC_MAX_HEADS,
-        IW_LOC_BITS, INDEX_BYTES_PER_SLOT, 0x0102030405060708ull,
+        IW_LOC_BITS, INDEX_BYTES_PER_SLOT, MIN_SEG_SIZE, MAX_SEG_SIZE, SEGS_TARGET,
+        0x0102030405060708ull,
     };
     return hash_key(0x5348434c41594f55ull, parts, sizeof parts);
 }
@@ -81,15 +86,25 @@ static shmc_status compute_layout(uint64_t size, uint32_t max_key, uint32_t max_
     if (max_key == 0 || max_key > SHMC_MAX_KEY_LIMIT || max_value > SHMC_MAX_VALUE_LIMIT ||
         nslots == 0 || nslots > 65535 || size > (1ull << 46))
         return SHMC_EINVAL;
+    if (size < MIN_SIZE)
+        return SHMC_ETOOSMALL;
     memset(L, 0, sizeof *L);
     L->size = size;
     L->max_key = max_key;
     L->max_value = max_value;
     L->nslots = nslots;
+    /* Segments: the eviction unit.  About size/128 each (fine-grained
+     * eviction, cheap segment scans), within [64 KiB, 16 MiB], and never
+     * smaller than the largest item. */
     uint64_t item_max = item_total(max_key, max_value);
+    uint64_t want = size / SEGS_TARGET;
+    if (want > MAX_SEG_SIZE)
+        want = MAX_SEG_SIZE;
+    if (want < item_max)
+        want = item_max;
     uint64_t seg = MIN_SEG_SIZE;
-    uint32_t shift = 20;
-    while (seg < item_max) {
+    uint32_t shift = 16;
+    while (seg < want) {
         seg <<= 1;
         shift++;
     }
@@ -100,7 +115,7 @@ static shmc_status compute_layout(uint64_t size, uint32_t max_key, uint32_t max_
     L->off_heads = L->off_stripes + SHMC_STRIPES * sizeof(shmc_stripe);
     uint64_t fixed = L->off_heads + SHMC_MAX_HEADS * sizeof(shmc_head) + 2 * 4096;
     if (size <= fixed)
-        return SHMC_EINVAL;
+        return SHMC_ETOOSMALL;
     uint64_t per_seg = seg + sizeof(shmc_segmeta) + seg / INDEX_BYTES_PER_SLOT * 8 + SHMC_CL;
     uint64_t nsegs = (size - fixed) / per_seg;
     for (; nsegs > 0; nsegs--) {
@@ -121,9 +136,9 @@ static shmc_status compute_layout(uint64_t size, uint32_t max_key, uint32_t max_
             break;
         }
     }
-    /* Enough segments that eviction, open heads and retired memory fit. */
-    if (L->nsegs < L->nheads + 6)
-        return SHMC_EINVAL;
+    /* Enough segments for the open heads, a victim and retired memory. */
+    if (L->nsegs < L->nheads + 4)
+        return SHMC_ETOOSMALL;
     return SHMC_OK;
 }
 
@@ -275,10 +290,14 @@ static shmc_status attach_segment(int fd, const shmc_options *o, layout *L, uint
     *not_ready = false;
     if (fstat(fd, &st) != 0)
         return errno_status(errno);
-    if ((uint64_t)st.st_size < SHMC_HDR_SIZE) {
+    /* A creator truncates to 0 and then to the full size, so an empty file
+     * is one whose creator died early; any other short file is damage. */
+    if (st.st_size == 0) {
         *not_ready = true;
         return SHMC_ECORRUPT;
     }
+    if ((uint64_t)st.st_size < SHMC_HDR_SIZE)
+        return SHMC_ECORRUPT;
     shmc_hdr *h = mmap(NULL, SHMC_HDR_SIZE, PROT_READ, MAP_SHARED, fd, 0);
     if (h == MAP_FAILED)
         return errno_status(errno);
@@ -326,13 +345,24 @@ shmc_status shmc_open(const char *name, const shmc_options *opts, shmc_t **out)
         (o.flags & SHMC_OPEN_CREATE_ONLY && o.flags & SHMC_OPEN_ATTACH_ONLY) ||
         (o.mode & ~0777u))
         return SHMC_EINVAL;
+    if (o.max_key > SHMC_MAX_KEY_LIMIT || o.max_value > SHMC_MAX_VALUE_LIMIT ||
+        o.slots > 65535)
+        return SHMC_EINVAL;
+    /* The layout we would create.  Only a creator needs it to be valid: an
+     * attacher compares its non-zero options with the segment instead. */
     layout want;
-    s = compute_layout(o.size ? o.size : DEFAULT_SIZE,
-                       o.max_key ? o.max_key : SHMC_DEFAULT_MAX_KEY,
-                       o.max_value ? o.max_value : SHMC_DEFAULT_MAX_VALUE,
-                       o.slots ? o.slots : SHMC_DEFAULT_SLOTS, &want);
-    if (s != SHMC_OK)
-        return s;
+    uint32_t mv = o.max_value ? o.max_value : SHMC_DEFAULT_MAX_VALUE;
+    shmc_status want_st;
+    for (;;) {
+        want_st = compute_layout(o.size ? o.size : DEFAULT_SIZE,
+                                 o.max_key ? o.max_key : SHMC_DEFAULT_MAX_KEY, mv,
+                                 o.slots ? o.slots : SHMC_DEFAULT_SLOTS, &want);
+        if (want_st != SHMC_ETOOSMALL || o.max_value || mv <= MIN_DEFAULT_MAX_VALUE)
+            break;
+        mv /= 2; /* a default max_value shrinks to fit a small cache */
+    }
+    if (want_st == SHMC_EINVAL)
+        return want_st;
     uint32_t mode = o.mode ? o.mode : 0600;
 
     struct shmc *c = calloc(1, sizeof *c);
@@ -370,7 +400,9 @@ shmc_status shmc_open(const char *name, const shmc_options *opts, shmc_t **out)
             s = attach_segment(fd, &o, &L, &base, &not_ready);
             if (s != SHMC_OK && not_ready) {
                 L = want;
-                s = init_segment(fd, &L, mode, &base);
+                s = want_st != SHMC_OK ? want_st : init_segment(fd, &L, mode, &base);
+                if (s != SHMC_OK)
+                    (void)shm_unlink(path); /* leave no unusable segment behind */
                 if (s == SHMC_OK)
                     atomic_store(&((shmc_hdr *)base)->state, SHMC_STATE_READY);
             }

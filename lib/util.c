@@ -115,6 +115,7 @@ static const char *const messages[SHMC_STATUS_COUNT_] = {
     [SHMC_ENAMESPACE] = "segment belongs to another PID namespace",
     [SHMC_ETIMEDOUT] = "timed out",
     [SHMC_ESYS] = "system call failed (see errno)",
+    [SHMC_ETOOSMALL] = "cache size too small for its max_value (raise size or lower max_value)",
 };
 
 const char *shmc_strerror(shmc_status st)
