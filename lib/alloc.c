@@ -28,11 +28,12 @@
  */
 #include "internal.h"
 
-#include <sched.h>
 #include <string.h>
+#include <time.h>
 
 #define EXPIRE_ROUND_MS 1024u
-#define NOMEM_WAIT_MS 100u  /* longer than a scheduler time slice or two */
+#define STALL_MS 500u       /* no reader progress for this long = stalled */
+#define NOMEM_MAX_MS 2000u   /* never wait longer than this in all */
 #define RESERVE_SEGS 2u
 
 static inline uint32_t seg_of(const struct shmc *c, uint64_t off)
@@ -377,12 +378,15 @@ static bool evict_one(struct shmc *c, tslot *t, scan *sc)
     return true;
 }
 
-static void yield_briefly(unsigned round)
+static void pause_briefly(unsigned round)
 {
-    if (round < 16)
+    if (round < 16) {
         caa_cpu_relax();
-    else
-        sched_yield();
+    } else {
+        /* Sleep, so that the readers we wait for get the CPU. */
+        struct timespec ts = {0, 100 * 1000};
+        nanosleep(&ts, NULL);
+    }
 }
 
 /* Gets a segment in state RESERVED(me), making room if needed.  Called
@@ -395,7 +399,7 @@ static uint32_t retired_cap(const struct shmc *c)
 static shmc_status get_segment(struct shmc *c, tslot *t, uint32_t *out, scan *last)
 {
     uint32_t cap = retired_cap(c);
-    uint64_t deadline = 0;
+    uint64_t start = 0, last_progress = 0, last_h = 0;
     for (unsigned round = 0;; round++) {
         scan sc = {0};
         uint32_t got = take_free(c, t, &sc, true);
@@ -406,16 +410,22 @@ static shmc_status get_segment(struct shmc *c, tslot *t, uint32_t *out, scan *la
         }
         if (sc.retired < cap && evict_one(c, t, &sc))
             continue;
-        /* Nothing free or evictable now: readers (or writers) still hold
-         * the memory.  Wait a little for them, then give up. */
+        /* Nothing free or evictable now: participants inside a section
+         * still hold the memory.  Wait while they make progress (the grace
+         * horizon advances); give up once it has not moved for STALL_MS,
+         * which means a stalled (stopped, or hung) participant. */
         uint64_t now = now_ms();
-        if (!deadline)
-            deadline = now + NOMEM_WAIT_MS;
-        else if (now > deadline) {
+        uint64_t h = grace_horizon(c, t, &sc);
+        if (!start || h != last_h) {
+            if (!start)
+                start = now;
+            last_progress = now;
+            last_h = h;
+        } else if (now - last_progress > STALL_MS || now - start > NOMEM_MAX_MS) {
             atomic_fetch_add_explicit(&c->hdr->enomem, 1, memory_order_relaxed);
             return SHMC_ENOMEM;
         }
-        yield_briefly(round);
+        pause_briefly(round);
     }
 }
 
