@@ -28,6 +28,7 @@
  */
 #include "internal.h"
 
+#include <stddef.h>
 #include <string.h>
 #include <time.h>
 
@@ -151,8 +152,11 @@ static bool rescue(struct shmc *c, tslot *t, shmc_item *it, uint64_t off, uint64
     uint64_t noff;
     if (alloc_in_head(c, t, total, &noff)) {
         shmc_item *copy = (shmc_item *)(c->data + noff);
-        memcpy(copy, it, total);
+        /* Copy around `accessed`: readers may be storing to it right now. */
+        const size_t a = offsetof(shmc_item, accessed);
+        memcpy(copy, it, a);
         atomic_store_explicit(&copy->accessed, 0, memory_order_relaxed);
+        memcpy((uint8_t *)copy + a + 1, (const uint8_t *)it + a + 1, total - a - 1);
         seg_inc_live(c, noff, total, copy->expire_ms);
         uint64_t w = ow;
         done = atomic_compare_exchange_strong_explicit(where, &w, make_word(kh.tag, noff),
