@@ -71,6 +71,7 @@ typedef struct shmc_hdr {
     _Atomic uint64_t slots_reaped;
     _Atomic uint64_t enomem;
     _Atomic uint64_t purges;                    /* full index scans after a crash */
+    _Atomic uint64_t slot_hint;                 /* where the next slot search starts */
 } shmc_hdr;
 
 _Static_assert(sizeof(shmc_hdr) <= SHMC_HDR_SIZE, "header too large");

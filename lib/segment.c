@@ -60,7 +60,7 @@ uint64_t layout_hash(void)
 {
     const uint64_t parts[] = {
         sizeof(shmc_hdr), offsetof(shmc_hdr, epoch), offsetof(shmc_hdr, seal_seq),
-        offsetof(shmc_hdr, purges), offsetof(shmc_hdr, membarrier),
+        offsetof(shmc_hdr, purges), offsetof(shmc_hdr, slot_hint), offsetof(shmc_hdr, membarrier),
         sizeof(shmc_slot), offsetof(shmc_slot, epoch), offsetof(shmc_slot, st_gets),
         offsetof(shmc_slot, gen), sizeof(shmc_stripe), sizeof(shmc_head),
         sizeof(shmc_segmeta), offsetof(shmc_segmeta, live_items),

@@ -82,7 +82,10 @@ bool owner_is_live(struct shmc *c, uint64_t owner)
 static shmc_status slot_acquire(struct shmc *c, tslot *t)
 {
     pid_t tid = (pid_t)syscall(SYS_gettid);
-    uint32_t start = (uint32_t)(((uint64_t)tid * 0x9e3779b97f4a7c15ull) >> 32) % c->nslots;
+    /* Round-robin starts: consecutive participants get consecutive slots,
+     * and so different append heads (slot % heads). */
+    uint32_t start = (uint32_t)(atomic_fetch_add_explicit(&c->hdr->slot_hint, 1,
+                                                          memory_order_relaxed) % c->nslots);
     for (uint32_t k = 0; k < c->nslots; k++) {
         uint32_t i = (start + k) % c->nslots;
         shmc_slot *s = &c->slots[i];
