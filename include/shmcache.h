@@ -204,7 +204,10 @@ typedef struct shmc_stats {
     uint64_t sets, deletes;
     uint64_t evictions;        /* live items dropped to make room */
     uint64_t expirations;      /* expired items removed */
-    uint64_t items;            /* items in the index (see note in README) */
+    uint64_t items;            /* items in the index; exact, except that a process killed
+                                * inside a window of a few instructions of a write can
+                                * leave it high by one until that storage segment is
+                                * evicted (shmc_verify counts exactly) */
     uint64_t bytes_used;       /* bytes of live items */
     uint64_t bytes_free;       /* bytes of free storage (free segments + open space) */
     uint64_t bytes_total;      /* bytes of item storage */
@@ -233,10 +236,14 @@ typedef struct shmc_verify_report {
 } shmc_verify_report;
 
 /* Checks the index and storage metadata of a live segment without stopping
- * readers or writers (read-only).  Returns SHMC_OK when consistent,
- * SHMC_ECORRUPT when a problem was found (described in *rep).  Entries that
- * writers change during the scan may be counted either way; run it on a quiet
- * cache for exact item counts.  Cost: one pass over the whole index.
+ * readers or writers.  It first does the recovery any operation would do
+ * lazily: reaps the slots of dead participants and takes over the storage
+ * segments they held; it changes nothing else.  Returns SHMC_OK when
+ * consistent, SHMC_ECORRUPT when a problem was found (described in *rep).
+ * Entries that writers change during the scan may be counted either way; run
+ * it on a quiet cache for exact item counts.  Cost: one pass over the whole
+ * index inside one read section (reclamation waits for it).
+ * Must not be called from inside a shmcache callback.
  * Errors: SHMC_EINVAL, SHMC_ENOSLOTS, SHMC_ECORRUPT. */
 SHMC_API shmc_status shmc_verify(shmc_t *c, shmc_verify_report *rep);
 
