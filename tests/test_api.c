@@ -179,6 +179,42 @@ static void test_info_custom(void **state)
     assert_true(in.segments >= 7);
 }
 
+/* A cache too small for an explicit max_value is refused; with max_value
+ * left 0 the default shrinks to fit. */
+static void test_small_cache_max_value(void **state)
+{
+    fx *f = *state;
+    shmc_t *c = (shmc_t *)0x1;
+    assert_int_equal(open_with(f, 8ull << 20, 0, 4u << 20), SHMC_ETOOSMALL);
+    assert_false(shm_file_exists(f->name));
+    assert_int_equal(shmc_open(f->name, &(shmc_options){.size = 512u << 10}, &c), SHMC_ETOOSMALL);
+    assert_null(c);
+    assert_false(shm_file_exists(f->name));
+
+    assert_int_equal(open_with(f, 4ull << 20, 0, 0), SHMC_OK);
+    shmc_info in;
+    assert_int_equal(shmc_info_get(f->c, &in), SHMC_OK);
+    assert_int_equal(in.size, 4ull << 20);
+    assert_true(in.max_value >= (64u << 10));
+    assert_true(in.max_value < SHMC_DEFAULT_MAX_VALUE);
+    assert_int_equal(in.max_value & (in.max_value - 1), 0);
+    assert_true(in.segments >= 5);
+    /* The reported max_value is usable, one more byte is not. */
+    uint8_t *v = malloc(in.max_value + 1);
+    tu_value_fill(v, in.max_value, 3, 0, 0);
+    assert_int_equal(shmc_set(f->c, "mv", 2, v, in.max_value + 1, 0, 0), SHMC_EVALLEN);
+    assert_int_equal(shmc_set(f->c, "mv", 2, v, in.max_value, tu_value_flags(3, in.max_value), 0),
+                     SHMC_OK);
+    void *p = NULL;
+    size_t vlen;
+    uint32_t fl;
+    assert_int_equal(shmc_get_alloc(f->c, "mv", 2, &p, &vlen, &fl), SHMC_OK);
+    assert_int_equal(vlen, in.max_value);
+    assert_int_equal(tu_value_check(p, vlen, fl, 3, NULL, 0), 0);
+    free(p);
+    free(v);
+}
+
 static void test_set_get_delete_exists(void **state)
 {
     fx *f = *state;
@@ -985,6 +1021,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_handles_one_process, setup_default, teardown),
         cmocka_unit_test_setup_teardown(test_info_defaults, setup_default, teardown),
         cmocka_unit_test_setup_teardown(test_info_custom, setup_name_only, teardown),
+        cmocka_unit_test_setup_teardown(test_small_cache_max_value, setup_name_only, teardown),
         cmocka_unit_test_setup_teardown(test_set_get_delete_exists, setup_default, teardown),
         cmocka_unit_test_setup_teardown(test_binary_keys, setup_default, teardown),
         cmocka_unit_test_setup_teardown(test_zero_length_value, setup_default, teardown),

@@ -1,0 +1,739 @@
+/*
+ * test_segment.c — the segment layer seen through the public API: name
+ * validation, open flags, parameter mismatch, destroy, corrupt or foreign
+ * segment files (written directly into /dev/shm), half-initialised segments,
+ * racing creators (forked processes) and handles inherited across fork().
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "shmcache.h"
+#include "testutil.h"
+
+/* Small caches for these tests; an explicit max_value keeps the creation
+ * parameters independent of the default-max_value fitting rules. */
+#define SMALL_SIZE (16ull << 20)
+#define SMALL_MAXV (64u << 10)
+
+/* Header field offsets (lib/layout.h); the public API does not expose them,
+ * and these tests deliberately write raw bytes the way a foreign or broken
+ * process would. */
+#define OFF_MAGIC          0
+#define OFF_LAYOUT_VERSION 8
+#define OFF_HDR_SIZE       12
+#define OFF_LAYOUT_HASH    16
+#define OFF_STATE          24
+#define OFF_SIZE           40
+#define OFF_MAX_KEY        48
+#define OFF_NSEGS          76
+#define OFF_INDEX          128
+#define OFF_DATA           136
+#define STATE_INIT         0x494e4954u
+
+typedef struct fx {
+    char name[96];
+    shmc_t *c;
+} fx;
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    tu_name(f->name, sizeof f->name, "seg");
+    tu_destroy(f->name);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    shmc_close(f->c);
+    tu_destroy(f->name);
+    free(f);
+    return 0;
+}
+
+static char status_buf[128];
+static const char *st_name(int st)
+{
+    return tu_status_str(st, status_buf, sizeof status_buf);
+}
+
+/* ---- names and flags ---- */
+
+static void test_bad_names(void **state)
+{
+    (void)state;
+    char long201[202], long200[201];
+    memset(long201, 'n', 201);
+    long201[201] = 0;
+    memset(long200, 'n', 200);
+    long200[200] = 0;
+    /* make the 200-byte name unique to this run */
+    char uniq[64];
+    tu_name(uniq, sizeof uniq, "len200");
+    memcpy(long200, uniq, strlen(uniq));
+
+    const char *bad[] = {"", "a/b", "..", ".hidden", long201, "with space",
+                         "/abs", "a\nb", "tab\t", "semi;colon", "\xc3\xa4", ".", "a/../b"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        shmc_t *c = (shmc_t *)0x1;
+        shmc_status s = shmc_open(bad[i], NULL, &c);
+        if (s != SHMC_ENAME)
+            fail_msg("shmc_open(bad name #%zu \"%s\") = %s, want SHMC_ENAME", i, bad[i],
+                     shmc_strerror(s));
+        assert_null(c);
+        s = shmc_destroy(bad[i]);
+        if (s != SHMC_ENAME)
+            fail_msg("shmc_destroy(bad name #%zu \"%s\") = %s, want SHMC_ENAME", i, bad[i],
+                     shmc_strerror(s));
+    }
+
+    /* The boundary: exactly SHMC_MAX_NAME bytes, and every allowed character. */
+    shmc_t *c = NULL;
+    shmc_options o = {.size = SMALL_SIZE, .max_value = SMALL_MAXV};
+    assert_int_equal(shmc_open(long200, &o, &c), SHMC_OK);
+    assert_int_equal(shmc_set(c, "k", 1, "v", 1, 0, 0), SHMC_OK);
+    shmc_close(c);
+    assert_int_equal(shmc_destroy(long200), SHMC_OK);
+
+    char odd[96];
+    tu_name(odd, sizeof odd, "Az09._-x");
+    assert_int_equal(shmc_open(odd, &o, &c), SHMC_OK);
+    shmc_close(c);
+    assert_int_equal(shmc_destroy(odd), SHMC_OK);
+}
+
+static void test_attach_only_missing(void **state)
+{
+    fx *f = *state;
+    shmc_options o = {.flags = SHMC_OPEN_ATTACH_ONLY};
+    shmc_t *c = (shmc_t *)0x1;
+    assert_int_equal(shmc_open(f->name, &o, &c), SHMC_ENOENT);
+    assert_null(c);
+    char path[256];
+    struct stat st;
+    tu_shm_path(path, sizeof path, f->name);
+    assert_int_not_equal(stat(path, &st), 0); /* nothing was created */
+}
+
+static void test_create_only(void **state)
+{
+    fx *f = *state;
+    shmc_options o = {.size = SMALL_SIZE, .max_value = SMALL_MAXV, .flags = SHMC_OPEN_CREATE_ONLY};
+    assert_int_equal(shmc_open(f->name, &o, &f->c), SHMC_OK);
+    assert_int_equal(shmc_set(f->c, "k", 1, "v", 1, 0, 0), SHMC_OK);
+    shmc_t *c2 = (shmc_t *)0x1;
+    assert_int_equal(shmc_open(f->name, &o, &c2), SHMC_EEXIST);
+    assert_null(c2);
+    /* Still EEXIST once no handle is open. */
+    shmc_close(f->c);
+    f->c = NULL;
+    assert_int_equal(shmc_open(f->name, &o, &c2), SHMC_EEXIST);
+    /* The existing cache was not touched. */
+    shmc_options a = {.flags = SHMC_OPEN_ATTACH_ONLY};
+    assert_int_equal(shmc_open(f->name, &a, &f->c), SHMC_OK);
+    assert_int_equal(shmc_exists(f->c, "k", 1), SHMC_OK);
+}
+
+static void test_attach_mismatch(void **state)
+{
+    fx *f = *state;
+    shmc_options o = {.size = SMALL_SIZE, .max_key = 100, .max_value = 64u << 10, .slots = 64};
+    assert_int_equal(shmc_open(f->name, &o, &f->c), SHMC_OK);
+    assert_int_equal(shmc_set(f->c, "k", 1, "v", 1, 0, 0), SHMC_OK);
+    shmc_info want;
+    assert_int_equal(shmc_info_get(f->c, &want), SHMC_OK);
+
+    const shmc_options bad[] = {
+        {.size = 32ull << 20},
+        {.max_key = 200},
+        {.max_key = 250}, /* the default, but not this segment's value */
+        {.max_value = 32u << 10},
+        {.slots = 128},
+        {.size = SMALL_SIZE, .max_key = 101},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        shmc_t *c = (shmc_t *)0x1;
+        shmc_status s = shmc_open(f->name, &bad[i], &c);
+        if (s != SHMC_EMISMATCH)
+            fail_msg("mismatching options #%zu: %s, want SHMC_EMISMATCH", i, shmc_strerror(s));
+        assert_null(c);
+    }
+
+    /* zero options: attach to whatever is there */
+    shmc_t *c = NULL;
+    shmc_options zero = {0};
+    assert_int_equal(shmc_open(f->name, &zero, &c), SHMC_OK);
+    shmc_info got;
+    assert_int_equal(shmc_info_get(c, &got), SHMC_OK);
+    assert_memory_equal(&got, &want, sizeof got);
+    assert_int_equal(shmc_exists(c, "k", 1), SHMC_OK);
+    shmc_close(c);
+    /* NULL options too, and the exact same options */
+    assert_int_equal(shmc_open(f->name, NULL, &c), SHMC_OK);
+    assert_int_equal(shmc_info_get(c, &got), SHMC_OK);
+    assert_memory_equal(&got, &want, sizeof got);
+    shmc_close(c);
+    assert_int_equal(shmc_open(f->name, &o, &c), SHMC_OK);
+    shmc_close(c);
+    /* The mismatching attempts left the cache intact. */
+    assert_int_equal(shmc_exists(f->c, "k", 1), SHMC_OK);
+}
+
+/* Zero fields mean "whatever the segment has": an attacher's options need
+ * not describe a layout that could be created (here: 16 MiB with the default
+ * 1 MiB max_value would not be what the segment has). */
+static void test_attach_partial_options(void **state)
+{
+    fx *f = *state;
+    shmc_options o = {.size = SMALL_SIZE, .max_value = SMALL_MAXV, .max_key = 32};
+    assert_int_equal(shmc_open(f->name, &o, &f->c), SHMC_OK);
+    const shmc_options ok[] = {
+        {.size = SMALL_SIZE},
+        {.max_key = 32},
+        {.max_value = SMALL_MAXV},
+        {.size = SMALL_SIZE, .max_key = 32},
+        {.flags = SHMC_OPEN_ATTACH_ONLY, .size = SMALL_SIZE},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        shmc_t *c = NULL;
+        shmc_status s = shmc_open(f->name, &ok[i], &c);
+        if (s != SHMC_OK)
+            fail_msg("attach with partial options #%zu: %s, want SHMC_OK", i, shmc_strerror(s));
+        shmc_info in;
+        assert_int_equal(shmc_info_get(c, &in), SHMC_OK);
+        assert_int_equal(in.size, SMALL_SIZE);
+        assert_int_equal(in.max_key, 32);
+        assert_int_equal(in.max_value, SMALL_MAXV);
+        shmc_close(c);
+    }
+}
+
+static void test_destroy_missing(void **state)
+{
+    fx *f = *state;
+    assert_int_equal(shmc_destroy(f->name), SHMC_ENOENT);
+}
+
+static void test_open_mode(void **state)
+{
+    fx *f = *state;
+    shmc_options o = {.size = SMALL_SIZE, .max_value = SMALL_MAXV, .mode = 0640};
+    assert_int_equal(shmc_open(f->name, &o, &f->c), SHMC_OK);
+    char path[256];
+    struct stat st;
+    tu_shm_path(path, sizeof path, f->name);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0640);
+    assert_int_equal((uint64_t)st.st_size, SMALL_SIZE);
+}
+
+/* ---- corrupt segment files ---- */
+
+/* Creates a small cache with a few keys and closes every handle. */
+static void make_closed_cache(const char *name)
+{
+    shmc_options o = {.size = SMALL_SIZE, .max_value = SMALL_MAXV};
+    shmc_t *c = NULL;
+    assert_int_equal(shmc_open(name, &o, &c), SHMC_OK);
+    for (int i = 0; i < 10; i++) {
+        char k[16];
+        int kl = snprintf(k, sizeof k, "k%d", i);
+        assert_int_equal(shmc_set(c, k, (size_t)kl, "value", 5, 0, 0), SHMC_OK);
+    }
+    assert_int_equal(shmc_close(c), SHMC_OK);
+}
+
+static void poke(const char *name, off_t off, const void *p, size_t n)
+{
+    char path[256];
+    tu_shm_path(path, sizeof path, name);
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, p, n, off), (ssize_t)n);
+    close(fd);
+}
+
+static uint64_t peek64(const char *name, off_t off)
+{
+    char path[256];
+    tu_shm_path(path, sizeof path, name);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    uint64_t v = 0;
+    assert_int_equal(pread(fd, &v, sizeof v, off), (ssize_t)sizeof v);
+    close(fd);
+    return v;
+}
+
+static void poke64(const char *name, off_t off, uint64_t v) { poke(name, off, &v, 8); }
+static void poke32(const char *name, off_t off, uint32_t v) { poke(name, off, &v, 4); }
+
+static void truncate_to(const char *name, off_t size)
+{
+    char path[256];
+    tu_shm_path(path, sizeof path, name);
+    assert_int_equal(truncate(path, size), 0);
+}
+
+/* Opens (default flags and attach-only) and expects `want` both times; then
+ * checks the name can still be destroyed. */
+static void expect_open_fails(const char *name, shmc_status want, const char *what)
+{
+    shmc_options variants[2] = {{0}, {.flags = SHMC_OPEN_ATTACH_ONLY}};
+    for (int v = 0; v < 2; v++) {
+        shmc_t *c = (shmc_t *)0x1;
+        shmc_status s = shmc_open(name, &variants[v], &c);
+        if (s != want) {
+            if (s == SHMC_OK)
+                shmc_close(c);
+            fail_msg("%s (%s): shmc_open = %s, want %s", what,
+                     v ? "attach-only" : "default flags", shmc_strerror(s), shmc_strerror(want));
+        }
+        assert_null(c);
+    }
+    assert_int_equal(shmc_destroy(name), SHMC_OK);
+}
+
+static void test_corrupt_magic(void **state)
+{
+    fx *f = *state;
+    make_closed_cache(f->name);
+    poke64(f->name, OFF_MAGIC, 0x0123456789abcdefull);
+    expect_open_fails(f->name, SHMC_ECORRUPT, "wrong magic");
+}
+
+static void test_corrupt_layout_version(void **state)
+{
+    fx *f = *state;
+    make_closed_cache(f->name);
+    poke32(f->name, OFF_LAYOUT_VERSION, 2);
+    expect_open_fails(f->name, SHMC_EVERSION, "layout_version 2");
+    make_closed_cache(f->name);
+    poke32(f->name, OFF_LAYOUT_VERSION, 0);
+    expect_open_fails(f->name, SHMC_EVERSION, "layout_version 0");
+}
+
+static void test_corrupt_layout_hash(void **state)
+{
+    fx *f = *state;
+    make_closed_cache(f->name);
+    uint64_t h = peek64(f->name, OFF_LAYOUT_HASH);
+    poke64(f->name, OFF_LAYOUT_HASH, h ^ 0x10);
+    expect_open_fails(f->name, SHMC_EVERSION, "layout_hash changed");
+}
+
+static void test_truncated_half(void **state)
+{
+    fx *f = *state;
+    make_closed_cache(f->name);
+    truncate_to(f->name, (off_t)(SMALL_SIZE / 2));
+    expect_open_fails(f->name, SHMC_ECORRUPT, "truncated to half");
+}
+
+static void test_truncated_100_bytes(void **state)
+{
+    fx *f = *state;
+    make_closed_cache(f->name);
+    truncate_to(f->name, 100);
+    expect_open_fails(f->name, SHMC_ECORRUPT, "truncated to 100 bytes");
+}
+
+static void test_corrupt_offsets(void **state)
+{
+    fx *f = *state;
+    static const struct {
+        off_t off;
+        int width;
+        uint64_t val;
+        const char *what;
+    } cases[] = {
+        {OFF_INDEX, 8, 0x7fffffffffff0000ull, "off_index huge"},
+        {OFF_INDEX, 8, 8, "off_index inside header"},
+        {OFF_DATA, 8, 0xffffffffffffffffull, "off_data huge"},
+        {OFF_DATA, 8, 4096, "off_data overlaps slots"},
+        {OFF_SIZE, 8, SMALL_SIZE * 2, "size field larger than file"},
+        {OFF_MAX_KEY, 4, 0xffffffffu, "max_key out of range"},
+        {OFF_NSEGS, 4, 100000, "nsegs too many"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        make_closed_cache(f->name);
+        if (cases[i].width == 8)
+            poke64(f->name, cases[i].off, cases[i].val);
+        else
+            poke32(f->name, cases[i].off, (uint32_t)cases[i].val);
+        expect_open_fails(f->name, SHMC_ECORRUPT, cases[i].what);
+    }
+}
+
+static void test_garbage_file(void **state)
+{
+    fx *f = *state;
+    /* A file that was never a shmcache segment: random bytes, 1 MiB. */
+    char path[256];
+    tu_shm_path(path, sizeof path, f->name);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    uint8_t *buf = malloc(1u << 20);
+    tu_rng r;
+    tu_rng_seed(&r, 99);
+    for (size_t i = 0; i < (1u << 20); i++)
+        buf[i] = (uint8_t)tu_rng_next(&r);
+    /* keep the state word "READY" so it is not mistaken for a half-init */
+    uint32_t ready = 0x52454459u;
+    memcpy(buf + OFF_STATE, &ready, 4);
+    assert_int_equal(write(fd, buf, 1u << 20), 1 << 20);
+    close(fd);
+    free(buf);
+    expect_open_fails(f->name, SHMC_ECORRUPT, "random bytes");
+}
+
+/* ---- half-initialised segment ---- */
+
+static void make_half_init(const char *name, uint64_t size, bool junk)
+{
+    char path[256];
+    tu_shm_path(path, sizeof path, name);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, (off_t)size), 0);
+    if (junk) {
+        /* A creator that died half-way: some header fields written. */
+        uint64_t v = 0x31454843414d4853ull;
+        assert_int_equal(pwrite(fd, &v, 8, OFF_MAGIC), 8);
+        v = 0xdeadbeefdeadbeefull;
+        assert_int_equal(pwrite(fd, &v, 8, OFF_INDEX), 8);
+        assert_int_equal(pwrite(fd, &v, 8, 4096 + 64), 8); /* junk in the slot table */
+    }
+    uint32_t st = STATE_INIT;
+    assert_int_equal(pwrite(fd, &st, 4, OFF_STATE), 4);
+    close(fd);
+}
+
+static void check_cache_works(shmc_t *c)
+{
+    uint8_t buf[4096];
+    char why[200];
+    for (uint32_t i = 0; i < 300; i++)
+        assert_int_equal(tu_set_value(c, "hi-", i, buf, 100 + i * 10, 0, i, 0), SHMC_OK);
+    for (uint32_t i = 0; i < 300; i++) {
+        shmc_status s = tu_get_check(c, "hi-", i, buf, sizeof buf, why, sizeof why);
+        if (s != SHMC_OK)
+            fail_msg("key %u: %s %s", i, s == TU_INVALID ? "invalid" : shmc_strerror(s), why);
+    }
+    shmc_verify_report rep;
+    shmc_status v = shmc_verify(c, &rep);
+    if (v != SHMC_OK)
+        fail_msg("verify: %s: %s", shmc_strerror(v), rep.first_error);
+    assert_int_equal(rep.items, 300);
+}
+
+static void test_half_initialised_reinit(void **state)
+{
+    fx *f = *state;
+    make_half_init(f->name, 64ull << 20, false);
+    assert_int_equal(shmc_open(f->name, NULL, &f->c), SHMC_OK);
+    shmc_info in;
+    assert_int_equal(shmc_info_get(f->c, &in), SHMC_OK);
+    assert_int_equal(in.size, 64ull << 20);
+    check_cache_works(f->c);
+    /* A second opener now attaches to the re-initialised cache. */
+    shmc_t *c2 = NULL;
+    shmc_options a = {.flags = SHMC_OPEN_ATTACH_ONLY};
+    assert_int_equal(shmc_open(f->name, &a, &c2), SHMC_OK);
+    assert_int_equal(shmc_exists(c2, "hi-7", 4), SHMC_OK);
+    shmc_close(c2);
+}
+
+/* A creator killed between shm_open(O_CREAT) and ftruncate leaves an empty
+ * file: the next opener initialises it. */
+static void test_empty_file_reinit(void **state)
+{
+    fx *f = *state;
+    char path[256];
+    tu_shm_path(path, sizeof path, f->name);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    shmc_options o = {.size = SMALL_SIZE, .max_value = SMALL_MAXV};
+    assert_int_equal(shmc_open(f->name, &o, &f->c), SHMC_OK);
+    check_cache_works(f->c);
+}
+
+static void test_half_initialised_junk_other_size(void **state)
+{
+    fx *f = *state;
+    /* Junk in the header and a size different from what we ask for: the
+     * opener's parameters win, nothing of the dead creator is trusted. */
+    make_half_init(f->name, 64ull << 20, true);
+    shmc_options o = {.size = SMALL_SIZE, .max_value = SMALL_MAXV};
+    assert_int_equal(shmc_open(f->name, &o, &f->c), SHMC_OK);
+    shmc_info in;
+    assert_int_equal(shmc_info_get(f->c, &in), SHMC_OK);
+    assert_int_equal(in.size, SMALL_SIZE);
+    check_cache_works(f->c);
+}
+
+/* ---- concurrent creation ---- */
+
+enum { NCREATORS = 8, CREATE_ROUNDS = 5 };
+
+typedef struct creator_arg {
+    const char *name;
+    tu_barrier *bar;
+    uint32_t id;
+} creator_arg;
+
+static int creator_child(void *p)
+{
+    creator_arg *a = p;
+    alarm(30);
+    int err = 0;
+    uint8_t buf[2048];
+    shmc_options o = {.size = SMALL_SIZE, .max_value = SMALL_MAXV};
+    shmc_t *c = NULL;
+    tu_barrier_wait(a->bar);
+    shmc_status s = shmc_open(a->name, &o, &c);
+    if (s != SHMC_OK) {
+        fprintf(stderr, "creator %u: shmc_open: %s\n", a->id, shmc_strerror(s));
+        err |= 1;
+    } else if (tu_set_value(c, "creator-", a->id, buf, 64 + a->id * 100, a->id, 0, 0) !=
+               SHMC_OK) {
+        err |= 2;
+    }
+    tu_barrier_wait(a->bar);
+    if (c) {
+        for (uint32_t j = 0; j < NCREATORS; j++) {
+            char why[200];
+            s = tu_get_check(c, "creator-", j, buf, sizeof buf, why, sizeof why);
+            if (s != SHMC_OK) {
+                fprintf(stderr, "creator %u: key of %u: %s %s\n", a->id, j,
+                        s == TU_INVALID ? "invalid" : shmc_strerror(s), why);
+                err |= 4;
+            }
+        }
+        shmc_close(c);
+    }
+    return err;
+}
+
+static void test_concurrent_creation(void **state)
+{
+    fx *f = *state;
+    tu_barrier *bar = tu_shared_alloc(sizeof *bar);
+    assert_non_null(bar);
+    for (int round = 0; round < CREATE_ROUNDS; round++) {
+        /* a fresh name per round; teardown removes the last one */
+        char *name = f->name;
+        tu_destroy(name);
+        tu_name(name, sizeof f->name, "race");
+        tu_barrier_init(bar, NCREATORS);
+        pid_t pids[NCREATORS];
+        creator_arg args[NCREATORS];
+        for (uint32_t i = 0; i < NCREATORS; i++) {
+            args[i] = (creator_arg){.name = name, .bar = bar, .id = i};
+            pids[i] = tu_fork(creator_child, &args[i]);
+            assert_true(pids[i] > 0);
+        }
+        int failed = 0;
+        for (uint32_t i = 0; i < NCREATORS; i++) {
+            int st = tu_wait(pids[i], 60000);
+            if (st != 0) {
+                fprintf(stderr, "round %d creator %u: %s\n", round, i, st_name(st));
+                failed++;
+            }
+        }
+        tu_barrier_destroy(bar);
+        /* The segment is a proper cache holding every child's key. */
+        shmc_t *c = NULL;
+        shmc_options a = {.flags = SHMC_OPEN_ATTACH_ONLY};
+        assert_int_equal(shmc_open(name, &a, &c), SHMC_OK);
+        shmc_stats st;
+        assert_int_equal(shmc_stats_get(c, &st), SHMC_OK);
+        shmc_verify_report rep;
+        shmc_status v = shmc_verify(c, &rep);
+        shmc_close(c);
+        tu_destroy(name);
+        if (failed)
+            fail_msg("round %d: %d of %d concurrent openers failed", round, failed, NCREATORS);
+        assert_int_equal(v, SHMC_OK);
+        assert_int_equal(rep.items, NCREATORS);
+        assert_int_equal(st.items, NCREATORS);
+    }
+    tu_shared_free(bar, sizeof *bar);
+}
+
+/* ---- fork inheritance ---- */
+
+typedef struct inherit_arg {
+    shmc_t *c;
+    uint32_t id;
+    bool grandchild;
+} inherit_arg;
+
+static int inherit_child(void *p)
+{
+    inherit_arg *a = p;
+    uint8_t buf[4096];
+    char why[200];
+    /* The parent's key is visible through the inherited handle. */
+    if (tu_get_check(a->c, "parent-", 0, buf, sizeof buf, why, sizeof why) != SHMC_OK)
+        return 10;
+    if (tu_set_value(a->c, "child-", a->id, buf, 500 + a->id, a->id, 1, 0) != SHMC_OK)
+        return 11;
+    if (tu_get_check(a->c, "child-", a->id, buf, sizeof buf, why, sizeof why) != SHMC_OK)
+        return 12;
+    if (a->grandchild) {
+        inherit_arg g = {.c = a->c, .id = a->id + 100, .grandchild = false};
+        pid_t pid = tu_fork(inherit_child, &g);
+        if (pid < 0)
+            return 13;
+        int st = tu_wait(pid, 30000);
+        if (st != 0)
+            return 14;
+        if (tu_get_check(a->c, "child-", g.id, buf, sizeof buf, why, sizeof why) != SHMC_OK)
+            return 15;
+    }
+    for (uint32_t i = 0; i < 200; i++)
+        if (tu_set_value(a->c, "bulk-", a->id * 1000 + i, buf, 300, a->id, i, 0) != SHMC_OK)
+            return 16;
+    if (shmc_close(a->c) != SHMC_OK)
+        return 17;
+    return 0;
+}
+
+static void run_inherit(fx *f, bool parent_used_handle)
+{
+    shmc_options o = {.size = SMALL_SIZE, .max_value = SMALL_MAXV};
+    assert_int_equal(shmc_open(f->name, &o, &f->c), SHMC_OK);
+    uint8_t buf[4096];
+    char why[200];
+    /* Write the parent's key from another handle if this one must stay unused. */
+    if (parent_used_handle) {
+        assert_int_equal(tu_set_value(f->c, "parent-", 0, buf, 700, 0, 0, 0), SHMC_OK);
+    } else {
+        shmc_t *c2 = NULL;
+        assert_int_equal(shmc_open(f->name, NULL, &c2), SHMC_OK);
+        assert_int_equal(tu_set_value(c2, "parent-", 0, buf, 700, 0, 0, 0), SHMC_OK);
+        shmc_close(c2);
+    }
+    enum { NCH = 3 };
+    inherit_arg args[NCH];
+    pid_t pids[NCH];
+    for (uint32_t i = 0; i < NCH; i++) {
+        args[i] = (inherit_arg){.c = f->c, .id = i + 1, .grandchild = (i == 0)};
+        pids[i] = tu_fork(inherit_child, &args[i]);
+        assert_true(pids[i] > 0);
+    }
+    /* The parent keeps using its handle while the children run. */
+    for (uint32_t i = 0; i < 300; i++)
+        assert_int_equal(tu_set_value(f->c, "pbulk-", i, buf, 200, 0, i, 0), SHMC_OK);
+    for (uint32_t i = 0; i < NCH; i++) {
+        int st = tu_wait(pids[i], 60000);
+        if (st != 0)
+            fail_msg("inheriting child %u: %s", i + 1, st_name(st));
+    }
+    for (uint32_t i = 0; i < NCH; i++) {
+        shmc_status s = tu_get_check(f->c, "child-", i + 1, buf, sizeof buf, why, sizeof why);
+        if (s != SHMC_OK)
+            fail_msg("child %u's key: %s %s", i + 1, shmc_strerror(s), why);
+    }
+    assert_int_equal(tu_get_check(f->c, "child-", 101, buf, sizeof buf, why, sizeof why),
+                     SHMC_OK);
+    for (uint32_t i = 0; i < 300; i++)
+        assert_int_equal(tu_get_check(f->c, "pbulk-", i, buf, sizeof buf, why, sizeof why),
+                         SHMC_OK);
+    shmc_verify_report rep;
+    shmc_status v = shmc_verify(f->c, &rep);
+    if (v != SHMC_OK)
+        fail_msg("verify: %s: %s", shmc_strerror(v), rep.first_error);
+}
+
+static void test_fork_inherits_handle(void **state)
+{
+    run_inherit(*state, true);
+}
+
+static void test_fork_inherits_unused_handle(void **state)
+{
+    run_inherit(*state, false);
+}
+
+/* ---- slots come back ---- */
+
+static int exit_without_close(void *p)
+{
+    const char *name = p;
+    shmc_t *c = NULL;
+    if (shmc_open(name, NULL, &c) != SHMC_OK)
+        return 1;
+    if (shmc_set(c, "x", 1, "y", 1, 0, 0) != SHMC_OK)
+        return 2;
+    return 0; /* _exit with the slot still held: the process dies owning it */
+}
+
+static void test_slots_reused(void **state)
+{
+    fx *f = *state;
+    shmc_options o = {.size = SMALL_SIZE, .max_value = SMALL_MAXV, .slots = 4};
+    assert_int_equal(shmc_open(f->name, &o, &f->c), SHMC_OK);
+    /* Open/use/close many more times than there are slots. */
+    for (int i = 0; i < 40; i++) {
+        shmc_t *c = NULL;
+        assert_int_equal(shmc_open(f->name, NULL, &c), SHMC_OK);
+        assert_int_equal(shmc_set(c, "k", 1, "v", 1, 0, 0), SHMC_OK);
+        assert_int_equal(shmc_close(c), SHMC_OK);
+    }
+    /* Processes that exit without closing leave slots their death releases. */
+    for (int i = 0; i < 12; i++) {
+        pid_t pid = tu_fork(exit_without_close, f->name);
+        assert_true(pid > 0);
+        int st = tu_wait(pid, 30000);
+        if (st != 0)
+            fail_msg("child %d (of 12, 4 slots): %s", i, st_name(st));
+    }
+    assert_int_equal(shmc_set(f->c, "k", 1, "w", 1, 0, 0), SHMC_OK);
+    shmc_stats st;
+    assert_int_equal(shmc_stats_get(f->c, &st), SHMC_OK);
+    assert_true(st.slots_live <= 4);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_names),
+        cmocka_unit_test_setup_teardown(test_attach_only_missing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attach_mismatch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attach_partial_options, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_destroy_missing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_mode, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_magic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_layout_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_layout_hash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_truncated_half, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_truncated_100_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_offsets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_half_initialised_reinit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_empty_file_reinit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_half_initialised_junk_other_size, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_creation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fork_inherits_handle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fork_inherits_unused_handle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slots_reused, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("shmcache segments", tests, NULL, NULL);
+}
