@@ -1,0 +1,122 @@
+/*
+ * test_threads.c — many threads of one process on one handle, on a small
+ * cache that evicts all the time.  Written to be run under ThreadSanitizer
+ * as well (CI does): every hit is validated, and afterwards the index must
+ * be consistent.  Threads share the handle, as a threaded server would.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shmcache.h"
+#include "testutil.h"
+
+enum { NTHREADS = 4, NKEYS = 1500, OPS = 30000, MAXLEN = 3000 };
+
+typedef struct targ {
+    shmc_t *c;
+    uint32_t id;
+    _Atomic uint64_t *bad, *hits;
+    char why[200];
+} targ;
+
+static void *worker(void *p)
+{
+    targ *a = p;
+    tu_rng r;
+    tu_rng_seed(&r, 1000 + a->id);
+    uint8_t *buf = malloc(MAXLEN);
+    uint32_t seq = 0;
+    for (uint32_t i = 0; i < OPS; i++) {
+        uint32_t key = tu_rng_below(&r, NKEYS);
+        uint32_t op = tu_rng_below(&r, 10);
+        shmc_status s;
+        if (op < 4) {
+            size_t len = tu_rng_range(&r, 1, MAXLEN);
+            s = tu_set_value(a->c, "t-", key, buf, len, a->id, seq++, 0);
+            if (s != SHMC_OK) {
+                snprintf(a->why, sizeof a->why, "set: %s", shmc_strerror(s));
+                atomic_fetch_add(a->bad, 1);
+            }
+        } else if (op < 9) {
+            s = tu_get_check(a->c, "t-", key, buf, MAXLEN, a->why, sizeof a->why);
+            if (s == SHMC_OK)
+                atomic_fetch_add(a->hits, 1);
+            else if (s != SHMC_NOT_FOUND)
+                atomic_fetch_add(a->bad, 1);
+        } else {
+            char k[TU_KEY_MAX];
+            size_t kl = tu_key(k, "t-", key);
+            s = shmc_delete(a->c, k, kl);
+            if (s != SHMC_OK && s != SHMC_NOT_FOUND)
+                atomic_fetch_add(a->bad, 1);
+        }
+    }
+    free(buf);
+    /* Half the threads leave their slot early, the rest at thread exit. */
+    if (a->id % 2)
+        shmc_thread_detach(a->c);
+    return NULL;
+}
+
+static void test_threads_evicting_cache(void **state)
+{
+    (void)state;
+    char name[64];
+    tu_name(name, sizeof name, "thr");
+    shmc_options o = {.size = 4u << 20, .max_value = 8u << 10};
+    shmc_t *c;
+    assert_int_equal(shmc_open(name, &o, &c), SHMC_OK);
+    _Atomic uint64_t bad = 0, hits = 0;
+    targ args[NTHREADS];
+    pthread_t th[NTHREADS];
+    for (uint32_t i = 0; i < NTHREADS; i++) {
+        args[i] = (targ){.c = c, .id = i, .bad = &bad, .hits = &hits};
+        assert_int_equal(pthread_create(&th[i], NULL, worker, &args[i]), 0);
+    }
+    for (uint32_t i = 0; i < NTHREADS; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    for (uint32_t i = 0; i < NTHREADS; i++)
+        if (args[i].why[0] && atomic_load(&bad))
+            fail_msg("thread %u: %s", i, args[i].why);
+    assert_int_equal(atomic_load(&bad), 0);
+    assert_true(atomic_load(&hits) > 0);
+
+    shmc_stats st;
+    assert_int_equal(shmc_stats_get(c, &st), SHMC_OK);
+    assert_true(st.evictions > 0);     /* the cache really was under pressure */
+    assert_int_equal(st.slots_live, 0); /* every thread's slot came back */
+    shmc_verify_report rep;
+    shmc_status v = shmc_verify(c, &rep);
+    if (v != SHMC_OK)
+        fail_msg("verify: %s: %s", shmc_strerror(v), rep.first_error);
+    uint8_t buf[MAXLEN];
+    char why[200];
+    uint64_t present = 0;
+    for (uint32_t k = 0; k < NKEYS; k++) {
+        shmc_status s = tu_get_check(c, "t-", k, buf, sizeof buf, why, sizeof why);
+        if (s == SHMC_OK)
+            present++;
+        else if (s != SHMC_NOT_FOUND)
+            fail_msg("key %u after the run: %s", k, why);
+    }
+    assert_int_equal(present, rep.items);
+    shmc_close(c);
+    tu_destroy(name);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_threads_evicting_cache),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
