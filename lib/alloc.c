@@ -45,8 +45,7 @@ static inline uint32_t seg_of(const struct shmc *c, uint64_t off)
 void seg_inc_live(struct shmc *c, uint64_t off, uint64_t bytes, uint64_t expire)
 {
     shmc_segmeta *m = &c->segs[seg_of(c, off)];
-    atomic_fetch_add_explicit(&m->live_items, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&m->live_bytes, bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->live, LIVE_ONE(bytes), memory_order_relaxed);
     /* Coarse max of expiry times, so that it changes rarely. */
     uint64_t want = expire ? (expire | (EXPIRE_ROUND_MS - 1)) : UINT64_MAX;
     uint64_t cur = atomic_load_explicit(&m->max_expire, memory_order_relaxed);
@@ -56,21 +55,12 @@ void seg_inc_live(struct shmc *c, uint64_t off, uint64_t bytes, uint64_t expire)
         ;
 }
 
-static void dec_sat(_Atomic uint64_t *v, uint64_t n)
-{
-    uint64_t cur = atomic_load_explicit(v, memory_order_relaxed);
-    uint64_t nv;
-    do {
-        nv = cur > n ? cur - n : 0;
-    } while (!atomic_compare_exchange_weak_explicit(v, &cur, nv, memory_order_relaxed,
-                                                    memory_order_relaxed));
-}
-
+/* Every decrement matches an earlier increment of the same item (raised
+ * before publication, lowered after unlink), so this never underflows. */
 void seg_dec_live(struct shmc *c, uint64_t off, uint64_t bytes)
 {
     shmc_segmeta *m = &c->segs[seg_of(c, off)];
-    dec_sat(&m->live_items, 1);
-    dec_sat(&m->live_bytes, bytes);
+    atomic_fetch_sub_explicit(&m->live, LIVE_ONE(bytes), memory_order_relaxed);
 }
 
 static bool cas_state(shmc_segmeta *m, uint64_t *expect, uint64_t want)
@@ -186,7 +176,7 @@ static void evict_items(struct shmc *c, tslot *t, uint32_t s)
      * cluster, so a tighter cap loses them: 1/2 kept 54% of a hot set that
      * 7/8 keeps 90% of, in the same churn.) */
     uint64_t rescue_budget = c->seg_size - c->seg_size / 8;
-    while (atomic_load_explicit(&m->live_items, memory_order_relaxed) &&
+    while (LIVE_ITEMS(atomic_load_explicit(&m->live, memory_order_relaxed)) &&
            pos + sizeof(shmc_item) <= limit) {
         shmc_item *it = (shmc_item *)(c->data + base + pos);
         if (it->magic != ITEM_MAGIC || it->klen == 0 || it->klen > c->max_key ||
@@ -207,7 +197,7 @@ static void evict_items(struct shmc *c, tslot *t, uint32_t s)
         }
         pos += total;
     }
-    if (atomic_load_explicit(&m->live_items, memory_order_acquire)) {
+    if (LIVE_ITEMS(atomic_load_explicit(&m->live, memory_order_acquire))) {
         uint64_t n = index_purge_range(c, base, base + c->seg_size);
         STAT_ADD(t, st_evictions, n);
         atomic_fetch_add_explicit(&c->hdr->purges, 1, memory_order_relaxed);
@@ -233,8 +223,7 @@ static void evict_and_retire(struct shmc *c, tslot *t, uint32_t s, uint64_t sw)
 static void reset_seg(shmc_segmeta *m)
 {
     atomic_store_explicit(&m->wpos, 0, memory_order_relaxed);
-    atomic_store_explicit(&m->live_items, 0, memory_order_relaxed);
-    atomic_store_explicit(&m->live_bytes, 0, memory_order_relaxed);
+    atomic_store_explicit(&m->live, 0, memory_order_relaxed);
     atomic_store_explicit(&m->max_expire, 0, memory_order_relaxed);
     atomic_store_explicit(&m->epoch, 0, memory_order_relaxed);
     atomic_store_explicit(&m->seq, 0, memory_order_relaxed);

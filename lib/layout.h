@@ -119,12 +119,19 @@ typedef struct shmc_segmeta {
     _Atomic uint64_t owner_unused;
     _Atomic uint64_t epoch;      /* SEALED: seal epoch; RETIRED: retire epoch */
     _Atomic uint64_t seq;        /* seal order (age) */
-    _Atomic uint64_t live_items; /* index entries pointing here (never under-counted) */
-    _Atomic uint64_t live_bytes;
+    _Atomic uint64_t live;       /* LIVE_ITEMS(): index entries pointing here (never
+                                  * under-counted); LIVE_BYTES(): their bytes */
+    _Atomic uint64_t unused0;
     _Atomic uint64_t max_expire; /* latest expiry of items here; UINT64_MAX if any never expires */
 } shmc_segmeta;
 
 _Static_assert(sizeof(shmc_segmeta) == 64, "segmeta is one cache line");
+
+/* Items and bytes share one word so that one atomic add updates both. */
+#define LIVE_SHIFT 40
+#define LIVE_ONE(bytes) ((1ull << LIVE_SHIFT) | (uint64_t)(bytes))
+#define LIVE_ITEMS(w) ((w) >> LIVE_SHIFT)
+#define LIVE_BYTES(w) ((w) & ((1ull << LIVE_SHIFT) - 1))
 
 /* An item in a storage segment, followed by key bytes then value bytes,
  * padded to 8.  Immutable once published, except `accessed`. */

@@ -63,7 +63,7 @@ uint64_t layout_hash(void)
         offsetof(shmc_hdr, purges), offsetof(shmc_hdr, slot_hint), offsetof(shmc_hdr, membarrier),
         sizeof(shmc_slot), offsetof(shmc_slot, epoch), offsetof(shmc_slot, st_gets),
         offsetof(shmc_slot, gen), sizeof(shmc_stripe), sizeof(shmc_head),
-        sizeof(shmc_segmeta), offsetof(shmc_segmeta, live_items),
+        sizeof(shmc_segmeta), offsetof(shmc_segmeta, live), LIVE_SHIFT,
         sizeof(shmc_item), offsetof(shmc_item, expire_ms), offsetof(shmc_item, cas),
         sizeof(pthread_mutex_t), SHMC_BUCKET_WAYS, SHMC_STRIPES, SHMC_MAX_HEADS,
         IW_LOC_BITS, INDEX_BYTES_PER_SLOT, MIN_SEG_SIZE, MAX_SEG_SIZE, SEGS_TARGET,

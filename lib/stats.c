@@ -29,8 +29,9 @@ shmc_status shmc_stats_get(shmc_t *c, shmc_stats *st)
     for (uint32_t s = 0; s < c->nsegs; s++) {
         shmc_segmeta *m = &c->segs[s];
         uint64_t sw = atomic_load_explicit(&m->state, memory_order_acquire);
-        st->items += atomic_load_explicit(&m->live_items, memory_order_relaxed);
-        st->bytes_used += atomic_load_explicit(&m->live_bytes, memory_order_relaxed);
+        uint64_t live = atomic_load_explicit(&m->live, memory_order_relaxed);
+        st->items += LIVE_ITEMS(live);
+        st->bytes_used += LIVE_BYTES(live);
         switch (SW_STATE(sw)) {
         case SEG_FREE:
             st->segments_free++;
