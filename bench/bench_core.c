@@ -208,10 +208,70 @@ static const char *human(double v, char *buf, size_t len)
     return buf;
 }
 
+/* ---- the floor: a private, in-process hash table ----
+ * What a worker's own cache would cost: the same keys, values, key choice
+ * and copy-out, in process-private memory (each forked process builds its
+ * own), with no sharing, no concurrency control and no TTL/eviction logic.
+ * shmcache's ratio to it is what sharing costs over local memory. */
+typedef struct lentry {
+    char key[KEY_LEN];
+    uint32_t vlen;
+    unsigned char val[VALUE_LEN];
+} lentry;
+
+static lentry *lents;
+static uint32_t *ltab;   /* entry index + 1; 0 = empty */
+static uint64_t lmask;
+
+static inline uint64_t lhash(const char *k)
+{
+    uint64_t a, b;
+    memcpy(&a, k, 8);
+    memcpy(&b, k + 8, 8);
+    __uint128_t r = (__uint128_t)(a ^ 0x9e3779b97f4a7c15ull) * (b ^ 0xc2b2ae3d27d4eb4full);
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+static lentry *local_find(const char *k)
+{
+    for (uint64_t h = lhash(k) & lmask;; h = (h + 1) & lmask) {
+        uint32_t e = ltab[h];
+        if (!e)
+            return NULL;
+        if (memcmp(lents[e - 1].key, k, KEY_LEN) == 0)
+            return &lents[e - 1];
+    }
+}
+
+static void local_build(void)
+{
+    uint64_t cap = 1;
+    while (cap < 2ull * cfg.keys)
+        cap <<= 1;
+    lmask = cap - 1;
+    ltab = calloc(cap, sizeof *ltab);
+    lents = malloc(sizeof *lents * cfg.keys);
+    if (!ltab || !lents) {
+        perror("bench_core: local table");
+        exit(1);
+    }
+    for (uint32_t i = 0; i < cfg.keys; i++) {
+        memcpy(lents[i].key, keys[i], KEY_LEN);
+        lents[i].vlen = VALUE_LEN;
+        fill_value(lents[i].val, 0);
+        uint64_t h = lhash(keys[i]) & lmask;
+        while (ltab[h])
+            h = (h + 1) & lmask;
+        ltab[h] = i + 1;
+    }
+}
+
 /* ---- throughput ---- */
 
 static void run_proc(shmc_t *c, enum workload wl, unsigned idx, int start_fd, proc_result *r)
 {
+    if (!c)
+        local_build(); /* private memory of this process, before the start */
     uint64_t seed = 0x243f6a8885a308d3ull ^ ((uint64_t)(wl + 1) << 40) ^ ((uint64_t)idx << 20) ^
                     (uint64_t)getpid();
     uint64_t rng = splitmix64(&seed) | 1;
@@ -234,7 +294,14 @@ static void run_proc(shmc_t *c, enum workload wl, unsigned idx, int start_fd, pr
             shmc_status st;
             if (do_set) {
                 memcpy(val, &r->ops, sizeof r->ops);  /* values change, sizes do not */
-                st = shmc_set(c, keys[k], KEY_LEN, val, VALUE_LEN, 0, 0);
+                if (c) {
+                    st = shmc_set(c, keys[k], KEY_LEN, val, VALUE_LEN, 0, 0);
+                } else {
+                    lentry *e = local_find(keys[k]);
+                    st = e ? SHMC_OK : SHMC_NOT_FOUND;
+                    if (e)
+                        memcpy(e->val, val, VALUE_LEN);
+                }
                 r->sets++;
                 if (st == SHMC_ENOMEM) {
                     r->enomem++;
@@ -242,7 +309,16 @@ static void run_proc(shmc_t *c, enum workload wl, unsigned idx, int start_fd, pr
                 }
             } else {
                 size_t vlen = 0;
-                st = shmc_get(c, keys[k], KEY_LEN, buf, sizeof buf, &vlen, NULL);
+                if (c) {
+                    st = shmc_get(c, keys[k], KEY_LEN, buf, sizeof buf, &vlen, NULL);
+                } else {
+                    lentry *e = local_find(keys[k]);
+                    st = e ? SHMC_OK : SHMC_NOT_FOUND;
+                    if (e) {
+                        vlen = e->vlen;
+                        memcpy(buf, e->val, vlen);
+                    }
+                }
                 r->gets++;
                 if (st == SHMC_OK) {
                     r->hits++;
@@ -293,7 +369,8 @@ static void run_workload(shmc_t *c, enum workload wl, unsigned procs, proc_resul
         if (pid == 0) {
             close(start[1]);
             run_proc(c, wl, n, start[0], &shared[n]);
-            shmc_close(c);
+            if (c)
+                shmc_close(c);
             _exit(shared[n].errors ? 1 : 0);
         }
         pids[n] = pid;
@@ -655,7 +732,7 @@ int main(int argc, char **argv)
         printf("WARNING: not an optimised, uninstrumented build: figures are not "
                "representative\n");
 
-    run_result runs[WL_COUNT * 8];
+    run_result runs[WL_COUNT * 8], local_runs[WL_COUNT * 8];
     unsigned nruns = 0;
     double preload_rate = 0;
 
@@ -705,10 +782,16 @@ int main(int argc, char **argv)
                    s.evictions);
         }
 
-        /* gets first so that their hit rate reflects the preload alone */
+        /* gets first so that their hit rate reflects the preload alone; each
+         * shmcache run is followed at once by the same run on private tables,
+         * so that both see the same machine state */
         for (int wl = 0; wl < WL_COUNT; wl++) {
-            for (unsigned i = 0; i < cfg.nprocs_count; i++)
-                run_workload(c, (enum workload)wl, cfg.nprocs_list[i], shared, &runs[nruns++]);
+            for (unsigned i = 0; i < cfg.nprocs_count; i++) {
+                run_workload(c, (enum workload)wl, cfg.nprocs_list[i], shared, &runs[nruns]);
+                run_workload(NULL, (enum workload)wl, cfg.nprocs_list[i], shared,
+                             &local_runs[nruns]);
+                nruns++;
+            }
         }
         if (check(shmc_stats_get(c, &s), "shmc_stats_get"))
             printf("after the runs: items %" PRIu64 ", evictions %" PRIu64 ", writes "
@@ -736,6 +819,18 @@ int main(int argc, char **argv)
             if (r->errors)
                 printf("  (ERRORS %" PRIu64 ")", r->errors);
             printf("\n");
+        }
+        printf("\nthe same runs on a private in-process hash table per process (local memory,\n"
+               "no sharing; run right after each shmcache run):\n");
+        printf("%-12s %5s %15s %15s %18s\n", "workload", "procs", "shmcache ops/s",
+               "private ops/s", "shmcache/private");
+        for (unsigned i = 0; i < nruns; i++) {
+            char a[32], b[32];
+            double ratio = local_runs[i].total_ops_s > 0
+                               ? runs[i].total_ops_s / local_runs[i].total_ops_s : 0.0;
+            printf("%-12s %5u %15s %15s %17.2fx\n", wl_name[runs[i].wl], runs[i].procs,
+                   human(runs[i].total_ops_s, a, sizeof a),
+                   human(local_runs[i].total_ops_s, b, sizeof b), ratio);
         }
         munmap(shared, sizeof(proc_result) * MAX_PROCS);
         free(keys);
