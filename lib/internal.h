@@ -69,7 +69,6 @@ HIDDEN void slot_release(tslot *t);
 /* Checks whether slot i is owned by a live thread; reaps it if its owner died.
  * Returns true when live. */
 HIDDEN bool slot_check_live(struct shmc *c, uint32_t i);
-HIDDEN void slots_fork_child(void);
 /* Owner id of a participant: (slot gen & 0xffffffff) << 16 | (index + 1). */
 HIDDEN uint64_t slot_owner(const tslot *t);
 HIDDEN bool owner_is_live(struct shmc *c, uint64_t owner);

@@ -84,7 +84,7 @@ typedef struct shmc_slot {
     _Atomic uint64_t gen;              /* bumped each time the slot is taken */
     _Atomic uint32_t pid, tid;         /* owner (informational) */
     _Alignas(64) _Atomic uint64_t epoch;  /* reader epoch, 0 = not reading */
-    _Alignas(64) _Atomic uint64_t st_gets, st_hits, st_misses, st_sets, st_deletes,
+    _Alignas(64) _Atomic uint64_t st_hits, st_misses, st_sets, st_deletes,
         st_evictions, st_expirations, st_cas_seq, st_rescued;
 } shmc_slot;
 
@@ -116,12 +116,12 @@ enum seg_state {
 typedef struct shmc_segmeta {
     _Atomic uint64_t wpos;       /* next append offset (may exceed seg_size) */
     _Atomic uint64_t state;      /* state word, see SW_* */
-    _Atomic uint64_t owner_unused;
+    uint64_t pad0;
     _Atomic uint64_t epoch;      /* SEALED: seal epoch; RETIRED: retire epoch */
     _Atomic uint64_t seq;        /* seal order (age) */
     _Atomic uint64_t live;       /* LIVE_ITEMS(): index entries pointing here (never
                                   * under-counted); LIVE_BYTES(): their bytes */
-    _Atomic uint64_t unused0;
+    uint64_t pad1;
     _Atomic uint64_t max_expire; /* latest expiry of items here; UINT64_MAX if any never expires */
 } shmc_segmeta;
 

@@ -61,7 +61,7 @@ uint64_t layout_hash(void)
     const uint64_t parts[] = {
         sizeof(shmc_hdr), offsetof(shmc_hdr, epoch), offsetof(shmc_hdr, seal_seq),
         offsetof(shmc_hdr, purges), offsetof(shmc_hdr, slot_hint), offsetof(shmc_hdr, membarrier),
-        sizeof(shmc_slot), offsetof(shmc_slot, epoch), offsetof(shmc_slot, st_gets),
+        sizeof(shmc_slot), offsetof(shmc_slot, epoch), offsetof(shmc_slot, st_hits),
         offsetof(shmc_slot, gen), sizeof(shmc_stripe), sizeof(shmc_head),
         sizeof(shmc_segmeta), offsetof(shmc_segmeta, live), LIVE_SHIFT,
         sizeof(shmc_item), offsetof(shmc_item, expire_ms), offsetof(shmc_item, cas),
@@ -375,12 +375,11 @@ shmc_status shmc_open(const char *name, const shmc_options *opts, shmc_t **out)
     for (;;) {
         if (!(o.flags & SHMC_OPEN_ATTACH_ONLY)) {
             fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-            if (fd >= 0)
-                ;
-            else if (errno != EEXIST) {
+            if (fd < 0 && errno != EEXIST) {
                 s = errno_status(errno);
                 break;
-            } else if (o.flags & SHMC_OPEN_CREATE_ONLY) {
+            }
+            if (fd < 0 && (o.flags & SHMC_OPEN_CREATE_ONLY)) {
                 s = SHMC_EEXIST;
                 break;
             }

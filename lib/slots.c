@@ -32,8 +32,6 @@ static void register_atfork(void)
     pthread_atfork(NULL, NULL, on_fork_child);
 }
 
-void slots_fork_child(void) { on_fork_child(); }
-
 uint64_t slot_owner(const tslot *t)
 {
     return ((t->gen & 0xffffffffull) << 16) | (uint64_t)(t->idx + 1);
