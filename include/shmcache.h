@@ -53,7 +53,7 @@ extern "C" {
 typedef enum shmc_status {
     SHMC_OK = 0,
     SHMC_NOT_FOUND,      /* key absent or expired (a normal outcome) */
-    SHMC_EXISTS,         /* add: key already present */
+    SHMC_EXISTS,         /* add: key already present (and not expired) */
     SHMC_EBUFSIZE,       /* caller's buffer too small; needed size reported */
     SHMC_EKEYLEN,        /* key empty or longer than the cache's max_key */
     SHMC_EVALLEN,        /* value longer than the cache's max_value */
@@ -71,6 +71,7 @@ typedef enum shmc_status {
     SHMC_ETIMEDOUT,      /* waited too long (e.g. for a creator to initialise) */
     SHMC_ESYS,           /* a system call failed; errno holds its error */
     SHMC_ETOOSMALL,      /* size too small for max_value (raise size or lower max_value) */
+    SHMC_STALE,          /* cas: the entry changed since its token was read */
     SHMC_STATUS_COUNT_   /* not a status: number of codes */
 } shmc_status;
 
@@ -186,6 +187,51 @@ SHMC_API shmc_status shmc_get_alloc(shmc_t *c, const void *key, size_t klen,
  *   not made; reads and deletes still work). */
 SHMC_API shmc_status shmc_set(shmc_t *c, const void *key, size_t klen,
                               const void *val, size_t vlen, uint32_t flags, uint64_t ttl_ms);
+
+/* Stores key -> value only if the key is absent or expired.
+ * Returns SHMC_OK, or SHMC_EXISTS (nothing written).  Atomic with respect to
+ * every other write of the key, in any process: of N concurrent adds of one
+ * absent key exactly one succeeds.  Errors: as shmc_set. */
+SHMC_API shmc_status shmc_add(shmc_t *c, const void *key, size_t klen,
+                              const void *val, size_t vlen, uint32_t flags, uint64_t ttl_ms);
+
+/* Stores key -> value only if the key is present and not expired.
+ * Returns SHMC_OK, or SHMC_NOT_FOUND (nothing written).  Errors: as shmc_set. */
+SHMC_API shmc_status shmc_replace(shmc_t *c, const void *key, size_t klen,
+                                  const void *val, size_t vlen, uint32_t flags, uint64_t ttl_ms);
+
+/* Like shmc_get, and also returns the entry's CAS token in *cas: a 64-bit
+ * value, never 0, that changes on every modification of the key (set, add,
+ * replace, cas, touch) and is never reused for it.  Moving an item in memory
+ * (eviction's second chance) keeps its token.
+ * Errors: as shmc_get; SHMC_EINVAL if cas is NULL. */
+SHMC_API shmc_status shmc_gets(shmc_t *c, const void *key, size_t klen, void *buf,
+                               size_t buflen, size_t *vlen, uint32_t *flags, uint64_t *cas);
+
+/* Compare-and-swap: stores key -> value only if the key's entry still carries
+ * `token` (from shmc_gets or a previous shmc_cas).
+ * Returns SHMC_OK (stored; *cas_out = the new token), SHMC_STALE (the entry
+ * changed; nothing written; *cas_out = the current token, so a retry loop
+ * needs no extra lookup to know it lost), or SHMC_NOT_FOUND (absent or
+ * expired; *cas_out = 0).  cas_out may be NULL.  A retry loop that loses
+ * allocates no memory.
+ * Errors: as shmc_set; SHMC_EINVAL if token is 0. */
+SHMC_API shmc_status shmc_cas(shmc_t *c, const void *key, size_t klen, const void *val,
+                              size_t vlen, uint32_t flags, uint64_t ttl_ms, uint64_t token,
+                              uint64_t *cas_out);
+
+/* Gives a present, unexpired key a new TTL (ttl_ms relative, 0 = never
+ * expires), keeping its value and flags; the CAS token changes.  A write of
+ * the key racing with it wins or loses as a whole, never mixed.
+ * Returns SHMC_OK or SHMC_NOT_FOUND.  Errors: as shmc_set (it rewrites the
+ * value, so it needs memory like a set of that size). */
+SHMC_API shmc_status shmc_touch(shmc_t *c, const void *key, size_t klen, uint64_t ttl_ms);
+
+/* The remaining lifetime of a present key in *ttl_ms: milliseconds until it
+ * expires, or SHMC_TTL_NONE if it never does.  Returns SHMC_OK or
+ * SHMC_NOT_FOUND.  Never blocks.  Errors: SHMC_EKEYLEN, SHMC_EINVAL. */
+#define SHMC_TTL_NONE UINT64_MAX
+SHMC_API shmc_status shmc_ttl(shmc_t *c, const void *key, size_t klen, uint64_t *ttl_ms);
 
 /* Removes `key`.  Returns SHMC_OK if it was present (and not expired),
  * SHMC_NOT_FOUND otherwise.  Never needs free memory.

@@ -40,6 +40,15 @@ static inline void mark_accessed(shmc_item *it)
         atomic_store_explicit(&it->accessed, 1, memory_order_relaxed);
 }
 
+enum store_mode { STORE_SET, STORE_ADD, STORE_REPLACE, STORE_CAS };
+static shmc_status store(struct shmc *c, const void *key, size_t klen, const void *val,
+                         size_t vlen, uint32_t flags, uint64_t ttl_ms, enum store_mode mode,
+                         uint64_t token, uint64_t *cas_out);
+
+/* The item a get callback is visiting, for callers that need more than the
+ * value (its CAS token, its expiry).  Valid only inside the callback. */
+static __thread const shmc_item *visiting;
+
 /* Called inside the read section with the value in place. */
 typedef shmc_status (*visit_fn)(void *ctx, const uint8_t *val, uint32_t vlen, uint32_t flags);
 
@@ -57,6 +66,7 @@ static shmc_status get_visit(struct shmc *c, const void *key, size_t klen, visit
     uint64_t w, now = 0;
     shmc_item *it;
     if (index_find(c, &kh, key, klen, &w, &it) && !expired(it, &now)) {
+        visiting = it;
         st = fn(ctx, (const uint8_t *)(it + 1) + it->klen, it->vlen, it->flags);
         mark_accessed(it);
         STAT_ADD(t, st_hits, 1);
@@ -73,6 +83,7 @@ struct copy_ctx {
     size_t buflen, *vlen;
     uint32_t *flags;
 };
+
 
 static shmc_status copy_out(void *p, const uint8_t *val, uint32_t vlen, uint32_t flags)
 {
@@ -119,6 +130,26 @@ static shmc_status alloc_out(void *p, const uint8_t *val, uint32_t vlen, uint32_
     return SHMC_OK;
 }
 
+struct gets_alloc_ctx {
+    struct alloc_ctx a;
+    uint64_t *cas;
+};
+
+static shmc_status gets_alloc_out(void *p, const uint8_t *val, uint32_t vlen, uint32_t flags)
+{
+    struct gets_alloc_ctx *x = p;
+    *x->cas = visiting->cas;
+    return alloc_out(&x->a, val, vlen, flags);
+}
+
+static shmc_status gets_alloc(shmc_t *c, const void *key, size_t klen, void **val,
+                                    size_t *vlen, uint32_t *flags, uint64_t *cas)
+{
+    *val = NULL;
+    struct gets_alloc_ctx x = {{val, vlen, flags}, cas};
+    return get_visit(c, key, klen, gets_alloc_out, &x);
+}
+
 shmc_status shmc_get_alloc(shmc_t *c, const void *key, size_t klen, void **val, size_t *vlen,
                            uint32_t *flags)
 {
@@ -127,6 +158,63 @@ shmc_status shmc_get_alloc(shmc_t *c, const void *key, size_t klen, void **val, 
     *val = NULL;
     struct alloc_ctx x = {val, vlen, flags};
     return get_visit(c, key, klen, alloc_out, &x);
+}
+
+struct gets_ctx {
+    struct copy_ctx copy;
+    uint64_t *cas;
+};
+
+static shmc_status gets_out(void *p, const uint8_t *val, uint32_t vlen, uint32_t flags)
+{
+    struct gets_ctx *x = p;
+    *x->cas = visiting->cas;
+    return copy_out(&x->copy, val, vlen, flags);
+}
+
+shmc_status shmc_gets(shmc_t *c, const void *key, size_t klen, void *buf, size_t buflen,
+                      size_t *vlen, uint32_t *flags, uint64_t *cas)
+{
+    if (!vlen || !cas || (!buf && buflen))
+        return SHMC_EINVAL;
+    *cas = 0;
+    struct gets_ctx x = {{buf, buflen, vlen, flags}, cas};
+    return get_visit(c, key, klen, gets_out, &x);
+}
+
+static shmc_status ttl_out(void *p, const uint8_t *v, uint32_t n, uint32_t f)
+{
+    (void)v, (void)n, (void)f;
+    uint64_t e = visiting->expire_ms, now = now_ms();
+    *(uint64_t *)p = e == 0 ? SHMC_TTL_NONE : (e > now ? e - now : 0);
+    return SHMC_OK;
+}
+
+shmc_status shmc_ttl(shmc_t *c, const void *key, size_t klen, uint64_t *ttl_ms)
+{
+    if (!ttl_ms)
+        return SHMC_EINVAL;
+    return get_visit(c, key, klen, ttl_out, ttl_ms);
+}
+
+shmc_status shmc_touch(shmc_t *c, const void *key, size_t klen, uint64_t ttl_ms)
+{
+    /* Items are immutable once published (readers copy them without a lock),
+     * so a touch republishes the value with its new expiry, conditional on
+     * the entry not having changed since it was read. */
+    for (;;) {
+        void *val;
+        size_t vlen;
+        uint32_t flags;
+        uint64_t token;
+        shmc_status st = gets_alloc(c, key, klen, &val, &vlen, &flags, &token);
+        if (st != SHMC_OK)
+            return st;
+        st = store(c, key, klen, val, vlen, flags, ttl_ms, STORE_CAS, token, NULL);
+        free(val);
+        if (st != SHMC_STALE)
+            return st;
+    }
 }
 
 static shmc_status found_ok(void *p, const uint8_t *v, uint32_t n, uint32_t f)
@@ -147,9 +235,57 @@ static uint64_t next_cas(tslot *t)
     return (seq << 16) | (uint64_t)(t->idx + 1);
 }
 
-shmc_status shmc_set(shmc_t *c, const void *key, size_t klen, const void *val, size_t vlen,
-                     uint32_t flags, uint64_t ttl_ms)
+/* ---- writes: what each mode requires of the key's current entry ---- */
+
+/* Whether a write in `mode` may replace `old` (NULL: absent).  Called under
+ * the key's stripe lock.  On refusal, the status to return; *cur_cas is the
+ * current entry's token (0 if none). */
+static shmc_status store_allowed(enum store_mode mode, shmc_item *old, bool old_expired,
+                                 uint64_t token, uint64_t *cur_cas)
 {
+    bool present = old && !old_expired;
+    *cur_cas = present ? old->cas : 0;
+    switch (mode) {
+    case STORE_SET: return SHMC_OK;
+    case STORE_ADD: return present ? SHMC_EXISTS : SHMC_OK;
+    case STORE_REPLACE: return present ? SHMC_OK : SHMC_NOT_FOUND;
+    case STORE_CAS:
+        if (!present)
+            return SHMC_NOT_FOUND;
+        return old->cas == token ? SHMC_OK : SHMC_STALE;
+    }
+    return SHMC_EINVAL;
+}
+
+/* Checks a conditional write before paying for it: a failed add or stale
+ * cas (common in retry loops) then allocates nothing. */
+static shmc_status precheck(struct shmc *c, const keyhash *kh, const void *key, size_t klen,
+                            enum store_mode mode, uint64_t token, uint64_t *cur_cas)
+{
+    shmc_status st = stripe_lock(c, kh->stripe);
+    if (st != SHMC_OK)
+        return st;
+    uint64_t ow, now = 0;
+    shmc_item *old = NULL;
+    if (!index_find(c, kh, key, klen, &ow, &old))
+        old = NULL;
+    st = store_allowed(mode, old, old && expired(old, &now), token, cur_cas);
+    stripe_unlock(c, kh->stripe);
+    return st;
+}
+
+/* The write path of set/add/replace/cas.  The new item is allocated and
+ * fully written outside the stripe lock (allocation may wait for readers,
+ * and a writer waiting for a stripe lock sits inside its read section, so
+ * holding the lock while allocating could stall both); the condition is
+ * then checked again and the item published under the lock, by one CAS. */
+static shmc_status store(struct shmc *c, const void *key, size_t klen, const void *val,
+                         size_t vlen, uint32_t flags, uint64_t ttl_ms, enum store_mode mode,
+                         uint64_t token, uint64_t *cas_out)
+{
+    uint64_t cur = 0;
+    if (cas_out)
+        *cas_out = 0;
     shmc_status st = check_key(c, key, klen);
     if (st != SHMC_OK)
         return st;
@@ -170,6 +306,15 @@ shmc_status shmc_set(shmc_t *c, const void *key, size_t klen, const void *val, s
     }
 
     read_enter(c, t);
+    if (mode != STORE_SET) {
+        st = precheck(c, &kh, key, klen, mode, token, &cur);
+        if (st != SHMC_OK) {
+            read_exit(c, t);
+            if (cas_out)
+                *cas_out = cur;
+            return st;
+        }
+    }
     uint64_t off;
     st = alloc_item(c, t, total, &off);
     if (st != SHMC_OK) {
@@ -201,14 +346,20 @@ shmc_status shmc_set(shmc_t *c, const void *key, size_t klen, const void *val, s
         uint64_t ow, now = 0;
         shmc_item *old;
         _Atomic uint64_t *slot = index_find(c, &kh, key, klen, &ow, &old);
+        bool was_expired = slot && expired(old, &now);
+        st = store_allowed(mode, slot ? old : NULL, was_expired, token, &cur);
+        if (st != SHMC_OK) {
+            /* Changed between the check and now: the new item is dead bytes. */
+            seg_dec_live(c, off, total);
+            break;
+        }
         if (!slot) {
             index_insert(c, t, &kh, nw);
             break;
         }
         uint64_t ooff = ((ow & IW_LOC_MASK) - 1) << 3;
         uint64_t obytes = item_total(old->klen, old->vlen);
-        bool was_expired = expired(old, &now);
-        /* Fails only if an evictor removed the old entry meanwhile. */
+        /* Fails only if an evictor removed (or moved) the old entry. */
         if (atomic_compare_exchange_strong_explicit(slot, &ow, nw, memory_order_acq_rel,
                                                     memory_order_relaxed)) {
             seg_dec_live(c, ooff, obytes);
@@ -219,8 +370,39 @@ shmc_status shmc_set(shmc_t *c, const void *key, size_t klen, const void *val, s
     }
     stripe_unlock(c, kh.stripe);
     read_exit(c, t);
-    STAT_ADD(t, st_sets, 1);
-    return SHMC_OK;
+    if (st == SHMC_OK) {
+        STAT_ADD(t, st_sets, 1);
+        cur = it->cas;
+    }
+    if (cas_out)
+        *cas_out = cur;
+    return st;
+}
+
+shmc_status shmc_set(shmc_t *c, const void *key, size_t klen, const void *val, size_t vlen,
+                     uint32_t flags, uint64_t ttl_ms)
+{
+    return store(c, key, klen, val, vlen, flags, ttl_ms, STORE_SET, 0, NULL);
+}
+
+shmc_status shmc_add(shmc_t *c, const void *key, size_t klen, const void *val, size_t vlen,
+                     uint32_t flags, uint64_t ttl_ms)
+{
+    return store(c, key, klen, val, vlen, flags, ttl_ms, STORE_ADD, 0, NULL);
+}
+
+shmc_status shmc_replace(shmc_t *c, const void *key, size_t klen, const void *val, size_t vlen,
+                         uint32_t flags, uint64_t ttl_ms)
+{
+    return store(c, key, klen, val, vlen, flags, ttl_ms, STORE_REPLACE, 0, NULL);
+}
+
+shmc_status shmc_cas(shmc_t *c, const void *key, size_t klen, const void *val, size_t vlen,
+                     uint32_t flags, uint64_t ttl_ms, uint64_t token, uint64_t *cas_out)
+{
+    if (!token)
+        return SHMC_EINVAL;
+    return store(c, key, klen, val, vlen, flags, ttl_ms, STORE_CAS, token, cas_out);
 }
 
 shmc_status shmc_delete(shmc_t *c, const void *key, size_t klen)

@@ -116,6 +116,7 @@ static const char *const messages[SHMC_STATUS_COUNT_] = {
     [SHMC_ETIMEDOUT] = "timed out",
     [SHMC_ESYS] = "system call failed (see errno)",
     [SHMC_ETOOSMALL] = "cache size too small for its max_value (raise size or lower max_value)",
+    [SHMC_STALE] = "the entry changed since its CAS token was read",
 };
 
 const char *shmc_strerror(shmc_status st)

@@ -1,0 +1,297 @@
+/*
+ * test_semantics.c — conditional writes: add, replace, gets/cas tokens,
+ * touch and ttl; and their atomicity across forked processes (no lost update
+ * in gets+cas loops, exactly one winner among racing adds).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shmcache.h"
+#include "testutil.h"
+
+typedef struct fx {
+    char name[64];
+    shmc_t *c;
+} fx;
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    tu_name(f->name, sizeof f->name, "sem");
+    shmc_options o = {.size = 8u << 20, .max_value = 16u << 10};
+    if (shmc_open(f->name, &o, &f->c) != SHMC_OK)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    shmc_close(f->c);
+    tu_destroy(f->name);
+    free(f);
+    return 0;
+}
+
+static void value_is(shmc_t *c, const char *k, const char *want)
+{
+    char buf[64];
+    size_t n;
+    assert_int_equal(shmc_get(c, k, strlen(k), buf, sizeof buf, &n, NULL), SHMC_OK);
+    assert_int_equal(n, strlen(want));
+    assert_memory_equal(buf, want, n);
+}
+
+static void test_add(void **state)
+{
+    shmc_t *c = ((fx *)*state)->c;
+    assert_int_equal(shmc_add(c, "a", 1, "1", 1, 0, 0), SHMC_OK);
+    assert_int_equal(shmc_add(c, "a", 1, "2", 1, 0, 0), SHMC_EXISTS);
+    value_is(c, "a", "1");
+    /* an expired key counts as absent */
+    assert_int_equal(shmc_set(c, "e", 1, "old", 3, 0, 30), SHMC_OK);
+    assert_int_equal(shmc_add(c, "e", 1, "x", 1, 0, 0), SHMC_EXISTS);
+    tu_sleep_ms(120);
+    assert_int_equal(shmc_add(c, "e", 1, "new", 3, 0, 0), SHMC_OK);
+    value_is(c, "e", "new");
+    /* limits are checked like set */
+    assert_int_equal(shmc_add(c, "", 0, "1", 1, 0, 0), SHMC_EKEYLEN);
+    assert_int_equal(shmc_add(c, "big", 3, "1", (16u << 10) + 1, 0, 0), SHMC_EVALLEN);
+}
+
+static void test_replace(void **state)
+{
+    shmc_t *c = ((fx *)*state)->c;
+    assert_int_equal(shmc_replace(c, "r", 1, "1", 1, 0, 0), SHMC_NOT_FOUND);
+    assert_int_equal(shmc_exists(c, "r", 1), SHMC_NOT_FOUND);
+    assert_int_equal(shmc_set(c, "r", 1, "1", 1, 0, 0), SHMC_OK);
+    assert_int_equal(shmc_replace(c, "r", 1, "22", 2, 7, 0), SHMC_OK);
+    value_is(c, "r", "22");
+    assert_int_equal(shmc_delete(c, "r", 1), SHMC_OK);
+    assert_int_equal(shmc_replace(c, "r", 1, "3", 1, 0, 0), SHMC_NOT_FOUND);
+}
+
+static void test_gets_cas_results(void **state)
+{
+    shmc_t *c = ((fx *)*state)->c;
+    char buf[64];
+    size_t n;
+    uint64_t t1, t2, cur;
+    assert_int_equal(shmc_gets(c, "k", 1, buf, sizeof buf, &n, NULL, &t1), SHMC_NOT_FOUND);
+    assert_int_equal(shmc_cas(c, "k", 1, "x", 1, 0, 0, 12345, &cur), SHMC_NOT_FOUND);
+    assert_int_equal(cur, 0);
+    assert_int_equal(shmc_set(c, "k", 1, "v1", 2, 0, 0), SHMC_OK);
+    assert_int_equal(shmc_gets(c, "k", 1, buf, sizeof buf, &n, NULL, &t1), SHMC_OK);
+    assert_int_not_equal(t1, 0);
+    assert_int_equal(shmc_cas(c, "k", 1, "v2", 2, 0, 0, t1, &t2), SHMC_OK);
+    assert_int_not_equal(t2, t1);
+    value_is(c, "k", "v2");
+    /* the old token is stale; the current token comes back */
+    assert_int_equal(shmc_cas(c, "k", 1, "v3", 2, 0, 0, t1, &cur), SHMC_STALE);
+    assert_int_equal(cur, t2);
+    value_is(c, "k", "v2");
+    /* with the current token it works, and cas_out may be NULL */
+    assert_int_equal(shmc_cas(c, "k", 1, "v3", 2, 0, 0, cur, NULL), SHMC_OK);
+    value_is(c, "k", "v3");
+    assert_int_equal(shmc_cas(c, "k", 1, "v4", 2, 0, 0, 0, NULL), SHMC_EINVAL);
+    assert_int_equal(shmc_gets(c, "k", 1, buf, sizeof buf, &n, NULL, NULL), SHMC_EINVAL);
+    /* a token is gone once the key is deleted */
+    assert_int_equal(shmc_gets(c, "k", 1, buf, sizeof buf, &n, NULL, &t1), SHMC_OK);
+    assert_int_equal(shmc_delete(c, "k", 1), SHMC_OK);
+    assert_int_equal(shmc_cas(c, "k", 1, "v5", 2, 0, 0, t1, &cur), SHMC_NOT_FOUND);
+}
+
+static void test_tokens_never_repeat(void **state)
+{
+    shmc_t *c = ((fx *)*state)->c;
+    enum { N = 2000 };
+    uint64_t *seen = calloc(N, sizeof *seen);
+    char buf[16];
+    size_t n;
+    for (uint32_t i = 0; i < N; i++) {
+        /* alternate the ways a key changes */
+        shmc_status s = i % 3 == 0   ? shmc_set(c, "t", 1, "a", 1, 0, 0)
+                        : i % 3 == 1 ? shmc_replace(c, "t", 1, "b", 1, 0, 0)
+                                     : shmc_touch(c, "t", 1, 0);
+        assert_int_equal(s, SHMC_OK);
+        assert_int_equal(shmc_gets(c, "t", 1, buf, sizeof buf, &n, NULL, &seen[i]), SHMC_OK);
+        assert_int_not_equal(seen[i], 0);
+        for (uint32_t j = 0; j < i; j++)
+            if (seen[j] == seen[i])
+                fail_msg("token %" PRIu64 " of change %u reused from change %u", seen[i], i, j);
+    }
+    free(seen);
+}
+
+static void test_touch_and_ttl(void **state)
+{
+    shmc_t *c = ((fx *)*state)->c;
+    uint64_t ttl, t1, t2;
+    char buf[16];
+    size_t n;
+    uint32_t fl;
+    assert_int_equal(shmc_touch(c, "x", 1, 1000), SHMC_NOT_FOUND);
+    assert_int_equal(shmc_ttl(c, "x", 1, &ttl), SHMC_NOT_FOUND);
+    assert_int_equal(shmc_set(c, "x", 1, "val", 3, 42, 0), SHMC_OK);
+    assert_int_equal(shmc_ttl(c, "x", 1, &ttl), SHMC_OK);
+    assert_true(ttl == SHMC_TTL_NONE);
+    assert_int_equal(shmc_set(c, "x", 1, "val", 3, 42, 10000), SHMC_OK);
+    assert_int_equal(shmc_ttl(c, "x", 1, &ttl), SHMC_OK);
+    assert_true(ttl <= 10000 && ttl > 9000);
+    /* a short TTL made permanent survives past it, value and flags intact */
+    assert_int_equal(shmc_set(c, "y", 1, "keep", 4, 9, 60), SHMC_OK);
+    assert_int_equal(shmc_gets(c, "y", 1, buf, sizeof buf, &n, &fl, &t1), SHMC_OK);
+    assert_int_equal(shmc_touch(c, "y", 1, 0), SHMC_OK);
+    assert_int_equal(shmc_gets(c, "y", 1, buf, sizeof buf, &n, &fl, &t2), SHMC_OK);
+    assert_int_not_equal(t1, t2);
+    tu_sleep_ms(150);
+    value_is(c, "y", "keep");
+    assert_int_equal(shmc_get(c, "y", 1, buf, sizeof buf, &n, &fl), SHMC_OK);
+    assert_int_equal(fl, 9);
+    /* and a permanent one given a short TTL expires */
+    assert_int_equal(shmc_touch(c, "y", 1, 40), SHMC_OK);
+    tu_sleep_ms(150);
+    assert_int_equal(shmc_exists(c, "y", 1), SHMC_NOT_FOUND);
+    assert_int_equal(shmc_touch(c, "y", 1, 1000), SHMC_NOT_FOUND);
+}
+
+/* A cas that loses writes nothing: a small cache survives 50 000 losing
+ * cas calls of 8 KiB values without a single eviction. */
+static void test_losing_cas_allocates_nothing(void **state)
+{
+    shmc_t *c = ((fx *)*state)->c;
+    static char big[8u << 10];
+    uint64_t tok, cur;
+    char buf[16];
+    size_t n;
+    assert_int_equal(shmc_set(c, "hot", 3, "v", 1, 0, 0), SHMC_OK);
+    assert_int_equal(shmc_gets(c, "hot", 3, buf, sizeof buf, &n, NULL, &tok), SHMC_OK);
+    assert_int_equal(shmc_set(c, "hot", 3, "w", 1, 0, 0), SHMC_OK); /* tok is stale now */
+    shmc_stats before, after;
+    assert_int_equal(shmc_stats_get(c, &before), SHMC_OK);
+    for (int i = 0; i < 50000; i++)
+        assert_int_equal(shmc_cas(c, "hot", 3, big, sizeof big, 0, 0, tok, &cur), SHMC_STALE);
+    assert_int_equal(shmc_stats_get(c, &after), SHMC_OK);
+    assert_int_equal(after.evictions, before.evictions);
+    assert_int_equal(after.bytes_free, before.bytes_free);
+    for (int i = 0; i < 50000; i++)
+        assert_int_equal(shmc_add(c, "hot", 3, big, sizeof big, 0, 0), SHMC_EXISTS);
+    assert_int_equal(shmc_stats_get(c, &after), SHMC_OK);
+    assert_int_equal(after.evictions, before.evictions);
+}
+
+/* ---- across processes ---- */
+
+enum { NPROCS = 4, INCS = 1500 };
+
+typedef struct shared {
+    tu_barrier bar;
+    _Atomic uint64_t stale, wins, errors;
+    _Atomic uint32_t add_wins;
+} shared;
+
+typedef struct carg {
+    const char *name;
+    shared *sh;
+    uint32_t id;
+} carg;
+
+static uint64_t parse_u64(const char *b, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++)
+        v = v * 10 + (uint64_t)(b[i] - '0');
+    return v;
+}
+
+static int incrementer(void *p)
+{
+    carg *a = p;
+    shmc_t *c;
+    if (shmc_open(a->name, NULL, &c) != SHMC_OK)
+        return 10;
+    tu_barrier_wait(&a->sh->bar);
+    for (int i = 0; i < INCS; i++) {
+        for (;;) {
+            char buf[32];
+            size_t n;
+            uint64_t tok;
+            if (shmc_gets(c, "ctr", 3, buf, sizeof buf, &n, NULL, &tok) != SHMC_OK)
+                return 11;
+            int len = snprintf(buf, sizeof buf, "%" PRIu64, parse_u64(buf, n) + 1);
+            shmc_status s = shmc_cas(c, "ctr", 3, buf, (size_t)len, 0, 0, tok, NULL);
+            if (s == SHMC_OK) {
+                atomic_fetch_add(&a->sh->wins, 1);
+                break;
+            }
+            if (s != SHMC_STALE)
+                return 12;
+            atomic_fetch_add(&a->sh->stale, 1);
+        }
+    }
+    /* racing adds of one fresh key: exactly one may win */
+    tu_barrier_wait(&a->sh->bar);
+    char v = (char)('0' + a->id);
+    shmc_status s = shmc_add(c, "once", 4, &v, 1, 0, 0);
+    if (s == SHMC_OK)
+        atomic_fetch_add(&a->sh->add_wins, 1);
+    else if (s != SHMC_EXISTS)
+        return 13;
+    shmc_close(c);
+    return 0;
+}
+
+static void test_cas_loops_lose_no_update(void **state)
+{
+    fx *f = *state;
+    shared *sh = tu_shared_alloc(sizeof *sh);
+    tu_barrier_init(&sh->bar, NPROCS);
+    assert_int_equal(shmc_set(f->c, "ctr", 3, "0", 1, 0, 0), SHMC_OK);
+    carg args[NPROCS];
+    pid_t pids[NPROCS];
+    for (uint32_t i = 0; i < NPROCS; i++) {
+        args[i] = (carg){f->name, sh, i};
+        pids[i] = tu_fork(incrementer, &args[i]);
+        assert_true(pids[i] > 0);
+    }
+    for (uint32_t i = 0; i < NPROCS; i++) {
+        int st = tu_wait(pids[i], 120000);
+        char why[64];
+        if (st != 0)
+            fail_msg("incrementer %u: %s", i, tu_status_str(st, why, sizeof why));
+    }
+    char buf[32];
+    size_t n;
+    assert_int_equal(shmc_get(f->c, "ctr", 3, buf, sizeof buf, &n, NULL), SHMC_OK);
+    assert_int_equal(parse_u64(buf, n), (uint64_t)NPROCS * INCS);
+    assert_int_equal(atomic_load(&sh->wins), (uint64_t)NPROCS * INCS);
+    fprintf(stderr, "  %d successful cas, %" PRIu64 " stale retries\n", NPROCS * INCS,
+            (uint64_t)atomic_load(&sh->stale));
+    assert_int_equal(atomic_load(&sh->add_wins), 1);
+    assert_int_equal(shmc_exists(f->c, "once", 4), SHMC_OK);
+    tu_shared_free(sh, sizeof *sh);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_add, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gets_cas_results, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tokens_never_repeat, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_touch_and_ttl, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_losing_cas_allocates_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cas_loops_lose_no_update, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
