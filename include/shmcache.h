@@ -220,6 +220,41 @@ SHMC_API shmc_status shmc_cas(shmc_t *c, const void *key, size_t klen, const voi
                               size_t vlen, uint32_t flags, uint64_t ttl_ms, uint64_t token,
                               uint64_t *cas_out);
 
+/* Compare-by-value CAS: stores key -> value only if the current value equals
+ * expected[0..elen) byte for byte; with expected == NULL, only if the key is
+ * absent or expired.  On refusal the current value is copied into
+ * cur[0..curlen) (if cur is not NULL and it fits) and *cur_vlen set to its
+ * length (0 if absent), so the caller can recompute at once; a *cur_vlen
+ * larger than curlen means it did not fit and nothing was copied.
+ * Returns SHMC_OK (stored), SHMC_STALE (the value differs), SHMC_NOT_FOUND
+ * (expected a value, the key is absent), SHMC_EXISTS (expected absent, the
+ * key is present).  Atomic across processes like shmc_cas; a losing call
+ * allocates nothing.
+ * Errors: as shmc_set; SHMC_EINVAL for NULL with a non-zero length, or cur
+ * without cur_vlen. */
+SHMC_API shmc_status shmc_cas_value(shmc_t *c, const void *key, size_t klen,
+                                    const void *expected, size_t elen, const void *val,
+                                    size_t vlen, uint32_t flags, uint64_t ttl_ms, void *cur,
+                                    size_t curlen, size_t *cur_vlen);
+
+/* Deletes the key only if its entry still carries `token` (shmc_gets).
+ * Returns SHMC_OK, SHMC_STALE (changed; kept) or SHMC_NOT_FOUND.
+ * Errors: SHMC_EKEYLEN, SHMC_EINVAL (token 0), SHMC_ENOSLOTS. */
+SHMC_API shmc_status shmc_delete_cas(shmc_t *c, const void *key, size_t klen, uint64_t token);
+
+/* Deletes the key only if its value equals expected[0..elen).
+ * Returns SHMC_OK, SHMC_STALE (differs; kept) or SHMC_NOT_FOUND.
+ * Errors: SHMC_EKEYLEN, SHMC_EINVAL, SHMC_ENOSLOTS. */
+SHMC_API shmc_status shmc_delete_value(shmc_t *c, const void *key, size_t klen,
+                                       const void *expected, size_t elen);
+
+/* Removes every item present when the call starts, while other processes go
+ * on reading and writing: an item written during the flush may survive it.
+ * Cost: one pass over the index, in short read sections.  Counted in
+ * stats.deletes.  Errors: SHMC_EINVAL (NULL, or called inside a callback),
+ * SHMC_ENOSLOTS. */
+SHMC_API shmc_status shmc_flush(shmc_t *c);
+
 /* Gives a present, unexpired key a new TTL (ttl_ms relative, 0 = never
  * expires), keeping its value and flags; the CAS token changes.  A write of
  * the key racing with it wins or loses as a whole, never mixed.

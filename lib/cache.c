@@ -40,10 +40,20 @@ static inline void mark_accessed(shmc_item *it)
         atomic_store_explicit(&it->accessed, 1, memory_order_relaxed);
 }
 
-enum store_mode { STORE_SET, STORE_ADD, STORE_REPLACE, STORE_CAS };
+/* What a write requires of the key's current entry, and what it reports
+ * about that entry when refused. */
+enum store_mode { STORE_SET, STORE_ADD, STORE_REPLACE, STORE_CAS, STORE_VALUE };
+typedef struct cond {
+    enum store_mode mode;
+    uint64_t token;             /* STORE_CAS */
+    const void *expected;       /* STORE_VALUE */
+    size_t elen;
+    uint64_t cur_cas;           /* out: the current entry's token, 0 if none */
+    void *cur;                  /* out (optional): the current value on refusal */
+    size_t curlen, *cur_vlen;
+} cond;
 static shmc_status store(struct shmc *c, const void *key, size_t klen, const void *val,
-                         size_t vlen, uint32_t flags, uint64_t ttl_ms, enum store_mode mode,
-                         uint64_t token, uint64_t *cas_out);
+                         size_t vlen, uint32_t flags, uint64_t ttl_ms, cond *cd);
 
 /* The item a get callback is visiting, for callers that need more than the
  * value (its CAS token, its expiry).  Valid only inside the callback. */
@@ -210,7 +220,8 @@ shmc_status shmc_touch(shmc_t *c, const void *key, size_t klen, uint64_t ttl_ms)
         shmc_status st = gets_alloc(c, key, klen, &val, &vlen, &flags, &token);
         if (st != SHMC_OK)
             return st;
-        st = store(c, key, klen, val, vlen, flags, ttl_ms, STORE_CAS, token, NULL);
+        cond cd = {.mode = STORE_CAS, .token = token};
+        st = store(c, key, klen, val, vlen, flags, ttl_ms, &cd);
         free(val);
         if (st != SHMC_STALE)
             return st;
@@ -235,32 +246,45 @@ static uint64_t next_cas(tslot *t)
     return (seq << 16) | (uint64_t)(t->idx + 1);
 }
 
-/* ---- writes: what each mode requires of the key's current entry ---- */
+/* ---- writes ---- */
 
-/* Whether a write in `mode` may replace `old` (NULL: absent).  Called under
- * the key's stripe lock.  On refusal, the status to return; *cur_cas is the
- * current entry's token (0 if none). */
-static shmc_status store_allowed(enum store_mode mode, shmc_item *old, bool old_expired,
-                                 uint64_t token, uint64_t *cur_cas)
+/* Whether a write under `cd` may replace `old` (NULL: absent).  Called under
+ * the key's stripe lock.  On refusal, the status to return, with the current
+ * entry's token and (if asked) value reported through cd. */
+static shmc_status store_allowed(cond *cd, shmc_item *old, bool old_expired)
 {
     bool present = old && !old_expired;
-    *cur_cas = present ? old->cas : 0;
-    switch (mode) {
-    case STORE_SET: return SHMC_OK;
-    case STORE_ADD: return present ? SHMC_EXISTS : SHMC_OK;
-    case STORE_REPLACE: return present ? SHMC_OK : SHMC_NOT_FOUND;
+    shmc_status st;
+    cd->cur_cas = present ? old->cas : 0;
+    switch (cd->mode) {
+    case STORE_SET: st = SHMC_OK; break;
+    case STORE_ADD: st = present ? SHMC_EXISTS : SHMC_OK; break;
+    case STORE_REPLACE: st = present ? SHMC_OK : SHMC_NOT_FOUND; break;
     case STORE_CAS:
-        if (!present)
-            return SHMC_NOT_FOUND;
-        return old->cas == token ? SHMC_OK : SHMC_STALE;
+        st = !present ? SHMC_NOT_FOUND : old->cas == cd->token ? SHMC_OK : SHMC_STALE;
+        break;
+    case STORE_VALUE:
+        st = !present ? SHMC_NOT_FOUND
+             : (old->vlen == cd->elen &&
+                (cd->elen == 0 ||
+                 memcmp((const uint8_t *)(old + 1) + old->klen, cd->expected, cd->elen) == 0))
+                 ? SHMC_OK
+                 : SHMC_STALE;
+        break;
+    default: st = SHMC_EINVAL; break;
     }
-    return SHMC_EINVAL;
+    if (st != SHMC_OK && present && cd->cur_vlen) {
+        *cd->cur_vlen = old->vlen;
+        if (old->vlen <= cd->curlen && old->vlen)
+            memcpy(cd->cur, (const uint8_t *)(old + 1) + old->klen, old->vlen);
+    }
+    return st;
 }
 
 /* Checks a conditional write before paying for it: a failed add or stale
  * cas (common in retry loops) then allocates nothing. */
 static shmc_status precheck(struct shmc *c, const keyhash *kh, const void *key, size_t klen,
-                            enum store_mode mode, uint64_t token, uint64_t *cur_cas)
+                            cond *cd)
 {
     shmc_status st = stripe_lock(c, kh->stripe);
     if (st != SHMC_OK)
@@ -269,7 +293,7 @@ static shmc_status precheck(struct shmc *c, const keyhash *kh, const void *key, 
     shmc_item *old = NULL;
     if (!index_find(c, kh, key, klen, &ow, &old))
         old = NULL;
-    st = store_allowed(mode, old, old && expired(old, &now), token, cur_cas);
+    st = store_allowed(cd, old, old && expired(old, &now));
     stripe_unlock(c, kh->stripe);
     return st;
 }
@@ -280,12 +304,11 @@ static shmc_status precheck(struct shmc *c, const keyhash *kh, const void *key, 
  * holding the lock while allocating could stall both); the condition is
  * then checked again and the item published under the lock, by one CAS. */
 static shmc_status store(struct shmc *c, const void *key, size_t klen, const void *val,
-                         size_t vlen, uint32_t flags, uint64_t ttl_ms, enum store_mode mode,
-                         uint64_t token, uint64_t *cas_out)
+                         size_t vlen, uint32_t flags, uint64_t ttl_ms, cond *cd)
 {
-    uint64_t cur = 0;
-    if (cas_out)
-        *cas_out = 0;
+    cd->cur_cas = 0;
+    if (cd->cur_vlen)
+        *cd->cur_vlen = 0;
     shmc_status st = check_key(c, key, klen);
     if (st != SHMC_OK)
         return st;
@@ -306,12 +329,10 @@ static shmc_status store(struct shmc *c, const void *key, size_t klen, const voi
     }
 
     read_enter(c, t);
-    if (mode != STORE_SET) {
-        st = precheck(c, &kh, key, klen, mode, token, &cur);
+    if (cd->mode != STORE_SET) {
+        st = precheck(c, &kh, key, klen, cd);
         if (st != SHMC_OK) {
             read_exit(c, t);
-            if (cas_out)
-                *cas_out = cur;
             return st;
         }
     }
@@ -347,7 +368,7 @@ static shmc_status store(struct shmc *c, const void *key, size_t klen, const voi
         shmc_item *old;
         _Atomic uint64_t *slot = index_find(c, &kh, key, klen, &ow, &old);
         bool was_expired = slot && expired(old, &now);
-        st = store_allowed(mode, slot ? old : NULL, was_expired, token, &cur);
+        st = store_allowed(cd, slot ? old : NULL, was_expired);
         if (st != SHMC_OK) {
             /* Changed between the check and now: the new item is dead bytes. */
             seg_dec_live(c, off, total);
@@ -372,40 +393,59 @@ static shmc_status store(struct shmc *c, const void *key, size_t klen, const voi
     read_exit(c, t);
     if (st == SHMC_OK) {
         STAT_ADD(t, st_sets, 1);
-        cur = it->cas;
+        cd->cur_cas = it->cas;
     }
-    if (cas_out)
-        *cas_out = cur;
     return st;
 }
 
 shmc_status shmc_set(shmc_t *c, const void *key, size_t klen, const void *val, size_t vlen,
                      uint32_t flags, uint64_t ttl_ms)
 {
-    return store(c, key, klen, val, vlen, flags, ttl_ms, STORE_SET, 0, NULL);
+    cond cd = {.mode = STORE_SET};
+    return store(c, key, klen, val, vlen, flags, ttl_ms, &cd);
 }
 
 shmc_status shmc_add(shmc_t *c, const void *key, size_t klen, const void *val, size_t vlen,
                      uint32_t flags, uint64_t ttl_ms)
 {
-    return store(c, key, klen, val, vlen, flags, ttl_ms, STORE_ADD, 0, NULL);
+    cond cd = {.mode = STORE_ADD};
+    return store(c, key, klen, val, vlen, flags, ttl_ms, &cd);
 }
 
 shmc_status shmc_replace(shmc_t *c, const void *key, size_t klen, const void *val, size_t vlen,
                          uint32_t flags, uint64_t ttl_ms)
 {
-    return store(c, key, klen, val, vlen, flags, ttl_ms, STORE_REPLACE, 0, NULL);
+    cond cd = {.mode = STORE_REPLACE};
+    return store(c, key, klen, val, vlen, flags, ttl_ms, &cd);
 }
 
 shmc_status shmc_cas(shmc_t *c, const void *key, size_t klen, const void *val, size_t vlen,
                      uint32_t flags, uint64_t ttl_ms, uint64_t token, uint64_t *cas_out)
 {
+    if (cas_out)
+        *cas_out = 0;
     if (!token)
         return SHMC_EINVAL;
-    return store(c, key, klen, val, vlen, flags, ttl_ms, STORE_CAS, token, cas_out);
+    cond cd = {.mode = STORE_CAS, .token = token};
+    shmc_status st = store(c, key, klen, val, vlen, flags, ttl_ms, &cd);
+    if (cas_out)
+        *cas_out = cd.cur_cas;
+    return st;
 }
 
-shmc_status shmc_delete(shmc_t *c, const void *key, size_t klen)
+shmc_status shmc_cas_value(shmc_t *c, const void *key, size_t klen, const void *expected,
+                           size_t elen, const void *val, size_t vlen, uint32_t flags,
+                           uint64_t ttl_ms, void *cur, size_t curlen, size_t *cur_vlen)
+{
+    if ((!expected && elen) || (!cur && curlen) || (cur && !cur_vlen))
+        return SHMC_EINVAL;
+    cond cd = {.mode = expected ? STORE_VALUE : STORE_ADD, .expected = expected, .elen = elen,
+               .cur = cur, .curlen = curlen, .cur_vlen = cur_vlen};
+    return store(c, key, klen, val, vlen, flags, ttl_ms, &cd);
+}
+
+/* Removes the key's entry if `cd` allows it (STORE_SET: unconditionally). */
+static shmc_status delete_if(struct shmc *c, const void *key, size_t klen, cond *cd)
 {
     shmc_status st = check_key(c, key, klen);
     if (st != SHMC_OK)
@@ -431,6 +471,12 @@ shmc_status shmc_delete(shmc_t *c, const void *key, size_t klen)
         uint64_t ooff = ((ow & IW_LOC_MASK) - 1) << 3;
         uint64_t obytes = item_total(old->klen, old->vlen);
         bool was_expired = expired(old, &now);
+        if (!was_expired && cd->mode != STORE_SET) {
+            st = store_allowed(cd, old, false);
+            if (st != SHMC_OK)
+                break;
+            st = SHMC_NOT_FOUND;
+        }
         if (atomic_compare_exchange_strong_explicit(slot, &ow, 0, memory_order_acq_rel,
                                                     memory_order_relaxed)) {
             seg_dec_live(c, ooff, obytes);
@@ -446,4 +492,63 @@ shmc_status shmc_delete(shmc_t *c, const void *key, size_t klen)
     stripe_unlock(c, kh.stripe);
     read_exit(c, t);
     return st;
+}
+
+shmc_status shmc_delete(shmc_t *c, const void *key, size_t klen)
+{
+    cond cd = {.mode = STORE_SET};
+    return delete_if(c, key, klen, &cd);
+}
+
+shmc_status shmc_delete_cas(shmc_t *c, const void *key, size_t klen, uint64_t token)
+{
+    if (!token)
+        return SHMC_EINVAL;
+    cond cd = {.mode = STORE_CAS, .token = token};
+    return delete_if(c, key, klen, &cd);
+}
+
+shmc_status shmc_delete_value(shmc_t *c, const void *key, size_t klen, const void *expected,
+                              size_t elen)
+{
+    if (!expected && elen)
+        return SHMC_EINVAL;
+    cond cd = {.mode = STORE_VALUE, .expected = expected ? expected : "", .elen = elen};
+    return delete_if(c, key, klen, &cd);
+}
+
+shmc_status shmc_flush(shmc_t *c)
+{
+    if (!c)
+        return SHMC_EINVAL;
+    tslot *t;
+    shmc_status st = slot_get(c, &t);
+    if (st != SHMC_OK)
+        return st;
+    if (t->depth)
+        return SHMC_EINVAL;
+    uint64_t ways = c->nbuckets * SHMC_BUCKET_WAYS, removed = 0;
+    /* Short read sections, so that a flush of a big index never holds
+     * reclamation back for long. */
+    for (uint64_t i = 0; i < ways; i += 4096) {
+        uint64_t end = i + 4096 < ways ? i + 4096 : ways;
+        read_enter(c, t);
+        for (uint64_t j = i; j < end; j++) {
+            uint64_t w = atomic_load_explicit(&c->index[j], memory_order_acquire);
+            if (!w)
+                continue;
+            uint64_t off;
+            shmc_item *it = item_at(c, w, &off);
+            uint64_t bytes = it ? item_total(it->klen, it->vlen) : 0;
+            if (atomic_compare_exchange_strong_explicit(&c->index[j], &w, 0, memory_order_acq_rel,
+                                                        memory_order_relaxed)) {
+                if (it)
+                    seg_dec_live(c, off, bytes);
+                removed++;
+            }
+        }
+        read_exit(c, t);
+    }
+    STAT_ADD(t, st_deletes, removed);
+    return SHMC_OK;
 }

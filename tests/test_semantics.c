@@ -190,6 +190,121 @@ static void test_losing_cas_allocates_nothing(void **state)
     assert_int_equal(after.evictions, before.evictions);
 }
 
+static void test_cas_value_results(void **state)
+{
+    shmc_t *c = ((fx *)*state)->c;
+    char cur[8];
+    size_t cl = 99;
+    /* expected absent: works once, then reports the value that is there */
+    assert_int_equal(shmc_cas_value(c, "v", 1, NULL, 0, "one", 3, 0, 0, cur, sizeof cur, &cl),
+                     SHMC_OK);
+    cl = 99;
+    assert_int_equal(shmc_cas_value(c, "v", 1, NULL, 0, "two", 3, 0, 0, cur, sizeof cur, &cl),
+                     SHMC_EXISTS);
+    assert_int_equal(cl, 3);
+    assert_memory_equal(cur, "one", 3);
+    /* expected value matches: stored */
+    assert_int_equal(shmc_cas_value(c, "v", 1, "one", 3, "three", 5, 0, 0, cur, sizeof cur, &cl),
+                     SHMC_OK);
+    value_is(c, "v", "three");
+    /* a stale expectation gets the current value back, and nothing changes */
+    assert_int_equal(shmc_cas_value(c, "v", 1, "one", 3, "four", 4, 0, 0, cur, sizeof cur, &cl),
+                     SHMC_STALE);
+    assert_int_equal(cl, 5);
+    assert_memory_equal(cur, "three", 5);
+    value_is(c, "v", "three");
+    /* same prefix, other length: differs */
+    assert_int_equal(shmc_cas_value(c, "v", 1, "thre", 4, "x", 1, 0, 0, NULL, 0, NULL), SHMC_STALE);
+    /* a current value too big for the buffer: its length, nothing copied */
+    char small[2] = {'?', '?'};
+    assert_int_equal(shmc_cas_value(c, "v", 1, "zz", 2, "x", 1, 0, 0, small, sizeof small, &cl),
+                     SHMC_STALE);
+    assert_int_equal(cl, 5);
+    assert_int_equal(small[0], '?');
+    /* absent key with an expected value */
+    cl = 99;
+    assert_int_equal(shmc_cas_value(c, "none", 4, "a", 1, "b", 1, 0, 0, cur, sizeof cur, &cl),
+                     SHMC_NOT_FOUND);
+    assert_int_equal(cl, 0);
+    /* empty values compare too */
+    assert_int_equal(shmc_set(c, "e", 1, "", 0, 0, 0), SHMC_OK);
+    assert_int_equal(shmc_cas_value(c, "e", 1, "", 0, "full", 4, 0, 0, NULL, 0, NULL), SHMC_OK);
+    value_is(c, "e", "full");
+    assert_int_equal(shmc_cas_value(c, "e", 1, NULL, 3, "x", 1, 0, 0, NULL, 0, NULL), SHMC_EINVAL);
+    assert_int_equal(shmc_cas_value(c, "e", 1, "a", 1, "x", 1, 0, 0, cur, 4, NULL), SHMC_EINVAL);
+}
+
+static void test_conditional_delete(void **state)
+{
+    shmc_t *c = ((fx *)*state)->c;
+    char buf[16];
+    size_t n;
+    uint64_t tok;
+    assert_int_equal(shmc_set(c, "d", 1, "abc", 3, 0, 0), SHMC_OK);
+    assert_int_equal(shmc_gets(c, "d", 1, buf, sizeof buf, &n, NULL, &tok), SHMC_OK);
+    assert_int_equal(shmc_delete_value(c, "d", 1, "abd", 3), SHMC_STALE);
+    assert_int_equal(shmc_delete_cas(c, "d", 1, tok + 1), SHMC_STALE);
+    assert_int_equal(shmc_exists(c, "d", 1), SHMC_OK);
+    assert_int_equal(shmc_delete_cas(c, "d", 1, tok), SHMC_OK);
+    assert_int_equal(shmc_exists(c, "d", 1), SHMC_NOT_FOUND);
+    assert_int_equal(shmc_delete_cas(c, "d", 1, tok), SHMC_NOT_FOUND);
+    assert_int_equal(shmc_delete_cas(c, "d", 1, 0), SHMC_EINVAL);
+    assert_int_equal(shmc_set(c, "d", 1, "abc", 3, 0, 0), SHMC_OK);
+    assert_int_equal(shmc_delete_value(c, "d", 1, "abc", 3), SHMC_OK);
+    assert_int_equal(shmc_delete_value(c, "d", 1, "abc", 3), SHMC_NOT_FOUND);
+}
+
+static int flush_writer(void *p)
+{
+    const char *name = p;
+    shmc_t *c;
+    if (shmc_open(name, NULL, &c) != SHMC_OK)
+        return 10;
+    uint8_t buf[600];
+    char why[200];
+    for (uint32_t i = 0; i < 4000; i++) {
+        if (tu_set_value(c, "fw-", i % 700, buf, 500, 1, i, 0) != SHMC_OK)
+            return 11;
+        shmc_status s = tu_get_check(c, "fw-", (i * 7) % 700, buf, sizeof buf, why, sizeof why);
+        if (s != SHMC_OK && s != SHMC_NOT_FOUND)
+            return 12;
+    }
+    shmc_close(c);
+    return 0;
+}
+
+static void test_flush(void **state)
+{
+    fx *f = *state;
+    uint8_t buf[600];
+    for (uint32_t i = 0; i < 2000; i++)
+        assert_int_equal(tu_set_value(f->c, "f-", i, buf, 300, 0, i, 0), SHMC_OK);
+    /* flush while another process writes and reads */
+    pid_t w = tu_fork(flush_writer, f->name);
+    assert_true(w > 0);
+    for (int r = 0; r < 5; r++)
+        assert_int_equal(shmc_flush(f->c), SHMC_OK);
+    char why[64];
+    int st = tu_wait(w, 60000);
+    if (st != 0)
+        fail_msg("writer: %s", tu_status_str(st, why, sizeof why));
+    for (uint32_t i = 0; i < 2000; i++) {
+        char k[TU_KEY_MAX];
+        assert_int_equal(shmc_exists(f->c, k, tu_key(k, "f-", i)), SHMC_NOT_FOUND);
+    }
+    assert_int_equal(shmc_flush(f->c), SHMC_OK);
+    shmc_stats s;
+    assert_int_equal(shmc_stats_get(f->c, &s), SHMC_OK);
+    assert_int_equal(s.items, 0);
+    assert_int_equal(s.bytes_used, 0);
+    shmc_verify_report rep;
+    assert_int_equal(shmc_verify(f->c, &rep), SHMC_OK);
+    assert_int_equal(rep.items, 0);
+    /* the cache works as before */
+    assert_int_equal(tu_set_value(f->c, "f-", 1, buf, 300, 0, 1, 0), SHMC_OK);
+    assert_int_equal(tu_get_check(f->c, "f-", 1, buf, sizeof buf, NULL, 0), SHMC_OK);
+}
+
 /* ---- across processes ---- */
 
 enum { NPROCS = 4, INCS = 1500 };
@@ -239,6 +354,30 @@ static int incrementer(void *p)
             atomic_fetch_add(&a->sh->stale, 1);
         }
     }
+    /* the same with compare-by-value: the loser gets the current value */
+    char cur[32];
+    size_t cl;
+    if (shmc_get(c, "vctr", 4, cur, sizeof cur, &cl, NULL) != SHMC_OK)
+        return 14;
+    for (int i = 0; i < INCS; i++) {
+        for (;;) {
+            char next[32];
+            int len = snprintf(next, sizeof next, "%" PRIu64, parse_u64(cur, cl) + 1);
+            char seen[32];
+            size_t sl;
+            shmc_status s = shmc_cas_value(c, "vctr", 4, cur, cl, next, (size_t)len, 0, 0, seen,
+                                           sizeof seen, &sl);
+            if (s == SHMC_OK) {
+                memcpy(cur, next, (size_t)len);
+                cl = (size_t)len;
+                break;
+            }
+            if (s != SHMC_STALE || sl > sizeof seen)
+                return 15;
+            memcpy(cur, seen, sl); /* recompute from what is there, no extra get */
+            cl = sl;
+        }
+    }
     /* racing adds of one fresh key: exactly one may win */
     tu_barrier_wait(&a->sh->bar);
     char v = (char)('0' + a->id);
@@ -257,6 +396,7 @@ static void test_cas_loops_lose_no_update(void **state)
     shared *sh = tu_shared_alloc(sizeof *sh);
     tu_barrier_init(&sh->bar, NPROCS);
     assert_int_equal(shmc_set(f->c, "ctr", 3, "0", 1, 0, 0), SHMC_OK);
+    assert_int_equal(shmc_set(f->c, "vctr", 4, "0", 1, 0, 0), SHMC_OK);
     carg args[NPROCS];
     pid_t pids[NPROCS];
     for (uint32_t i = 0; i < NPROCS; i++) {
@@ -275,6 +415,8 @@ static void test_cas_loops_lose_no_update(void **state)
     assert_int_equal(shmc_get(f->c, "ctr", 3, buf, sizeof buf, &n, NULL), SHMC_OK);
     assert_int_equal(parse_u64(buf, n), (uint64_t)NPROCS * INCS);
     assert_int_equal(atomic_load(&sh->wins), (uint64_t)NPROCS * INCS);
+    assert_int_equal(shmc_get(f->c, "vctr", 4, buf, sizeof buf, &n, NULL), SHMC_OK);
+    assert_int_equal(parse_u64(buf, n), (uint64_t)NPROCS * INCS);
     fprintf(stderr, "  %d successful cas, %" PRIu64 " stale retries\n", NPROCS * INCS,
             (uint64_t)atomic_load(&sh->stale));
     assert_int_equal(atomic_load(&sh->add_wins), 1);
@@ -291,6 +433,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tokens_never_repeat, setup, teardown),
         cmocka_unit_test_setup_teardown(test_touch_and_ttl, setup, teardown),
         cmocka_unit_test_setup_teardown(test_losing_cas_allocates_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cas_value_results, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_conditional_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cas_loops_lose_no_update, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
