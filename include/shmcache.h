@@ -72,6 +72,7 @@ typedef enum shmc_status {
     SHMC_ESYS,           /* a system call failed; errno holds its error */
     SHMC_ETOOSMALL,      /* size too small for max_value (raise size or lower max_value) */
     SHMC_STALE,          /* cas: the entry changed since its token was read */
+    SHMC_ENOTNUM,        /* incr/decr: the value is not a counter */
     SHMC_STATUS_COUNT_   /* not a status: number of codes */
 } shmc_status;
 
@@ -261,6 +262,37 @@ SHMC_API shmc_status shmc_flush(shmc_t *c);
  * Returns SHMC_OK or SHMC_NOT_FOUND.  Errors: as shmc_set (it rewrites the
  * value, so it needs memory like a set of that size). */
 SHMC_API shmc_status shmc_touch(shmc_t *c, const void *key, size_t klen, uint64_t ttl_ms);
+
+/* Like shmc_touch, and also returns the value (malloc()ed, free() it) and
+ * its flags as they were when the new TTL took effect.
+ * Errors: as shmc_touch; SHMC_EINVAL if val or vlen is NULL. */
+SHMC_API shmc_status shmc_get_and_touch(shmc_t *c, const void *key, size_t klen,
+                                        uint64_t ttl_ms, void **val, size_t *vlen,
+                                        uint32_t *flags);
+
+/* --- Counters ---------------------------------------------------------------
+ * A counter is an unsigned 64-bit number stored either as 1-20 ASCII decimal
+ * digits (what memcached and most clients store; any value set that way is a
+ * counter) or, when created with SHMC_INCR_BINARY, as 8 little-endian bytes.
+ * shmc_incr adds `delta` modulo 2^64 (wraps around, as memcached does);
+ * shmc_decr subtracts it and stops at 0.  The key's flags and expiry are
+ * kept.  Atomic across processes: N concurrent increments by 1 add exactly N
+ * (each is a read and a compare-and-swap, retried if another write won).
+ * With SHMC_INCR_CREATE a missing (or expired) key is created holding
+ * `initial` (not initial +/- delta), with ttl_ms (0 = never) and flags 0.
+ * *result = the new value.
+ * Returns SHMC_OK, SHMC_NOT_FOUND (missing, without SHMC_INCR_CREATE) or
+ * SHMC_ENOTNUM (the value is not a counter: other bytes, over 20 digits, or
+ * above 2^64-1).  Errors: as shmc_set; SHMC_EINVAL for a NULL result or an
+ * unknown option bit. */
+#define SHMC_INCR_CREATE 0x1u  /* create a missing key with `initial` */
+#define SHMC_INCR_BINARY 0x2u  /* ...as an 8-byte binary counter */
+SHMC_API shmc_status shmc_incr(shmc_t *c, const void *key, size_t klen, uint64_t delta,
+                               uint64_t initial, uint64_t ttl_ms, unsigned opts,
+                               uint64_t *result);
+SHMC_API shmc_status shmc_decr(shmc_t *c, const void *key, size_t klen, uint64_t delta,
+                               uint64_t initial, uint64_t ttl_ms, unsigned opts,
+                               uint64_t *result);
 
 /* The remaining lifetime of a present key in *ttl_ms: milliseconds until it
  * expires, or SHMC_TTL_NONE if it never does.  Returns SHMC_OK or

@@ -48,6 +48,8 @@ typedef struct cond {
     uint64_t token;             /* STORE_CAS */
     const void *expected;       /* STORE_VALUE */
     size_t elen;
+    bool abs_expire;            /* the ttl argument is an absolute expiry (rewrites) */
+    uint8_t kind;               /* item kind to write (ITEM_KIND_*) */
     uint64_t cur_cas;           /* out: the current entry's token, 0 if none */
     void *cur;                  /* out (optional): the current value on refusal */
     size_t curlen, *cur_vlen;
@@ -140,24 +142,29 @@ static shmc_status alloc_out(void *p, const uint8_t *val, uint32_t vlen, uint32_
     return SHMC_OK;
 }
 
-struct gets_alloc_ctx {
-    struct alloc_ctx a;
-    uint64_t *cas;
-};
+/* A private copy of an entry, for read-modify-write loops. */
+typedef struct entry_copy {
+    void *val;
+    size_t vlen;
+    uint32_t flags;
+    uint64_t cas, expire;
+    uint8_t kind;
+} entry_copy;
 
-static shmc_status gets_alloc_out(void *p, const uint8_t *val, uint32_t vlen, uint32_t flags)
+static shmc_status entry_out(void *p, const uint8_t *val, uint32_t vlen, uint32_t flags)
 {
-    struct gets_alloc_ctx *x = p;
-    *x->cas = visiting->cas;
-    return alloc_out(&x->a, val, vlen, flags);
+    entry_copy *e = p;
+    e->cas = visiting->cas;
+    e->expire = visiting->expire_ms;
+    e->kind = visiting->kind;
+    struct alloc_ctx a = {&e->val, &e->vlen, &e->flags};
+    return alloc_out(&a, val, vlen, flags);
 }
 
-static shmc_status gets_alloc(shmc_t *c, const void *key, size_t klen, void **val,
-                                    size_t *vlen, uint32_t *flags, uint64_t *cas)
+static shmc_status read_entry(shmc_t *c, const void *key, size_t klen, entry_copy *e)
 {
-    *val = NULL;
-    struct gets_alloc_ctx x = {{val, vlen, flags}, cas};
-    return get_visit(c, key, klen, gets_alloc_out, &x);
+    e->val = NULL;
+    return get_visit(c, key, klen, entry_out, e);
 }
 
 shmc_status shmc_get_alloc(shmc_t *c, const void *key, size_t klen, void **val, size_t *vlen,
@@ -207,25 +214,153 @@ shmc_status shmc_ttl(shmc_t *c, const void *key, size_t klen, uint64_t *ttl_ms)
     return get_visit(c, key, klen, ttl_out, ttl_ms);
 }
 
-shmc_status shmc_touch(shmc_t *c, const void *key, size_t klen, uint64_t ttl_ms)
+/* Republishes the entry with a new expiry (and returns its value if asked):
+ * items are immutable once published (readers copy them without a lock), so
+ * this is a cas loop that cannot lose to, or undo, a concurrent write. */
+static shmc_status retouch(shmc_t *c, const void *key, size_t klen, uint64_t ttl_ms,
+                           entry_copy *keep)
 {
-    /* Items are immutable once published (readers copy them without a lock),
-     * so a touch republishes the value with its new expiry, conditional on
-     * the entry not having changed since it was read. */
     for (;;) {
-        void *val;
-        size_t vlen;
-        uint32_t flags;
-        uint64_t token;
-        shmc_status st = gets_alloc(c, key, klen, &val, &vlen, &flags, &token);
+        entry_copy e;
+        shmc_status st = read_entry(c, key, klen, &e);
         if (st != SHMC_OK)
             return st;
-        cond cd = {.mode = STORE_CAS, .token = token};
-        st = store(c, key, klen, val, vlen, flags, ttl_ms, &cd);
-        free(val);
+        cond cd = {.mode = STORE_CAS, .token = e.cas, .kind = e.kind};
+        st = store(c, key, klen, e.val, e.vlen, e.flags, ttl_ms, &cd);
+        if (st == SHMC_OK && keep) {
+            *keep = e;
+            return st;
+        }
+        free(e.val);
         if (st != SHMC_STALE)
             return st;
     }
+}
+
+shmc_status shmc_touch(shmc_t *c, const void *key, size_t klen, uint64_t ttl_ms)
+{
+    return retouch(c, key, klen, ttl_ms, NULL);
+}
+
+shmc_status shmc_get_and_touch(shmc_t *c, const void *key, size_t klen, uint64_t ttl_ms,
+                               void **val, size_t *vlen, uint32_t *flags)
+{
+    if (!val || !vlen)
+        return SHMC_EINVAL;
+    *val = NULL;
+    entry_copy e;
+    shmc_status st = retouch(c, key, klen, ttl_ms, &e);
+    if (st == SHMC_OK) {
+        *val = e.val;
+        *vlen = e.vlen;
+        if (flags)
+            *flags = e.flags;
+    }
+    return st;
+}
+
+/* ---- counters ---- */
+
+/* Parses a counter value: ITEM_KIND_COUNTER items hold 8 little-endian
+ * bytes; any other value must be 1-20 ASCII decimal digits <= 2^64-1. */
+static bool counter_parse(const entry_copy *e, uint64_t *v)
+{
+    const uint8_t *p = e->val;
+    if (e->kind == ITEM_KIND_COUNTER) {
+        if (e->vlen != 8)
+            return false;
+        uint64_t x = 0;
+        for (int i = 7; i >= 0; i--)
+            x = (x << 8) | p[i];
+        *v = x;
+        return true;
+    }
+    if (e->vlen == 0 || e->vlen > 20)
+        return false;
+    uint64_t x = 0;
+    for (size_t i = 0; i < e->vlen; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+        uint64_t d = (uint64_t)(p[i] - '0');
+        if (x > (UINT64_MAX - d) / 10)
+            return false;
+        x = x * 10 + d;
+    }
+    *v = x;
+    return true;
+}
+
+static size_t counter_format(uint64_t v, uint8_t kind, uint8_t out[24])
+{
+    if (kind == ITEM_KIND_COUNTER) {
+        for (int i = 0; i < 8; i++)
+            out[i] = (uint8_t)(v >> (8 * i));
+        return 8;
+    }
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = (uint8_t)tmp[n - 1 - i];
+    return n;
+}
+
+static shmc_status counter_add(shmc_t *c, const void *key, size_t klen, uint64_t delta,
+                               bool down, uint64_t initial, uint64_t ttl_ms, unsigned opts,
+                               uint64_t *result)
+{
+    if (!result || (opts & ~(SHMC_INCR_CREATE | SHMC_INCR_BINARY)))
+        return SHMC_EINVAL;
+    uint8_t buf[24];
+    for (;;) {
+        entry_copy e;
+        shmc_status st = read_entry(c, key, klen, &e);
+        if (st == SHMC_NOT_FOUND) {
+            if (!(opts & SHMC_INCR_CREATE))
+                return st;
+            uint8_t kind = opts & SHMC_INCR_BINARY ? ITEM_KIND_COUNTER : ITEM_KIND_PLAIN;
+            cond cd = {.mode = STORE_ADD, .kind = kind};
+            st = store(c, key, klen, buf, counter_format(initial, kind, buf), 0, ttl_ms, &cd);
+            if (st == SHMC_OK)
+                *result = initial;
+            if (st == SHMC_EXISTS)
+                continue; /* created meanwhile by someone else: count on it */
+            return st;
+        }
+        if (st != SHMC_OK)
+            return st;
+        uint64_t v;
+        if (!counter_parse(&e, &v)) {
+            free(e.val);
+            return SHMC_ENOTNUM;
+        }
+        /* incr wraps modulo 2^64; decr stops at 0 (as memcached does) */
+        uint64_t nv = down ? (v > delta ? v - delta : 0) : v + delta;
+        cond cd = {.mode = STORE_CAS, .token = e.cas, .abs_expire = true, .kind = e.kind};
+        st = store(c, key, klen, buf, counter_format(nv, e.kind, buf), e.flags, e.expire, &cd);
+        free(e.val);
+        if (st == SHMC_OK) {
+            *result = nv;
+            return st;
+        }
+        if (st != SHMC_STALE && st != SHMC_NOT_FOUND)
+            return st;
+    }
+}
+
+shmc_status shmc_incr(shmc_t *c, const void *key, size_t klen, uint64_t delta, uint64_t initial,
+                      uint64_t ttl_ms, unsigned opts, uint64_t *result)
+{
+    return counter_add(c, key, klen, delta, false, initial, ttl_ms, opts, result);
+}
+
+shmc_status shmc_decr(shmc_t *c, const void *key, size_t klen, uint64_t delta, uint64_t initial,
+                      uint64_t ttl_ms, unsigned opts, uint64_t *result)
+{
+    return counter_add(c, key, klen, delta, true, initial, ttl_ms, opts, result);
 }
 
 static shmc_status found_ok(void *p, const uint8_t *v, uint32_t n, uint32_t f)
@@ -323,7 +458,9 @@ static shmc_status store(struct shmc *c, const void *key, size_t klen, const voi
     keyhash_of(c, key, klen, &kh);
     uint64_t total = item_total((uint32_t)klen, (uint32_t)vlen);
     uint64_t expire = 0;
-    if (ttl_ms) {
+    if (cd->abs_expire) {
+        expire = ttl_ms;
+    } else if (ttl_ms) {
         uint64_t now = now_ms();
         expire = ttl_ms > UINT64_MAX - now ? UINT64_MAX : now + ttl_ms;
     }
@@ -346,7 +483,7 @@ static shmc_status store(struct shmc *c, const void *key, size_t klen, const voi
     it->magic = ITEM_MAGIC;
     it->klen = (uint16_t)klen;
     atomic_store_explicit(&it->accessed, 0, memory_order_relaxed);
-    it->kind = 0;
+    it->kind = cd->kind;
     it->vlen = (uint32_t)vlen;
     it->flags = flags;
     it->expire_ms = expire;

@@ -139,7 +139,7 @@ typedef struct shmc_item {
     uint32_t magic;              /* ITEM_MAGIC */
     uint16_t klen;
     _Atomic uint8_t accessed;    /* set by readers (only when 0): second chance */
-    uint8_t kind;                /* reserved */
+    uint8_t kind;                /* ITEM_KIND_*: how incr/decr read the value */
     uint32_t vlen;
     uint32_t flags;              /* user flags */
     uint64_t expire_ms;          /* monotonic ms, 0 = never */
@@ -147,6 +147,8 @@ typedef struct shmc_item {
 } shmc_item;
 
 #define ITEM_MAGIC 0x6d657469u   /* "item" */
+#define ITEM_KIND_PLAIN   0u     /* bytes; a counter if they are decimal digits */
+#define ITEM_KIND_COUNTER 1u     /* an 8-byte little-endian binary counter */
 _Static_assert(sizeof(shmc_item) == 32, "item header is 32 bytes");
 
 #endif

@@ -117,6 +117,7 @@ static const char *const messages[SHMC_STATUS_COUNT_] = {
     [SHMC_ESYS] = "system call failed (see errno)",
     [SHMC_ETOOSMALL] = "cache size too small for its max_value (raise size or lower max_value)",
     [SHMC_STALE] = "the entry changed since its CAS token was read",
+    [SHMC_ENOTNUM] = "the value is not a counter (1-20 decimal digits, or a binary counter)",
 };
 
 const char *shmc_strerror(shmc_status st)

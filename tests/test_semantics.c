@@ -305,6 +305,75 @@ static void test_flush(void **state)
     assert_int_equal(tu_get_check(f->c, "f-", 1, buf, sizeof buf, NULL, 0), SHMC_OK);
 }
 
+static void test_counters(void **state)
+{
+    shmc_t *c = ((fx *)*state)->c;
+    uint64_t r = 77;
+    char buf[32];
+    size_t n;
+    uint32_t fl;
+    assert_int_equal(shmc_incr(c, "n", 1, 1, 0, 0, 0, &r), SHMC_NOT_FOUND);
+    assert_int_equal(shmc_incr(c, "n", 1, 1, 10, 0, SHMC_INCR_CREATE, &r), SHMC_OK);
+    assert_int_equal(r, 10);
+    value_is(c, "n", "10");
+    assert_int_equal(shmc_incr(c, "n", 1, 5, 0, 0, SHMC_INCR_CREATE, &r), SHMC_OK);
+    assert_int_equal(r, 15);
+    value_is(c, "n", "15");
+    assert_int_equal(shmc_decr(c, "n", 1, 20, 0, 0, 0, &r), SHMC_OK); /* stops at 0 */
+    assert_int_equal(r, 0);
+    value_is(c, "n", "0");
+    /* incr wraps modulo 2^64 */
+    assert_int_equal(shmc_set(c, "w", 1, "18446744073709551615", 20, 0, 0), SHMC_OK);
+    assert_int_equal(shmc_incr(c, "w", 1, 2, 0, 0, 0, &r), SHMC_OK);
+    assert_int_equal(r, 1);
+    /* not counters */
+    const char *bad[] = {"abc", "12a", "", "-1", "18446744073709551616", "123456789012345678901"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(shmc_set(c, "b", 1, bad[i], strlen(bad[i]), 0, 0), SHMC_OK);
+        assert_int_equal(shmc_incr(c, "b", 1, 1, 0, 0, 0, &r), SHMC_ENOTNUM);
+        value_is(c, "b", bad[i]); /* untouched */
+    }
+    assert_int_equal(shmc_incr(c, "n", 1, 1, 0, 0, 0x80, &r), SHMC_EINVAL);
+    assert_int_equal(shmc_incr(c, "n", 1, 1, 0, 0, 0, NULL), SHMC_EINVAL);
+    /* binary counters: 8 little-endian bytes */
+    assert_int_equal(shmc_incr(c, "bin", 3, 1, 0x0102030405060708ull, 0,
+                               SHMC_INCR_CREATE | SHMC_INCR_BINARY, &r), SHMC_OK);
+    assert_int_equal(shmc_incr(c, "bin", 3, 0x10, 0, 0, 0, &r), SHMC_OK);
+    assert_int_equal(r, 0x0102030405060718ull);
+    assert_int_equal(shmc_get(c, "bin", 3, buf, sizeof buf, &n, NULL), SHMC_OK);
+    assert_int_equal(n, 8);
+    assert_int_equal((uint8_t)buf[0], 0x18);
+    assert_int_equal((uint8_t)buf[7], 0x01);
+    /* flags and expiry are kept */
+    assert_int_equal(shmc_set(c, "t", 1, "5", 1, 33, 80), SHMC_OK);
+    assert_int_equal(shmc_incr(c, "t", 1, 1, 0, 0, 0, &r), SHMC_OK);
+    assert_int_equal(shmc_get(c, "t", 1, buf, sizeof buf, &n, &fl), SHMC_OK);
+    assert_int_equal(fl, 33);
+    tu_sleep_ms(150);
+    assert_int_equal(shmc_exists(c, "t", 1), SHMC_NOT_FOUND);
+    assert_int_equal(shmc_incr(c, "t", 1, 1, 0, 0, 0, &r), SHMC_NOT_FOUND);
+}
+
+static void test_get_and_touch(void **state)
+{
+    shmc_t *c = ((fx *)*state)->c;
+    void *v;
+    size_t n;
+    uint32_t fl;
+    uint64_t ttl;
+    assert_int_equal(shmc_get_and_touch(c, "g", 1, 1000, &v, &n, &fl), SHMC_NOT_FOUND);
+    assert_null(v);
+    assert_int_equal(shmc_set(c, "g", 1, "hello", 5, 4, 50), SHMC_OK);
+    assert_int_equal(shmc_get_and_touch(c, "g", 1, 0, &v, &n, &fl), SHMC_OK);
+    assert_int_equal(n, 5);
+    assert_memory_equal(v, "hello", 5);
+    assert_int_equal(fl, 4);
+    free(v);
+    assert_int_equal(shmc_ttl(c, "g", 1, &ttl), SHMC_OK);
+    assert_true(ttl == SHMC_TTL_NONE);
+    assert_int_equal(shmc_get_and_touch(c, "g", 1, 0, NULL, &n, NULL), SHMC_EINVAL);
+}
+
 /* ---- across processes ---- */
 
 enum { NPROCS = 4, INCS = 1500 };
@@ -378,6 +447,13 @@ static int incrementer(void *p)
             cl = sl;
         }
     }
+    /* counters: every increment counts once (created by the first, with
+     * initial = delta, so that it counts too) */
+    for (int i = 0; i < INCS; i++) {
+        uint64_t r;
+        if (shmc_incr(c, "hits", 4, 1, 1, 0, SHMC_INCR_CREATE, &r) != SHMC_OK)
+            return 16;
+    }
     /* racing adds of one fresh key: exactly one may win */
     tu_barrier_wait(&a->sh->bar);
     char v = (char)('0' + a->id);
@@ -417,6 +493,8 @@ static void test_cas_loops_lose_no_update(void **state)
     assert_int_equal(atomic_load(&sh->wins), (uint64_t)NPROCS * INCS);
     assert_int_equal(shmc_get(f->c, "vctr", 4, buf, sizeof buf, &n, NULL), SHMC_OK);
     assert_int_equal(parse_u64(buf, n), (uint64_t)NPROCS * INCS);
+    assert_int_equal(shmc_get(f->c, "hits", 4, buf, sizeof buf, &n, NULL), SHMC_OK);
+    assert_int_equal(parse_u64(buf, n), (uint64_t)NPROCS * INCS);
     fprintf(stderr, "  %d successful cas, %" PRIu64 " stale retries\n", NPROCS * INCS,
             (uint64_t)atomic_load(&sh->stale));
     assert_int_equal(atomic_load(&sh->add_wins), 1);
@@ -436,6 +514,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cas_value_results, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conditional_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_counters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_and_touch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cas_loops_lose_no_update, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
