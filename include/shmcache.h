@@ -270,6 +270,17 @@ SHMC_API shmc_status shmc_get_and_touch(shmc_t *c, const void *key, size_t klen,
                                         uint64_t ttl_ms, void **val, size_t *vlen,
                                         uint32_t *flags);
 
+/* Appends (shmc_append) or prepends (shmc_prepend) data[0..dlen) to the value
+ * of a present key, keeping its flags and expiry; the CAS token changes.
+ * Atomic across processes: concurrent appends all land, in some order, and
+ * none is lost.  A binary counter becomes plain bytes.
+ * Returns SHMC_OK or SHMC_NOT_FOUND.  Errors: as shmc_set (SHMC_EVALLEN when
+ * the result would exceed max_value; nothing is changed then). */
+SHMC_API shmc_status shmc_append(shmc_t *c, const void *key, size_t klen, const void *data,
+                                 size_t dlen);
+SHMC_API shmc_status shmc_prepend(shmc_t *c, const void *key, size_t klen, const void *data,
+                                  size_t dlen);
+
 /* --- Counters ---------------------------------------------------------------
  * A counter is an unsigned 64-bit number stored either as 1-20 ASCII decimal
  * digits (what memcached and most clients store; any value set that way is a
@@ -308,6 +319,52 @@ SHMC_API shmc_status shmc_delete(shmc_t *c, const void *key, size_t klen);
 /* SHMC_OK if `key` is present and not expired, SHMC_NOT_FOUND otherwise.
  * Errors: SHMC_EKEYLEN, SHMC_EINVAL, SHMC_ENOSLOTS.  Never blocks. */
 SHMC_API shmc_status shmc_exists(shmc_t *c, const void *key, size_t klen);
+
+/* --- Many keys at once ------------------------------------------------------
+ * One call for a batch of keys.  Each key gets its own status; the call's
+ * own status covers what the whole call could not do.  Not atomic as a
+ * whole: each key is read or written as by the single-key call. */
+
+typedef struct shmc_get_req {
+    const void *key;      /* in */
+    size_t klen;          /* in */
+    void *buf;            /* in: where the value is copied */
+    size_t buflen;        /* in */
+    size_t vlen;          /* out: the value's length (also on SHMC_EBUFSIZE) */
+    uint32_t flags;       /* out */
+    shmc_status status;   /* out: SHMC_OK, SHMC_NOT_FOUND, SHMC_EBUFSIZE, SHMC_EKEYLEN,
+                           *      SHMC_EINVAL */
+} shmc_get_req;
+
+/* Looks up n keys, amortising the read-side entry and exit and overlapping
+ * the lookups' memory accesses (keys are hashed and their index buckets
+ * fetched a chunk at a time).  Returns SHMC_OK when the statuses in reqs
+ * are filled in.  Errors: SHMC_EINVAL (NULL), SHMC_ENOSLOTS.  Never blocks. */
+SHMC_API shmc_status shmc_get_many(shmc_t *c, shmc_get_req *reqs, size_t n);
+
+typedef struct shmc_set_req {
+    const void *key;      /* in */
+    size_t klen;          /* in */
+    const void *val;      /* in */
+    size_t vlen;          /* in */
+    uint32_t flags;       /* in */
+    uint64_t ttl_ms;      /* in */
+    shmc_status status;   /* out: as shmc_set */
+} shmc_set_req;
+
+/* Stores n key/value pairs, each as shmc_set.  Returns SHMC_OK if all were
+ * stored, else the first failing status (every request has its own). */
+SHMC_API shmc_status shmc_set_many(shmc_t *c, shmc_set_req *reqs, size_t n);
+
+typedef struct shmc_key_req {
+    const void *key;      /* in */
+    size_t klen;          /* in */
+    shmc_status status;   /* out: as shmc_delete */
+} shmc_key_req;
+
+/* Deletes n keys, each as shmc_delete.  Returns SHMC_OK when the statuses
+ * are filled in.  Errors: SHMC_EINVAL (NULL). */
+SHMC_API shmc_status shmc_delete_many(shmc_t *c, shmc_key_req *reqs, size_t n);
 
 /* --- Statistics -----------------------------------------------------------
  * Counters are summed over every participant slot, including slots of

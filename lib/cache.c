@@ -259,6 +259,52 @@ shmc_status shmc_get_and_touch(shmc_t *c, const void *key, size_t klen, uint64_t
     return st;
 }
 
+/* Appends (or prepends) data to a present value, keeping flags, expiry and
+ * kind: a read and a compare-and-swap, retried if another write won. */
+static shmc_status concat(shmc_t *c, const void *key, size_t klen, const void *data,
+                          size_t dlen, bool front)
+{
+    if (!data && dlen)
+        return SHMC_EINVAL;
+    for (;;) {
+        entry_copy e;
+        shmc_status st = read_entry(c, key, klen, &e);
+        if (st != SHMC_OK)
+            return st;
+        if (e.vlen + dlen > c->max_value) {
+            free(e.val);
+            return SHMC_EVALLEN;
+        }
+        uint8_t *nv = malloc(e.vlen + dlen + 1);
+        if (!nv) {
+            free(e.val);
+            errno = ENOMEM;
+            return SHMC_ESYS;
+        }
+        uint8_t *old_at = nv + (front ? dlen : 0), *new_at = nv + (front ? 0 : e.vlen);
+        if (e.vlen)
+            memcpy(old_at, e.val, e.vlen);
+        if (dlen)
+            memcpy(new_at, data, dlen);
+        cond cd = {.mode = STORE_CAS, .token = e.cas, .abs_expire = true, .kind = ITEM_KIND_PLAIN};
+        st = store(c, key, klen, nv, e.vlen + dlen, e.flags, e.expire, &cd);
+        free(nv);
+        free(e.val);
+        if (st != SHMC_STALE)
+            return st;
+    }
+}
+
+shmc_status shmc_append(shmc_t *c, const void *key, size_t klen, const void *data, size_t dlen)
+{
+    return concat(c, key, klen, data, dlen, false);
+}
+
+shmc_status shmc_prepend(shmc_t *c, const void *key, size_t klen, const void *data, size_t dlen)
+{
+    return concat(c, key, klen, data, dlen, true);
+}
+
 /* ---- counters ---- */
 
 /* Parses a counter value: ITEM_KIND_COUNTER items hold 8 little-endian
@@ -687,5 +733,82 @@ shmc_status shmc_flush(shmc_t *c)
         read_exit(c, t);
     }
     STAT_ADD(t, st_deletes, removed);
+    return SHMC_OK;
+}
+
+/* ---- many keys ---- */
+
+#define MANY_CHUNK 32u
+
+shmc_status shmc_get_many(shmc_t *c, shmc_get_req *reqs, size_t n)
+{
+    if (!c || (!reqs && n))
+        return SHMC_EINVAL;
+    tslot *t;
+    shmc_status st = slot_get(c, &t);
+    if (st != SHMC_OK)
+        return st;
+    keyhash kh[MANY_CHUNK];
+    for (size_t base = 0; base < n; base += MANY_CHUNK) {
+        size_t m = n - base < MANY_CHUNK ? n - base : MANY_CHUNK;
+        /* Hash the chunk and ask for every bucket first: the lookups then
+         * overlap their memory round trips instead of paying them in turn. */
+        for (size_t i = 0; i < m; i++) {
+            shmc_get_req *r = &reqs[base + i];
+            r->vlen = 0;
+            r->status = check_key(c, r->key, r->klen);
+            if (r->status == SHMC_OK && !r->buf && r->buflen)
+                r->status = SHMC_EINVAL;
+            if (r->status != SHMC_OK)
+                continue;
+            keyhash_of(c, r->key, r->klen, &kh[i]);
+            __builtin_prefetch(c->index + kh[i].b1 * SHMC_BUCKET_WAYS);
+            __builtin_prefetch(c->index + kh[i].b2 * SHMC_BUCKET_WAYS);
+        }
+        read_enter(c, t);
+        uint64_t now = 0, hits = 0, misses = 0;
+        for (size_t i = 0; i < m; i++) {
+            shmc_get_req *r = &reqs[base + i];
+            if (r->status != SHMC_OK)
+                continue;
+            uint64_t w;
+            shmc_item *it;
+            if (!index_find(c, &kh[i], r->key, r->klen, &w, &it) || expired(it, &now)) {
+                r->status = SHMC_NOT_FOUND;
+                misses++;
+                continue;
+            }
+            struct copy_ctx x = {r->buf, r->buflen, &r->vlen, &r->flags};
+            r->status = copy_out(&x, (const uint8_t *)(it + 1) + it->klen, it->vlen, it->flags);
+            mark_accessed(it);
+            hits++;
+        }
+        read_exit(c, t);
+        STAT_ADD(t, st_hits, hits);
+        STAT_ADD(t, st_misses, misses);
+    }
+    return SHMC_OK;
+}
+
+shmc_status shmc_set_many(shmc_t *c, shmc_set_req *reqs, size_t n)
+{
+    if (!c || (!reqs && n))
+        return SHMC_EINVAL;
+    shmc_status first = SHMC_OK;
+    for (size_t i = 0; i < n; i++) {
+        shmc_set_req *r = &reqs[i];
+        r->status = shmc_set(c, r->key, r->klen, r->val, r->vlen, r->flags, r->ttl_ms);
+        if (r->status != SHMC_OK && first == SHMC_OK)
+            first = r->status;
+    }
+    return first;
+}
+
+shmc_status shmc_delete_many(shmc_t *c, shmc_key_req *reqs, size_t n)
+{
+    if (!c || (!reqs && n))
+        return SHMC_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        reqs[i].status = shmc_delete(c, reqs[i].key, reqs[i].klen);
     return SHMC_OK;
 }

@@ -374,6 +374,80 @@ static void test_get_and_touch(void **state)
     assert_int_equal(shmc_get_and_touch(c, "g", 1, 0, NULL, &n, NULL), SHMC_EINVAL);
 }
 
+static void test_append_prepend(void **state)
+{
+    shmc_t *c = ((fx *)*state)->c;
+    assert_int_equal(shmc_append(c, "s", 1, "x", 1), SHMC_NOT_FOUND);
+    assert_int_equal(shmc_set(c, "s", 1, "mid", 3, 5, 0), SHMC_OK);
+    assert_int_equal(shmc_append(c, "s", 1, "-end", 4), SHMC_OK);
+    assert_int_equal(shmc_prepend(c, "s", 1, "start-", 6), SHMC_OK);
+    value_is(c, "s", "start-mid-end");
+    char buf[32];
+    size_t n;
+    uint32_t fl;
+    assert_int_equal(shmc_get(c, "s", 1, buf, sizeof buf, &n, &fl), SHMC_OK);
+    assert_int_equal(fl, 5);
+    assert_int_equal(shmc_append(c, "s", 1, "", 0), SHMC_OK);
+    value_is(c, "s", "start-mid-end");
+    static char big[16u << 10];
+    assert_int_equal(shmc_append(c, "s", 1, big, sizeof big), SHMC_EVALLEN);
+    value_is(c, "s", "start-mid-end");
+    assert_int_equal(shmc_append(c, "s", 1, NULL, 3), SHMC_EINVAL);
+}
+
+static void test_many_keys(void **state)
+{
+    shmc_t *c = ((fx *)*state)->c;
+    enum { N = 100 };
+    char keys[N][16], vals[N][16];
+    shmc_set_req sets[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "m%d", i);
+        snprintf(vals[i], sizeof vals[i], "value-%d", i);
+        sets[i] = (shmc_set_req){keys[i], strlen(keys[i]), vals[i], strlen(vals[i]),
+                                 (uint32_t)i, 0, SHMC_EINVAL};
+    }
+    sets[7].klen = 0; /* one bad request */
+    assert_int_equal(shmc_set_many(c, sets, N), SHMC_EKEYLEN);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(sets[i].status, i == 7 ? SHMC_EKEYLEN : SHMC_OK);
+
+    shmc_get_req gets[N + 2];
+    char bufs[N + 2][16];
+    for (int i = 0; i < N; i++)
+        gets[i] = (shmc_get_req){keys[i], strlen(keys[i]), bufs[i], sizeof bufs[i], 0, 0, 0};
+    gets[3].buflen = 2; /* too small */
+    gets[N] = (shmc_get_req){"absent", 6, bufs[N], sizeof bufs[N], 0, 0, 0};
+    gets[N + 1] = (shmc_get_req){"x", 1, NULL, 5, 0, 0, 0}; /* bad buffer */
+    assert_int_equal(shmc_get_many(c, gets, N + 2), SHMC_OK);
+    for (int i = 0; i < N; i++) {
+        if (i == 7) {
+            assert_int_equal(gets[i].status, SHMC_NOT_FOUND);
+        } else if (i == 3) {
+            assert_int_equal(gets[i].status, SHMC_EBUFSIZE);
+            assert_int_equal(gets[i].vlen, strlen(vals[i]));
+        } else {
+            assert_int_equal(gets[i].status, SHMC_OK);
+            assert_int_equal(gets[i].vlen, strlen(vals[i]));
+            assert_memory_equal(bufs[i], vals[i], gets[i].vlen);
+            assert_int_equal(gets[i].flags, (uint32_t)i);
+        }
+    }
+    assert_int_equal(gets[N].status, SHMC_NOT_FOUND);
+    assert_int_equal(gets[N + 1].status, SHMC_EINVAL);
+
+    shmc_key_req dels[N];
+    for (int i = 0; i < N; i++)
+        dels[i] = (shmc_key_req){keys[i], strlen(keys[i]), SHMC_EINVAL};
+    assert_int_equal(shmc_delete_many(c, dels, N), SHMC_OK);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(dels[i].status, i == 7 ? SHMC_NOT_FOUND : SHMC_OK);
+        assert_int_equal(shmc_exists(c, keys[i], strlen(keys[i])), SHMC_NOT_FOUND);
+    }
+    assert_int_equal(shmc_get_many(c, NULL, 1), SHMC_EINVAL);
+    assert_int_equal(shmc_get_many(c, NULL, 0), SHMC_OK);
+}
+
 /* ---- across processes ---- */
 
 enum { NPROCS = 4, INCS = 1500 };
@@ -454,6 +528,12 @@ static int incrementer(void *p)
         if (shmc_incr(c, "hits", 4, 1, 1, 0, SHMC_INCR_CREATE, &r) != SHMC_OK)
             return 16;
     }
+    /* appends from every process all land */
+    for (int i = 0; i < 300; i++) {
+        char ch = (char)('a' + a->id);
+        if (shmc_append(c, "log", 3, &ch, 1) != SHMC_OK)
+            return 17;
+    }
     /* racing adds of one fresh key: exactly one may win */
     tu_barrier_wait(&a->sh->bar);
     char v = (char)('0' + a->id);
@@ -473,6 +553,7 @@ static void test_cas_loops_lose_no_update(void **state)
     tu_barrier_init(&sh->bar, NPROCS);
     assert_int_equal(shmc_set(f->c, "ctr", 3, "0", 1, 0, 0), SHMC_OK);
     assert_int_equal(shmc_set(f->c, "vctr", 4, "0", 1, 0, 0), SHMC_OK);
+    assert_int_equal(shmc_set(f->c, "log", 3, "", 0, 0, 0), SHMC_OK);
     carg args[NPROCS];
     pid_t pids[NPROCS];
     for (uint32_t i = 0; i < NPROCS; i++) {
@@ -497,6 +578,15 @@ static void test_cas_loops_lose_no_update(void **state)
     assert_int_equal(parse_u64(buf, n), (uint64_t)NPROCS * INCS);
     fprintf(stderr, "  %d successful cas, %" PRIu64 " stale retries\n", NPROCS * INCS,
             (uint64_t)atomic_load(&sh->stale));
+    char logbuf[NPROCS * 300 + 1];
+    assert_int_equal(shmc_get(f->c, "log", 3, logbuf, sizeof logbuf, &n, NULL), SHMC_OK);
+    assert_int_equal(n, NPROCS * 300);
+    for (uint32_t p = 0; p < NPROCS; p++) {
+        size_t cnt = 0;
+        for (size_t j = 0; j < n; j++)
+            cnt += logbuf[j] == (char)('a' + p);
+        assert_int_equal(cnt, 300);
+    }
     assert_int_equal(atomic_load(&sh->add_wins), 1);
     assert_int_equal(shmc_exists(f->c, "once", 4), SHMC_OK);
     tu_shared_free(sh, sizeof *sh);
@@ -516,6 +606,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_counters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_and_touch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_append_prepend, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cas_loops_lose_no_update, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
