@@ -96,9 +96,9 @@ static void seal(struct shmc *c, tslot *t, uint32_t s, uint64_t sw)
         finish_seal(c, s);
 }
 
-/* Appends `size` bytes to our head if it has room; never opens a segment.
- * Inside a read section. */
-static bool alloc_in_head(struct shmc *c, tslot *t, uint64_t size, uint64_t *off)
+/* Appends `size` bytes to our head if it has room; never opens a segment,
+ * so never waits (safe under a stripe lock).  Inside a read section. */
+bool alloc_in_head(struct shmc *c, tslot *t, uint64_t size, uint64_t *off)
 {
     uint64_t hw = atomic_load_explicit(&c->heads[t->idx % c->nheads].seg, memory_order_acquire);
     if (!hw || hw > c->nsegs)

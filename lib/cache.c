@@ -56,6 +56,9 @@ typedef struct cond {
 } cond;
 static shmc_status store(struct shmc *c, const void *key, size_t klen, const void *val,
                          size_t vlen, uint32_t flags, uint64_t ttl_ms, cond *cd);
+static shmc_item *write_item(struct shmc *c, tslot *t, uint64_t off, const void *key, size_t klen,
+                             const void *val, size_t vlen, uint32_t flags, uint64_t expire,
+                             uint8_t kind);
 
 /* The item a get callback is visiting, for callers that need more than the
  * value (its CAS token, its expiry).  Valid only inside the callback. */
@@ -309,11 +312,10 @@ shmc_status shmc_prepend(shmc_t *c, const void *key, size_t klen, const void *da
 
 /* Parses a counter value: ITEM_KIND_COUNTER items hold 8 little-endian
  * bytes; any other value must be 1-20 ASCII decimal digits <= 2^64-1. */
-static bool counter_parse(const entry_copy *e, uint64_t *v)
+static bool counter_value(uint8_t kind, const uint8_t *p, size_t n, uint64_t *v)
 {
-    const uint8_t *p = e->val;
-    if (e->kind == ITEM_KIND_COUNTER) {
-        if (e->vlen != 8)
+    if (kind == ITEM_KIND_COUNTER) {
+        if (n != 8)
             return false;
         uint64_t x = 0;
         for (int i = 7; i >= 0; i--)
@@ -321,10 +323,10 @@ static bool counter_parse(const entry_copy *e, uint64_t *v)
         *v = x;
         return true;
     }
-    if (e->vlen == 0 || e->vlen > 20)
+    if (n == 0 || n > 20)
         return false;
     uint64_t x = 0;
-    for (size_t i = 0; i < e->vlen; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (p[i] < '0' || p[i] > '9')
             return false;
         uint64_t d = (uint64_t)(p[i] - '0');
@@ -334,6 +336,11 @@ static bool counter_parse(const entry_copy *e, uint64_t *v)
     }
     *v = x;
     return true;
+}
+
+static bool counter_parse(const entry_copy *e, uint64_t *v)
+{
+    return counter_value(e->kind, e->val, e->vlen, v);
 }
 
 static size_t counter_format(uint64_t v, uint8_t kind, uint8_t out[24])
@@ -354,12 +361,94 @@ static size_t counter_format(uint64_t v, uint8_t kind, uint8_t out[24])
     return n;
 }
 
+/* The common case in one pass: under the key's stripe lock, read the
+ * counter, append the new value to our open segment (the no-wait fast path
+ * of allocation, so holding the lock cannot stall anyone) and publish it.
+ * No retries under contention, no copy of the old value.  Returns false,
+ * having changed nothing, when the open segment is full or an evictor moved
+ * the entry; the caller then takes the general path. */
+static bool counter_locked(shmc_t *c, const void *key, size_t klen, uint64_t delta, bool down,
+                           uint64_t initial, uint64_t ttl_ms, unsigned opts, uint64_t *result,
+                           shmc_status *out)
+{
+    tslot *t;
+    if (check_key(c, key, klen) != SHMC_OK || slot_get(c, &t) != SHMC_OK)
+        return false;
+    keyhash kh;
+    keyhash_of(c, key, klen, &kh);
+    read_enter(c, t);
+    if (stripe_lock(c, kh.stripe) != SHMC_OK) {
+        read_exit(c, t);
+        return false;
+    }
+    bool done = true;
+    uint64_t ow = 0, now = 0, nv, expire;
+    shmc_item *old = NULL;
+    _Atomic uint64_t *slot = index_find(c, &kh, key, klen, &ow, &old);
+    uint8_t kind;
+    uint32_t flags;
+    if (!slot || expired(old, &now)) {
+        if (!(opts & SHMC_INCR_CREATE)) {
+            *out = SHMC_NOT_FOUND;
+            goto unlock;
+        }
+        nv = initial;
+        kind = opts & SHMC_INCR_BINARY ? ITEM_KIND_COUNTER : ITEM_KIND_PLAIN;
+        flags = 0;
+        expire = ttl_ms ? now_ms() + ttl_ms : 0;
+        if (ttl_ms && expire < ttl_ms)
+            expire = UINT64_MAX;
+    } else {
+        uint64_t v;
+        if (!counter_value(old->kind, (const uint8_t *)(old + 1) + old->klen, old->vlen, &v)) {
+            *out = SHMC_ENOTNUM;
+            goto unlock;
+        }
+        nv = down ? (v > delta ? v - delta : 0) : v + delta;
+        kind = old->kind;
+        flags = old->flags;
+        expire = old->expire_ms;
+    }
+    uint8_t buf[24];
+    size_t len = counter_format(nv, kind, buf);
+    uint64_t total = item_total((uint32_t)klen, (uint32_t)len), off;
+    if (!alloc_in_head(c, t, total, &off)) {
+        done = false;
+        goto unlock;
+    }
+    write_item(c, t, off, key, klen, buf, len, flags, expire, kind);
+    uint64_t nw = make_word(kh.tag, off);
+    if (slot) {
+        uint64_t ooff = ((ow & IW_LOC_MASK) - 1) << 3;
+        uint64_t obytes = item_total(old->klen, old->vlen);
+        if (!atomic_compare_exchange_strong_explicit(slot, &ow, nw, memory_order_acq_rel,
+                                                     memory_order_relaxed)) {
+            seg_dec_live(c, off, total); /* moved by an evictor: dead bytes */
+            done = false;
+            goto unlock;
+        }
+        seg_dec_live(c, ooff, obytes);
+    } else {
+        index_insert(c, t, &kh, nw);
+    }
+    STAT_ADD(t, st_sets, 1);
+    *result = nv;
+    *out = SHMC_OK;
+unlock:
+    stripe_unlock(c, kh.stripe);
+    read_exit(c, t);
+    return done;
+}
+
 static shmc_status counter_add(shmc_t *c, const void *key, size_t klen, uint64_t delta,
                                bool down, uint64_t initial, uint64_t ttl_ms, unsigned opts,
                                uint64_t *result)
 {
     if (!result || (opts & ~(SHMC_INCR_CREATE | SHMC_INCR_BINARY)))
         return SHMC_EINVAL;
+    shmc_status fast;
+    if (counter_locked(c, key, klen, delta, down, initial, ttl_ms, opts, result, &fast))
+        return fast;
     uint8_t buf[24];
     for (;;) {
         entry_copy e;
@@ -428,6 +517,28 @@ static uint64_t next_cas(tslot *t)
 }
 
 /* ---- writes ---- */
+
+/* Fills a freshly allocated (unpublished) item and counts it in its
+ * segment, before it is published. */
+static shmc_item *write_item(struct shmc *c, tslot *t, uint64_t off, const void *key, size_t klen,
+                             const void *val, size_t vlen, uint32_t flags, uint64_t expire,
+                             uint8_t kind)
+{
+    shmc_item *it = (shmc_item *)(c->data + off);
+    it->magic = ITEM_MAGIC;
+    it->klen = (uint16_t)klen;
+    atomic_store_explicit(&it->accessed, 0, memory_order_relaxed);
+    it->kind = kind;
+    it->vlen = (uint32_t)vlen;
+    it->flags = flags;
+    it->expire_ms = expire;
+    it->cas = next_cas(t);
+    memcpy(it + 1, key, klen);
+    if (vlen)
+        memcpy((uint8_t *)(it + 1) + klen, val, vlen);
+    seg_inc_live(c, off, item_total((uint32_t)klen, (uint32_t)vlen), expire);
+    return it;
+}
 
 /* Whether a write under `cd` may replace `old` (NULL: absent).  Called under
  * the key's stripe lock.  On refusal, the status to return, with the current
@@ -525,20 +636,8 @@ static shmc_status store(struct shmc *c, const void *key, size_t klen, const voi
         read_exit(c, t);
         return st;
     }
-    shmc_item *it = (shmc_item *)(c->data + off);
-    it->magic = ITEM_MAGIC;
-    it->klen = (uint16_t)klen;
-    atomic_store_explicit(&it->accessed, 0, memory_order_relaxed);
-    it->kind = cd->kind;
-    it->vlen = (uint32_t)vlen;
-    it->flags = flags;
-    it->expire_ms = expire;
-    it->cas = next_cas(t);
-    memcpy(it + 1, key, klen);
-    if (vlen)
-        memcpy((uint8_t *)(it + 1) + klen, val, vlen);
+    shmc_item *it = write_item(c, t, off, key, klen, val, vlen, flags, expire, cd->kind);
     uint64_t nw = make_word(kh.tag, off);
-    seg_inc_live(c, off, total, expire);
 
     st = stripe_lock(c, kh.stripe);
     if (st != SHMC_OK) {

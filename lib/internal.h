@@ -95,6 +95,9 @@ HIDDEN void stripe_unlock(struct shmc *c, uint32_t stripe);
  * with the thread inside a read section (read_enter); may leave and re-enter
  * it internally while making room.  On SHMC_OK *off is the data offset. */
 HIDDEN shmc_status alloc_item(struct shmc *c, tslot *t, uint64_t size, uint64_t *off);
+/* The fast path of alloc_item only: false when the head is full.  Never
+ * waits, so it may be called under a stripe lock. */
+HIDDEN bool alloc_in_head(struct shmc *c, tslot *t, uint64_t size, uint64_t *off);
 /* One recovery pass over the segments (outside any read section): takes over
  * what dead participants held and frees retired segments past their grace. */
 HIDDEN void alloc_recover(struct shmc *c, tslot *t);

@@ -180,7 +180,16 @@ void shmc_thread_detach(shmc_t *c)
 shmc_status stripe_lock(struct shmc *c, uint32_t stripe)
 {
     pthread_mutex_t *m = &c->stripes[stripe % SHMC_STRIPES].mtx;
-    int r = pthread_mutex_lock(m);
+    /* Critical sections are a few index operations (~100 ns): spin a little
+     * before sleeping in the kernel, which costs far more on a hot key. */
+    int r = EBUSY;
+    for (int i = 0; i < 100 && r == EBUSY; i++) {
+        r = pthread_mutex_trylock(m);
+        if (r == EBUSY)
+            caa_cpu_relax();
+    }
+    if (r == EBUSY)
+        r = pthread_mutex_lock(m);
     if (r == EOWNERDEAD) {
         pthread_mutex_consistent(m);
         return SHMC_OK;
