@@ -155,7 +155,12 @@ SHMC_API shmc_status shmc_info_get(shmc_t *c, shmc_info *info);
 /* --- Key/value operations ----------------------------------------------
  * Keys are binary-safe byte strings of 1..max_key bytes (NUL bytes allowed);
  * values are 0..max_value bytes.  ttl_ms is a relative time-to-live in
- * milliseconds on CLOCK_MONOTONIC (0 = never expires).  `flags` is 32 bits
+ * milliseconds (0 = never expires), never an absolute time whatever its size;
+ * the item expires at now + ttl_ms on CLOCK_MONOTONIC, which every process of
+ * the host shares and wall-clock changes do not move (a TTL that overflows it
+ * means never).  An expired item is absent for every call at once; its memory
+ * is reclaimed lazily (next write or delete of the key, or eviction of its
+ * storage segment, wholly expired segments first).  `flags` is 32 bits
  * stored with the value for the caller's use (e.g. a serialisation tag).
  *
  * Every operation is lock-free for readers; writers serialise per key only.
