@@ -254,6 +254,20 @@ static uint64_t grace_horizon(struct shmc *c, tslot *t, scan *sc)
     return sc->h;
 }
 
+/* A segment we just took as RESERVED(me) from a retired or dead owner's
+ * state: reset it, then keep it (if we still want one) or free it. */
+static void claim(shmc_segmeta *m, uint32_t s, uint64_t me, uint32_t *got, scan *sc)
+{
+    reset_seg(m);
+    if (!*got) {
+        *got = s + 1;
+        return;
+    }
+    uint64_t mine = SW_MAKE(SEG_RESERVED, me);
+    cas_state(m, &mine, SW_MAKE(SEG_FREE, 0));
+    sc->free++;
+}
+
 /* One pass over the segment table: recovers segments of dead owners, frees
  * retired segments whose grace period passed, and (if `want`) takes one free
  * segment as RESERVED(me).  Returns the segment + 1 or 0. */
@@ -279,29 +293,14 @@ static uint32_t take_free(struct shmc *c, tslot *t, scan *sc, bool want)
                 sc->retired++;
                 break;
             }
-            if (!cas_state(m, &sw, SW_MAKE(SEG_RESERVED, me)))
-                break;
-            reset_seg(m);
-            if (!got) {
-                got = s + 1;
-            } else {
-                uint64_t mine = SW_MAKE(SEG_RESERVED, me);
-                cas_state(m, &mine, SW_MAKE(SEG_FREE, 0));
-                sc->free++;
-            }
+            if (cas_state(m, &sw, SW_MAKE(SEG_RESERVED, me)))
+                claim(m, s, me, &got, sc);
             break;
         }
         case SEG_RESERVED:
             if (!owner_is_live(c, SW_OWNER(sw)) &&
-                cas_state(m, &sw, SW_MAKE(SEG_RESERVED, me))) {
-                reset_seg(m);
-                if (!got) {
-                    got = s + 1;
-                } else {
-                    uint64_t mine = SW_MAKE(SEG_RESERVED, me);
-                    cas_state(m, &mine, SW_MAKE(SEG_FREE, 0));
-                }
-            }
+                cas_state(m, &sw, SW_MAKE(SEG_RESERVED, me)))
+                claim(m, s, me, &got, sc);
             break;
         case SEG_EVICTING:
             if (!owner_is_live(c, SW_OWNER(sw))) {

@@ -60,6 +60,18 @@ static shmc_item *write_item(struct shmc *c, tslot *t, uint64_t off, const void 
                              const void *val, size_t vlen, uint32_t flags, uint64_t expire,
                              uint8_t kind);
 
+/* The start of every keyed operation: validate the key, take the calling
+ * thread's slot, hash the key. */
+static shmc_status op_begin(struct shmc *c, const void *key, size_t klen, tslot **t, keyhash *kh)
+{
+    shmc_status st = check_key(c, key, klen);
+    if (st == SHMC_OK)
+        st = slot_get(c, t);
+    if (st == SHMC_OK)
+        keyhash_of(c, key, klen, kh);
+    return st;
+}
+
 /* The item a get callback is visiting, for callers that need more than the
  * value (its CAS token, its expiry).  Valid only inside the callback. */
 static __thread const shmc_item *visiting;
@@ -69,14 +81,11 @@ typedef shmc_status (*visit_fn)(void *ctx, const uint8_t *val, uint32_t vlen, ui
 
 static shmc_status get_visit(struct shmc *c, const void *key, size_t klen, visit_fn fn, void *ctx)
 {
-    shmc_status st = check_key(c, key, klen);
+    tslot *t;
+    keyhash kh;
+    shmc_status st = op_begin(c, key, klen, &t, &kh);
     if (st != SHMC_OK)
         return st;
-    tslot *t;
-    if ((st = slot_get(c, &t)) != SHMC_OK)
-        return st;
-    keyhash kh;
-    keyhash_of(c, key, klen, &kh);
     read_enter(c, t);
     uint64_t w, now = 0;
     shmc_item *it;
@@ -372,10 +381,9 @@ static bool counter_locked(shmc_t *c, const void *key, size_t klen, uint64_t del
                            shmc_status *out)
 {
     tslot *t;
-    if (check_key(c, key, klen) != SHMC_OK || slot_get(c, &t) != SHMC_OK)
-        return false;
     keyhash kh;
-    keyhash_of(c, key, klen, &kh);
+    if (op_begin(c, key, klen, &t, &kh) != SHMC_OK)
+        return false; /* the general path reports the error */
     read_enter(c, t);
     if (stripe_lock(c, kh.stripe) != SHMC_OK) {
         read_exit(c, t);
@@ -601,18 +609,15 @@ static shmc_status store(struct shmc *c, const void *key, size_t klen, const voi
     cd->cur_cas = 0;
     if (cd->cur_vlen)
         *cd->cur_vlen = 0;
-    shmc_status st = check_key(c, key, klen);
+    tslot *t;
+    keyhash kh;
+    shmc_status st = op_begin(c, key, klen, &t, &kh);
     if (st != SHMC_OK)
         return st;
     if (!val && vlen)
         return SHMC_EINVAL;
     if (vlen > c->max_value)
         return SHMC_EVALLEN;
-    tslot *t;
-    if ((st = slot_get(c, &t)) != SHMC_OK)
-        return st;
-    keyhash kh;
-    keyhash_of(c, key, klen, &kh);
     uint64_t total = item_total((uint32_t)klen, (uint32_t)vlen);
     uint64_t expire = 0;
     if (cd->abs_expire) {
@@ -729,14 +734,11 @@ shmc_status shmc_cas_value(shmc_t *c, const void *key, size_t klen, const void *
 /* Removes the key's entry if `cd` allows it (STORE_SET: unconditionally). */
 static shmc_status delete_if(struct shmc *c, const void *key, size_t klen, cond *cd)
 {
-    shmc_status st = check_key(c, key, klen);
+    tslot *t;
+    keyhash kh;
+    shmc_status st = op_begin(c, key, klen, &t, &kh);
     if (st != SHMC_OK)
         return st;
-    tslot *t;
-    if ((st = slot_get(c, &t)) != SHMC_OK)
-        return st;
-    keyhash kh;
-    keyhash_of(c, key, klen, &kh);
     read_enter(c, t);
     st = stripe_lock(c, kh.stripe);
     if (st != SHMC_OK) {
