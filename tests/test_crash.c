@@ -662,6 +662,144 @@ static void test_killed_mid_write(void **state)
     check_all_keys(f->c, "ck-", NKEYS);
 }
 
+/* ---- counters and cas loops under SIGKILL ----
+ * Workers increment two counters, one with shmc_incr and one with gets+cas
+ * loops, and count each acknowledged increment in shared memory right after
+ * the call returns; they also write filler items so the cache evicts.  A kill
+ * can land after an increment was published but before it was counted, so
+ * each counter must end within [acked, acked + kills]; and nothing may hang. */
+
+enum { CTR_WORKERS = 3, CTR_KILLS = 60 };
+
+typedef struct ctr_shared {
+    _Atomic uint64_t acked_incr, acked_cas, errors;
+    char first_error[160];
+} ctr_shared;
+
+typedef struct ctr_arg {
+    const char *name;
+    ctr_shared *sh;
+    uint32_t id;
+} ctr_arg;
+
+static uint64_t parse_dec(const char *b, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++)
+        v = v * 10 + (uint64_t)(b[i] - '0');
+    return v;
+}
+
+static void ctr_error(ctr_shared *sh, const char *what, shmc_status s)
+{
+    if (atomic_fetch_add(&sh->errors, 1) == 0)
+        snprintf(sh->first_error, sizeof sh->first_error, "%s: %s", what, shmc_strerror(s));
+}
+
+static int ctr_worker(void *p)
+{
+    ctr_arg *a = p;
+    shmc_t *c;
+    shmc_status s = shmc_open(a->name, NULL, &c);
+    if (s != SHMC_OK) {
+        ctr_error(a->sh, "open", s);
+        return 10;
+    }
+    uint8_t filler[4000];
+    memset(filler, (int)a->id, sizeof filler);
+    for (uint64_t i = 0;; i++) {
+        uint64_t v;
+        s = shmc_incr(c, "c-incr", 6, 1, 1, 0, SHMC_INCR_CREATE, &v);
+        if (s != SHMC_OK)
+            ctr_error(a->sh, "incr", s);
+        else
+            atomic_fetch_add(&a->sh->acked_incr, 1);
+        for (;;) {
+            char buf[32];
+            size_t n;
+            uint64_t tok;
+            s = shmc_gets(c, "c-cas", 5, buf, sizeof buf, &n, NULL, &tok);
+            if (s != SHMC_OK) {
+                ctr_error(a->sh, "gets", s);
+                break;
+            }
+            int len = snprintf(buf, sizeof buf, "%llu", (unsigned long long)(parse_dec(buf, n) + 1));
+            s = shmc_cas(c, "c-cas", 5, buf, (size_t)len, 0, 0, tok, NULL);
+            if (s == SHMC_OK) {
+                atomic_fetch_add(&a->sh->acked_cas, 1);
+                break;
+            }
+            if (s != SHMC_STALE) {
+                ctr_error(a->sh, "cas", s);
+                break;
+            }
+        }
+        char k[32];
+        int kl = snprintf(k, sizeof k, "fill-%u-%llu", a->id, (unsigned long long)(i % 3000));
+        s = shmc_set(c, k, (size_t)kl, filler, sizeof filler, 0, 0);
+        if (s != SHMC_OK)
+            ctr_error(a->sh, "set", s);
+    }
+}
+
+static void test_counters_under_sigkill(void **state)
+{
+    fx *f = *state;
+    ctr_shared *sh = tu_shared_alloc(sizeof *sh);
+    /* Both counters are made permanent by reading them often: the second
+     * chance keeps recently read items through evictions. */
+    assert_int_equal(shmc_set(f->c, "c-cas", 5, "0", 1, 0, 0), SHMC_OK);
+    ctr_arg args[CTR_WORKERS];
+    pid_t pids[CTR_WORKERS];
+    for (uint32_t i = 0; i < CTR_WORKERS; i++) {
+        args[i] = (ctr_arg){f->name, sh, i};
+        pids[i] = tu_fork(ctr_worker, &args[i]);
+        assert_true(pids[i] > 0);
+        track(f, pids[i]);
+    }
+    tu_rng r;
+    tu_rng_seed(&r, 8080);
+    uint32_t kills = 0, unexpected = 0;
+    uint64_t t0 = tu_now_ms();
+    while (kills < CTR_KILLS && tu_now_ms() - t0 < KILL_LOOP_MS) {
+        tu_sleep_ms(tu_rng_range(&r, 1, 20));
+        uint32_t w = tu_rng_below(&r, CTR_WORKERS);
+        if (!kill_and_reap(f, pids[w], NULL))
+            unexpected++;
+        kills++;
+        pids[w] = tu_fork(ctr_worker, &args[w]);
+        assert_true(pids[w] > 0);
+        track(f, pids[w]);
+    }
+    tu_sleep_ms(50);
+    for (uint32_t i = 0; i < CTR_WORKERS; i++) {
+        if (!kill_and_reap(f, pids[i], NULL))
+            unexpected++;
+        kills++;
+    }
+    if (atomic_load(&sh->errors))
+        fail_msg("%llu errors in workers; first: %s", (unsigned long long)atomic_load(&sh->errors),
+                 sh->first_error);
+    assert_int_equal(unexpected, 0);
+
+    char buf[32];
+    size_t n;
+    uint64_t acked_incr = atomic_load(&sh->acked_incr), acked_cas = atomic_load(&sh->acked_cas);
+    assert_int_equal(shmc_get(f->c, "c-incr", 6, buf, sizeof buf, &n, NULL), SHMC_OK);
+    uint64_t vi = parse_dec(buf, n);
+    assert_int_equal(shmc_get(f->c, "c-cas", 5, buf, sizeof buf, &n, NULL), SHMC_OK);
+    uint64_t vc = parse_dec(buf, n);
+    fprintf(stderr, "  %u kills; incr counter %llu (acked %llu), cas counter %llu (acked %llu)\n",
+            kills, (unsigned long long)vi, (unsigned long long)acked_incr,
+            (unsigned long long)vc, (unsigned long long)acked_cas);
+    assert_true(acked_incr > 0 && acked_cas > 0);
+    assert_true(vi >= acked_incr && vi <= acked_incr + kills);
+    assert_true(vc >= acked_cas && vc <= acked_cas + kills);
+    shmc_verify_report rep;
+    assert_verify_ok(f->c, &rep, "after killing counter workers");
+    tu_shared_free(sh, sizeof *sh);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -669,6 +807,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stalled_reader_in_section, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stopped_reader_outside_section, setup, teardown),
         cmocka_unit_test_setup_teardown(test_killed_mid_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_counters_under_sigkill, setup, teardown),
     };
     return cmocka_run_group_tests_name("shmcache crash recovery", tests, NULL, NULL);
 }
