@@ -682,14 +682,6 @@ typedef struct ctr_arg {
     uint32_t id;
 } ctr_arg;
 
-static uint64_t parse_dec(const char *b, size_t n)
-{
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++)
-        v = v * 10 + (uint64_t)(b[i] - '0');
-    return v;
-}
-
 static void ctr_error(ctr_shared *sh, const char *what, shmc_status s)
 {
     if (atomic_fetch_add(&sh->errors, 1) == 0)
@@ -714,26 +706,11 @@ static int ctr_worker(void *p)
             ctr_error(a->sh, "incr", s);
         else
             atomic_fetch_add(&a->sh->acked_incr, 1);
-        for (;;) {
-            char buf[32];
-            size_t n;
-            uint64_t tok;
-            s = shmc_gets(c, "c-cas", 5, buf, sizeof buf, &n, NULL, &tok);
-            if (s != SHMC_OK) {
-                ctr_error(a->sh, "gets", s);
-                break;
-            }
-            int len = snprintf(buf, sizeof buf, "%llu", (unsigned long long)(parse_dec(buf, n) + 1));
-            s = shmc_cas(c, "c-cas", 5, buf, (size_t)len, 0, 0, tok, NULL);
-            if (s == SHMC_OK) {
-                atomic_fetch_add(&a->sh->acked_cas, 1);
-                break;
-            }
-            if (s != SHMC_STALE) {
-                ctr_error(a->sh, "cas", s);
-                break;
-            }
-        }
+        s = tu_cas_incr(c, "c-cas", NULL);
+        if (s != SHMC_OK)
+            ctr_error(a->sh, "gets+cas", s);
+        else
+            atomic_fetch_add(&a->sh->acked_cas, 1);
         char k[32];
         int kl = snprintf(k, sizeof k, "fill-%u-%llu", a->id, (unsigned long long)(i % 3000));
         s = shmc_set(c, k, (size_t)kl, filler, sizeof filler, 0, 0);
@@ -786,9 +763,9 @@ static void test_counters_under_sigkill(void **state)
     size_t n;
     uint64_t acked_incr = atomic_load(&sh->acked_incr), acked_cas = atomic_load(&sh->acked_cas);
     assert_int_equal(shmc_get(f->c, "c-incr", 6, buf, sizeof buf, &n, NULL), SHMC_OK);
-    uint64_t vi = parse_dec(buf, n);
+    uint64_t vi = tu_parse_u64(buf, n);
     assert_int_equal(shmc_get(f->c, "c-cas", 5, buf, sizeof buf, &n, NULL), SHMC_OK);
-    uint64_t vc = parse_dec(buf, n);
+    uint64_t vc = tu_parse_u64(buf, n);
     fprintf(stderr, "  %u kills; incr counter %llu (acked %llu), cas counter %llu (acked %llu)\n",
             kills, (unsigned long long)vi, (unsigned long long)acked_incr,
             (unsigned long long)vc, (unsigned long long)acked_cas);

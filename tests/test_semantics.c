@@ -464,14 +464,6 @@ typedef struct carg {
     uint32_t id;
 } carg;
 
-static uint64_t parse_u64(const char *b, size_t n)
-{
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++)
-        v = v * 10 + (uint64_t)(b[i] - '0');
-    return v;
-}
-
 static int incrementer(void *p)
 {
     carg *a = p;
@@ -480,22 +472,11 @@ static int incrementer(void *p)
         return 10;
     tu_barrier_wait(&a->sh->bar);
     for (int i = 0; i < INCS; i++) {
-        for (;;) {
-            char buf[32];
-            size_t n;
-            uint64_t tok;
-            if (shmc_gets(c, "ctr", 3, buf, sizeof buf, &n, NULL, &tok) != SHMC_OK)
-                return 11;
-            int len = snprintf(buf, sizeof buf, "%" PRIu64, parse_u64(buf, n) + 1);
-            shmc_status s = shmc_cas(c, "ctr", 3, buf, (size_t)len, 0, 0, tok, NULL);
-            if (s == SHMC_OK) {
-                atomic_fetch_add(&a->sh->wins, 1);
-                break;
-            }
-            if (s != SHMC_STALE)
-                return 12;
-            atomic_fetch_add(&a->sh->stale, 1);
-        }
+        uint64_t stale = 0;
+        if (tu_cas_incr(c, "ctr", &stale) != SHMC_OK)
+            return 11;
+        atomic_fetch_add(&a->sh->wins, 1);
+        atomic_fetch_add(&a->sh->stale, stale);
     }
     /* the same with compare-by-value: the loser gets the current value */
     char cur[32];
@@ -505,7 +486,7 @@ static int incrementer(void *p)
     for (int i = 0; i < INCS; i++) {
         for (;;) {
             char next[32];
-            int len = snprintf(next, sizeof next, "%" PRIu64, parse_u64(cur, cl) + 1);
+            int len = snprintf(next, sizeof next, "%" PRIu64, tu_parse_u64(cur, cl) + 1);
             char seen[32];
             size_t sl;
             shmc_status s = shmc_cas_value(c, "vctr", 4, cur, cl, next, (size_t)len, 0, 0, seen,
@@ -570,12 +551,12 @@ static void test_cas_loops_lose_no_update(void **state)
     char buf[32];
     size_t n;
     assert_int_equal(shmc_get(f->c, "ctr", 3, buf, sizeof buf, &n, NULL), SHMC_OK);
-    assert_int_equal(parse_u64(buf, n), (uint64_t)NPROCS * INCS);
+    assert_int_equal(tu_parse_u64(buf, n), (uint64_t)NPROCS * INCS);
     assert_int_equal(atomic_load(&sh->wins), (uint64_t)NPROCS * INCS);
     assert_int_equal(shmc_get(f->c, "vctr", 4, buf, sizeof buf, &n, NULL), SHMC_OK);
-    assert_int_equal(parse_u64(buf, n), (uint64_t)NPROCS * INCS);
+    assert_int_equal(tu_parse_u64(buf, n), (uint64_t)NPROCS * INCS);
     assert_int_equal(shmc_get(f->c, "hits", 4, buf, sizeof buf, &n, NULL), SHMC_OK);
-    assert_int_equal(parse_u64(buf, n), (uint64_t)NPROCS * INCS);
+    assert_int_equal(tu_parse_u64(buf, n), (uint64_t)NPROCS * INCS);
     fprintf(stderr, "  %d successful cas, %" PRIu64 " stale retries\n", NPROCS * INCS,
             (uint64_t)atomic_load(&sh->stale));
     char logbuf[NPROCS * 300 + 1];

@@ -388,3 +388,33 @@ shmc_status tu_set_value(shmc_t *c, const char *prefix, uint32_t key_id, void *b
     tu_value_fill(buf, len, key_id, writer, seq);
     return shmc_set(c, key, klen, buf, len, tu_value_flags(key_id, len), ttl_ms);
 }
+
+/* ---- counters ---- */
+
+uint64_t tu_parse_u64(const void *buf, size_t n)
+{
+    const char *b = buf;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++)
+        v = v * 10 + (uint64_t)(b[i] - '0');
+    return v;
+}
+
+shmc_status tu_cas_incr(shmc_t *c, const char *key, uint64_t *stale)
+{
+    size_t klen = strlen(key);
+    for (;;) {
+        char buf[32];
+        size_t n;
+        uint64_t tok;
+        shmc_status s = shmc_gets(c, key, klen, buf, sizeof buf, &n, NULL, &tok);
+        if (s != SHMC_OK)
+            return s;
+        int len = snprintf(buf, sizeof buf, "%llu", (unsigned long long)(tu_parse_u64(buf, n) + 1));
+        s = shmc_cas(c, key, klen, buf, (size_t)len, 0, 0, tok, NULL);
+        if (s != SHMC_STALE)
+            return s;
+        if (stale)
+            (*stale)++;
+    }
+}

@@ -68,6 +68,14 @@ uint32_t tu_value_flags(uint32_t key_id, size_t len);
 int tu_value_check(const void *buf, size_t len, uint32_t flags, uint32_t key_id, char *why,
                    size_t whylen);
 
+/* ---- counters ---- */
+/* The number in buf[0..n) of ASCII decimal digits (no checks). */
+uint64_t tu_parse_u64(const void *buf, size_t n);
+/* Adds 1 to the decimal counter at `key` with a gets + cas retry loop.
+ * Returns SHMC_OK once stored, or the first status other than SHMC_STALE;
+ * *stale (may be NULL) is increased by the number of lost races. */
+shmc_status tu_cas_incr(shmc_t *c, const char *key, uint64_t *stale);
+
 /* ---- process-shared memory, barrier, error reports ---- */
 void *tu_shared_alloc(size_t n);      /* zeroed MAP_SHARED|MAP_ANONYMOUS */
 void tu_shared_free(void *p, size_t n);
