@@ -73,6 +73,14 @@ typedef enum shmc_status {
     SHMC_ETOOSMALL,      /* size too small for max_value (raise size or lower max_value) */
     SHMC_STALE,          /* cas: the entry changed since its token was read */
     SHMC_ENOTNUM,        /* incr/decr: the value is not a counter */
+    SHMC_EBUSY,          /* lock_try: the lock is held by another owner */
+    SHMC_ENOTOWNER,      /* lock release/extend, fill finish/abort: the token is not the
+                          * current owner's (released already, or its lease or fill
+                          * deadline passed and another took over) */
+    SHMC_ETABLEFULL,     /* no free entry in the lock and singleflight table */
+    SHMC_EHOLDS,         /* this thread already holds SHMC_MAX_HOLDS locks/fills here */
+    SHMC_LEADER,         /* fill_begin: you are the leader; compute, then finish or abort */
+    SHMC_EFILL,          /* the leader's fill failed; its error is in shmc_fill */
     SHMC_STATUS_COUNT_   /* not a status: number of codes */
 } shmc_status;
 
@@ -101,6 +109,9 @@ typedef struct shmc_options {
     uint32_t slots;       /* participant slots: max threads attached at once (default 1024) */
     uint32_t mode;        /* file mode of a new segment (default 0600) */
     uint32_t flags;       /* SHMC_OPEN_* */
+    uint32_t locks;       /* entries of the lock and singleflight table: named locks
+                           * held or waited on plus keys being filled, at once
+                           * (default size/64 KiB within [64, 4096]; at most 1M) */
     uint32_t reserved_;   /* must be 0 */
 } shmc_options;
 
@@ -147,6 +158,7 @@ typedef struct shmc_info {
     uint64_t segment_bytes; /* size of one storage segment */
     uint32_t segments;      /* number of storage segments */
     uint32_t index_slots;   /* capacity of the key index */
+    uint32_t locks;         /* entries of the lock and singleflight table */
 } shmc_info;
 
 /* Fills *info.  Errors: SHMC_EINVAL.  Thread-safe. */
@@ -371,6 +383,168 @@ typedef struct shmc_key_req {
  * are filled in.  Errors: SHMC_EINVAL (NULL). */
 SHMC_API shmc_status shmc_delete_many(shmc_t *c, shmc_key_req *reqs, size_t n);
 
+/* --- Named locks -------------------------------------------------------------
+ * Cross-process mutual exclusion by name, with a lease and a fencing token.
+ * A name is 1..max_key bytes (binary-safe, like a key; the lock namespace is
+ * separate from the key namespace).  Locks live in the cache's lock and
+ * singleflight table (shmc_info.locks entries).  An entry is in use while its
+ * lock is held, waited on, or recently used; an idle one is recycled for
+ * other names, so the table limits how many names are busy at once, not how
+ * many are ever used.
+ *
+ * Ownership belongs to the acquiring thread: release and extend must be
+ * called from it.  If that thread exits or its process dies (even by
+ * SIGKILL), the lock is released at once and a waiter takes it; waiters
+ * sleep in the kernel and are woken by the release or the death, not by
+ * polling.  When a lease ends before the holder releases, the next waiter
+ * (or caller) takes the lock over and the old holder's release/extend return
+ * SHMC_ENOTOWNER.  Waiters are served roughly in order: a waiter that lost a
+ * race once is handed the lock at the next release, so nobody starves.
+ * Locks are not re-entrant: acquiring a lock the same thread holds waits
+ * for its lease to end (or times out).
+ *
+ * The token is a fencing token: it is never 0, and tokens of one name
+ * strictly increase across acquisitions, takeovers and recycling of its
+ * entry (pass it to the resource you protect so it can refuse a late
+ * writer).  A thread holds at most SHMC_MAX_HOLDS locks and fills at once on
+ * one cache.  shmc_thread_detach and shmc_close release what the thread holds.
+ */
+#define SHMC_MAX_HOLDS 8u
+
+/* Acquires the lock `name`, waiting up to timeout_ms for it (0 = do not wait,
+ * like shmc_lock_try).  lease_ms is how long the lock is ours without an
+ * extend (0 = no lease: held until released or the thread dies).
+ * On SHMC_OK *token is the new owner token.
+ * Errors: SHMC_ETIMEDOUT (held by others the whole time), SHMC_EBUSY (timeout
+ *   0 and held), SHMC_ETABLEFULL, SHMC_EHOLDS, SHMC_EKEYLEN, SHMC_EINVAL
+ *   (NULL), SHMC_ENOSLOTS.  Thread-safe; sleeps at most timeout_ms. */
+SHMC_API shmc_status shmc_lock_acquire(shmc_t *c, const void *name, size_t nlen,
+                                       uint64_t timeout_ms, uint64_t lease_ms, uint64_t *token);
+
+/* shmc_lock_acquire without waiting: SHMC_OK or SHMC_EBUSY.  A lock whose
+ * holder died or whose lease ended is taken over.  Never sleeps. */
+SHMC_API shmc_status shmc_lock_try(shmc_t *c, const void *name, size_t nlen,
+                                   uint64_t lease_ms, uint64_t *token);
+
+/* Releases the lock if `token` is still its owner token; the next waiter
+ * gets it.  Returns SHMC_OK, or SHMC_ENOTOWNER (already released, the lease
+ * ended and another took over, or not acquired by this thread); either way
+ * this thread no longer holds it.  Errors: SHMC_EKEYLEN, SHMC_EINVAL.
+ * Never sleeps. */
+SHMC_API shmc_status shmc_lock_release(shmc_t *c, const void *name, size_t nlen,
+                                       uint64_t token);
+
+/* Sets the lease of a held lock to end lease_ms from now (0 = no lease).
+ * Returns SHMC_OK or SHMC_ENOTOWNER (as shmc_lock_release; the lock is not
+ * ours any more and nothing changed).  Errors: SHMC_EKEYLEN, SHMC_EINVAL.
+ * Never sleeps. */
+SHMC_API shmc_status shmc_lock_extend(shmc_t *c, const void *name, size_t nlen,
+                                      uint64_t token, uint64_t lease_ms);
+
+/* --- Singleflight (cache-stampede protection) --------------------------------
+ * When many processes miss one key at once, one of them (the leader)
+ * computes the value and the others sleep until it is done, then all get the
+ * value it stored, or the error it reported.  Per key: filling one key never
+ * delays another.  If the leader dies, or is still filling at its fill
+ * deadline, one waiter takes over as leader at once; a late leader's finish
+ * or abort then returns SHMC_ENOTOWNER and changes nothing.
+ *
+ * Waiters read the value from the cache when the leader finishes.  If it is
+ * gone before they read it (deleted, evicted, or its TTL already ended), a
+ * waiter becomes a new leader rather than return nothing.
+ *
+ * Two forms: the callback form shmc_get_or_fill, and the split form
+ * shmc_fill_begin -> (leader computes) -> shmc_fill_finish / shmc_fill_abort
+ * for bindings and event loops.  A leader must finish or abort from the
+ * thread that began the fill; a fill counts against SHMC_MAX_HOLDS.
+ */
+#define SHMC_FILL_MSG_MAX 96u   /* bytes of an error message, with its NUL */
+
+typedef struct shmc_fill_opts {
+    uint64_t ttl_ms;        /* TTL of the stored value (get_or_fill; 0 = never expires) */
+    uint64_t wait_ms;       /* longest wait for another leader (0 = 10000) */
+    uint64_t fill_ms;       /* the leader's deadline: after it a waiter takes over
+                             * (0 = 10000) */
+    uint64_t error_ttl_ms;  /* get_or_fill: how long a fill error is also returned to
+                             * later callers instead of a new fill (0 = only to the
+                             * callers waiting at that moment) */
+    uint64_t refresh_ms;    /* early refresh: a hit with less than refresh_ms of its TTL
+                             * left makes one caller the leader that refreshes it while
+                             * every other caller keeps getting the current value
+                             * (0 = off) */
+} shmc_fill_opts;
+
+/* A fill in progress, and where a failed fill's error is returned. */
+typedef struct shmc_fill {
+    int32_t error;                    /* out (SHMC_EFILL): the leader's error code */
+    char message[SHMC_FILL_MSG_MAX];  /* out (SHMC_EFILL): its message, NUL-terminated */
+    /* private to the library (a leader's fill holds a malloc()ed copy of the
+     * key until it is finished or aborted) */
+    uint64_t token_;
+    uint32_t entry_, hold_;
+    shmc_t *cache_;
+    void *key_;
+    size_t klen_;
+} shmc_fill;
+
+/* Looks `key` up; on a miss, becomes its leader or waits for the current
+ * one.  opts may be NULL (defaults; uses wait_ms, fill_ms and refresh_ms).
+ * Returns:
+ *   SHMC_OK      the value (from the cache, or the leader's fill): *val is a
+ *                malloc()ed copy (free() it), *vlen its length, *flags (if not
+ *                NULL) its flags;
+ *   SHMC_LEADER  you lead: compute the value, then call shmc_fill_finish or
+ *                shmc_fill_abort with f (*val is NULL);
+ *   SHMC_EFILL   the leader failed: f->error and f->message hold its error;
+ *   SHMC_ETIMEDOUT  a leader was still filling after wait_ms.
+ * Errors: SHMC_EKEYLEN, SHMC_EINVAL (NULL), SHMC_ETABLEFULL, SHMC_EHOLDS,
+ *   SHMC_ENOSLOTS, SHMC_ESYS (malloc).  Thread-safe; sleeps at most wait_ms. */
+SHMC_API shmc_status shmc_fill_begin(shmc_t *c, const void *key, size_t klen,
+                                     const shmc_fill_opts *opts, void **val, size_t *vlen,
+                                     uint32_t *flags, shmc_fill *f);
+
+/* Leader: stores key -> val (as shmc_set) and wakes the waiters, who return
+ * it.  Returns SHMC_OK, or SHMC_ENOTOWNER (another leader took over: nothing
+ * stored).  f is finished either way, except on SHMC_EINVAL.
+ * Errors: as shmc_set (the fill is then aborted with error -1 and the status's
+ * message, so waiters do not hang); SHMC_EINVAL (f not from SHMC_LEADER). */
+SHMC_API shmc_status shmc_fill_finish(shmc_t *c, shmc_fill *f, const void *val, size_t vlen,
+                                      uint32_t flags, uint64_t ttl_ms);
+
+/* Leader: gives up, waking the waiters with SHMC_EFILL and (error, message);
+ * for error_ttl_ms (0 = not at all) later callers get the same error instead
+ * of leading a new fill.  message may be NULL; it is truncated to fit.
+ * Returns SHMC_OK or SHMC_ENOTOWNER.  Errors: SHMC_EINVAL. */
+SHMC_API shmc_status shmc_fill_abort(shmc_t *c, shmc_fill *f, int32_t error,
+                                     const char *message, uint64_t error_ttl_ms);
+
+/* What a fill callback returns on success: *val malloc()ed (the library takes
+ * it over), its length, flags and TTL (preset from opts->ttl_ms). */
+typedef struct shmc_fill_out {
+    void *val;
+    size_t vlen;
+    uint32_t flags;
+    uint64_t ttl_ms;
+    char message[SHMC_FILL_MSG_MAX];  /* on failure: an optional message */
+} shmc_fill_out;
+
+/* Fill callback: computes the value of key.  Returns 0 with out->val set, or a
+ * non-zero error code (and optionally out->message) to fail the fill. */
+typedef int32_t (*shmc_fill_fn)(void *ctx, const void *key, size_t klen, shmc_fill_out *out);
+
+/* Callback form: returns the cached value, or the value that exactly one
+ * caller computes with fn while the others wait for it.  The leader's own
+ * call returns the buffer fn produced.  On fn's failure every caller of that
+ * fill gets SHMC_EFILL with the error in *f (f may be NULL; the error is then
+ * only in the status), and later callers get it too for opts->error_ttl_ms.
+ * Returns SHMC_OK with *val (free() it), *vlen, *flags (may be NULL).
+ * Errors: as shmc_fill_begin (never SHMC_LEADER), and as shmc_set for the
+ * leader's store.  fn runs in the calling thread with no shmcache lock held;
+ * it may use the cache, including other fills (within SHMC_MAX_HOLDS). */
+SHMC_API shmc_status shmc_get_or_fill(shmc_t *c, const void *key, size_t klen,
+                                      shmc_fill_fn fn, void *ctx, const shmc_fill_opts *opts,
+                                      void **val, size_t *vlen, uint32_t *flags, shmc_fill *f);
+
 /* --- Statistics -----------------------------------------------------------
  * Counters are summed over every participant slot, including slots of
  * processes that have exited.  A snapshot, not an atomic cut. */
@@ -392,6 +566,16 @@ typedef struct shmc_stats {
     uint64_t index_capacity;   /* index slots */
     uint64_t enomem;           /* writes refused with SHMC_ENOMEM */
     uint64_t rescued;          /* recently read items kept (copied forward) at eviction */
+    uint64_t lock_acquires;    /* named locks acquired (including takeovers) */
+    uint64_t lock_waits;       /* acquisitions that had to sleep first */
+    uint64_t lock_timeouts;    /* acquire/try calls that gave up (SHMC_ETIMEDOUT/SHMC_EBUSY) */
+    uint64_t lock_takeovers;   /* locks taken from a dead holder or an expired lease */
+    uint64_t fills;            /* fills led (shmc_fill_begin/get_or_fill returned LEADER) */
+    uint64_t fill_waits;       /* callers that slept on another process's fill */
+    uint64_t fill_takeovers;   /* fills taken over from a dead or late leader */
+    uint64_t fill_errors;      /* fills aborted with an error */
+    uint64_t locks_used;       /* table entries held now: locks owned, fills in progress */
+    uint64_t locks_capacity;   /* lock/singleflight table entries */
 } shmc_stats;
 
 /* Fills *st.  Errors: SHMC_EINVAL.  Never blocks on other processes. */

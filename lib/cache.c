@@ -189,6 +189,21 @@ shmc_status shmc_get_alloc(shmc_t *c, const void *key, size_t klen, void **val, 
     return get_visit(c, key, klen, alloc_out, &x);
 }
 
+shmc_status get_alloc_expire(shmc_t *c, const void *key, size_t klen, void **val,
+                             size_t *vlen, uint32_t *flags, uint64_t *expire)
+{
+    entry_copy e;
+    shmc_status st = read_entry(c, key, klen, &e);
+    *val = e.val;
+    if (st == SHMC_OK) {
+        *vlen = e.vlen;
+        if (flags)
+            *flags = e.flags;
+        *expire = e.expire;
+    }
+    return st;
+}
+
 struct gets_ctx {
     struct copy_ctx copy;
     uint64_t *cas;

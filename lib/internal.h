@@ -27,13 +27,14 @@ struct shmc {
     shmc_hdr *hdr;
     shmc_slot *slots;
     shmc_stripe *stripes;
+    shmc_centry *coord;          /* lock/flight table */
     shmc_head *heads;
     shmc_segmeta *segs;
     _Atomic uint64_t *index;     /* nbuckets * SHMC_BUCKET_WAYS words */
     uint8_t *data;
     /* copies of creation parameters (validated; never re-read from shm) */
     uint64_t seg_size, data_bytes, nbuckets, hash_seed;
-    uint32_t seg_shift, nsegs, nslots, nheads, max_key, max_value;
+    uint32_t seg_shift, nsegs, nslots, nheads, max_key, max_value, ncoord;
     bool membarrier;             /* this process registered for membarrier */
     bool seg_membarrier;         /* the segment runs in membarrier mode */
     pthread_key_t tkey;          /* per-thread participant record */
@@ -50,12 +51,23 @@ typedef struct tslot {
     uint64_t gen;
     uint64_t fork_gen;           /* process fork generation it was taken in */
     uint32_t depth;              /* read-section nesting */
+    /* Locks and fills this thread holds, by hold record (see coord.c). */
+    uint32_t hold_mask;
+    uint32_t hold_entry[SHMC_HOLDS];
+    uint64_t hold_token[SHMC_HOLDS];
+    uint32_t hold_last[SHMC_HOLDS];  /* entry + 1 each record last served */
+    uint64_t hold_used[SHMC_HOLDS];  /* when (hold_clock) it was last taken */
+    uint64_t hold_clock;
 } tslot;
+
+_Static_assert(SHMC_HOLDS == SHMC_MAX_HOLDS, "hold records match the public limit");
 
 /* ---- util.c ---- */
 HIDDEN uint64_t now_ms(void);
 HIDDEN uint64_t hash_key(uint64_t seed, const void *key, size_t len);
 HIDDEN int robust_mutex_init(pthread_mutex_t *m);
+/* A robust, error-checking mutex (relocking by its owner fails, not hangs). */
+HIDDEN int hold_mutex_init(pthread_mutex_t *m);
 HIDDEN uint64_t random_seed(void);
 
 /* ---- segment.c ---- */
@@ -85,6 +97,18 @@ HIDDEN bool heavy_barrier(struct shmc *c);
 HIDDEN uint64_t min_reader_epoch(struct shmc *c, const tslot *self);
 HIDDEN void membarrier_setup(struct shmc *c);
 HIDDEN uint32_t membarrier_supported(void);
+
+/* ---- cache.c ---- */
+/* shmc_get_alloc that also returns the item's expiry (monotonic ms, 0 = never). */
+HIDDEN shmc_status get_alloc_expire(shmc_t *c, const void *key, size_t klen, void **val,
+                                    size_t *vlen, uint32_t *flags, uint64_t *expire);
+
+/* ---- coord.c ---- */
+/* Releases every lock and fill the thread holds (thread detach, close). */
+HIDDEN void coord_release_all(struct shmc *c, tslot *t);
+/* Frees the entries a dead slot's thread owned (called when it is reaped,
+ * before the slot can be reused). */
+HIDDEN void coord_reap(struct shmc *c, uint32_t slot);
 
 /* ---- robust locks ---- */
 HIDDEN shmc_status stripe_lock(struct shmc *c, uint32_t stripe);

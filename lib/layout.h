@@ -8,7 +8,8 @@
  * process built with another layout refuses to attach.
  *
  * Segment map (each region 64-byte aligned, data 4 KiB aligned):
- *   [hdr 4096] [slots] [stripe locks] [heads] [segment meta] [index] [data]
+ *   [hdr 4096] [slots] [stripe locks] [lock/flight table] [heads] [segment meta]
+ *   [index] [data]
  */
 #ifndef SHMC_LAYOUT_H
 #define SHMC_LAYOUT_H
@@ -20,7 +21,7 @@
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
 
 #define SHMC_MAGIC            0x31454843414d4853ull /* "SHMCACHE1" little-endian-ish */
-#define SHMC_LAYOUT_VERSION   1u
+#define SHMC_LAYOUT_VERSION   2u
 #define SHMC_HDR_SIZE         4096u
 #define SHMC_CL               64u
 
@@ -64,7 +65,8 @@ typedef struct shmc_hdr {
     uint64_t data_bytes;         /* 144 */
     uint64_t created_ms;         /* 152 monotonic ms at creation */
     uint32_t membarrier;         /* 160 1: readers may rely on membarrier */
-    uint32_t pad0;
+    uint32_t ncoord;             /* 164 entries of the lock/flight table */
+    uint64_t off_coord;          /* 168 */
     /* hot shared words, each on its own cache line */
     _Alignas(64) _Atomic uint64_t epoch;        /* global reclamation epoch, starts at 1 */
     _Alignas(64) _Atomic uint64_t seal_seq;     /* sequence for sealed-segment age */
@@ -72,6 +74,10 @@ typedef struct shmc_hdr {
     _Atomic uint64_t enomem;
     _Atomic uint64_t purges;                    /* full index scans after a crash */
     _Atomic uint64_t slot_hint;                 /* where the next slot search starts */
+    /* Every token ever issued by a recycled lock/flight entry is <= this, so a
+     * name given a fresh entry starts above all of its earlier tokens. */
+    _Alignas(64) _Atomic uint64_t token_hi;
+    pthread_mutex_t coord_mtx;                  /* robust: serialises entry (re)claims */
 } shmc_hdr;
 
 _Static_assert(sizeof(shmc_hdr) <= SHMC_HDR_SIZE, "header too large");
@@ -79,6 +85,17 @@ _Static_assert(sizeof(shmc_hdr) <= SHMC_HDR_SIZE, "header too large");
 /* Per-participant (per-thread) slot.  The mutex is held by the owning thread
  * for the slot's whole life: the kernel marks it OWNER_DIED when that thread
  * dies, which is how others learn the slot must be reaped. */
+#define SHMC_HOLDS 8u   /* = SHMC_MAX_HOLDS: locks + fills one thread holds at once */
+
+/* A hold record: the owning thread keeps `m` locked for exactly as long as it
+ * owns the lock or leads the fill that names this record (see coord.c).
+ * Waiters sleep on `m`, so the kernel wakes them on release and on death. */
+typedef struct shmc_hold {
+    pthread_mutex_t m;                 /* robust, process-shared, error-checking */
+    _Atomic uint64_t entry;            /* table entry + 1 held through it (informational) */
+    _Atomic uint64_t token;            /* its token (informational) */
+} __attribute__((aligned(64))) shmc_hold;
+
 typedef struct shmc_slot {
     pthread_mutex_t mtx;               /* robust, process-shared */
     _Atomic uint64_t gen;              /* bumped each time the slot is taken */
@@ -86,11 +103,42 @@ typedef struct shmc_slot {
     _Alignas(64) _Atomic uint64_t epoch;  /* reader epoch, 0 = not reading */
     _Alignas(64) _Atomic uint64_t st_hits, st_misses, st_sets, st_deletes,
         st_evictions, st_expirations, st_cas_seq, st_rescued;
+    _Alignas(64) _Atomic uint64_t st_lock_acq, st_lock_wait, st_lock_timeout, st_lock_takeover,
+        st_fills, st_fill_waits, st_fill_takeover, st_fill_errors;
+    shmc_hold hold[SHMC_HOLDS];
 } shmc_slot;
 
 typedef struct shmc_stripe {
     pthread_mutex_t mtx;               /* robust, process-shared */
 } __attribute__((aligned(64))) shmc_stripe;
+
+/* Lock/flight table entry.  `state` packs the whole ownership:
+ *   [tok:44][busy:1][hold k:3][holder slot + 1:16]
+ * slot+1 == 0: free (tok is the last token issued).  busy with a holder: the
+ * holder is rewriting its lease; busy without one: the entry is being
+ * re-claimed for another name.  tok is the low 44 bits of the owner token;
+ * the full 64-bit token is `token` once the owner has published it.  A
+ * holder's `until` (lease end or fill deadline) is trusted only while
+ * `token` matches state's tok and busy is clear. */
+typedef struct shmc_centry {
+    _Atomic uint64_t state;
+    _Atomic uint64_t want;       /* priority waiter: [expiry ms since creation:45][k:3][slot+1:16] */
+    _Atomic uint64_t token;      /* last published full token */
+    _Atomic uint64_t until;      /* monotonic ms; 0 = no lease */
+    _Atomic uint64_t h1, h2;     /* identity: keyed 128-bit hash of kind + name; 0,0 = unused */
+    _Atomic uint64_t used_ms;    /* last claim or acquisition (recycling prefers the oldest) */
+    _Atomic uint64_t kind_len;   /* kind << 32 | name length (informational) */
+    _Atomic uint64_t name[8];    /* first 64 bytes of the name (informational) */
+    _Atomic uint64_t err_token;  /* fill error: token of the failed fill (0 = none), written last */
+    _Atomic uint64_t err_until;  /* ... served to new callers until then */
+    _Atomic uint64_t err_code;
+    _Atomic uint64_t err_msg[12];
+    uint64_t pad[1];
+} shmc_centry;
+_Static_assert(sizeof(shmc_centry) == 256, "table entry is 4 cache lines");
+
+#define CE_KIND_LOCK 1u
+#define CE_KIND_FILL 2u
 
 typedef struct shmc_head {
     _Atomic uint64_t seg;              /* segment id + 1 that is open here; 0 = none */

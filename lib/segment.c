@@ -65,6 +65,9 @@ uint64_t layout_hash(void)
         offsetof(shmc_slot, gen), sizeof(shmc_stripe), sizeof(shmc_head),
         sizeof(shmc_segmeta), offsetof(shmc_segmeta, live), LIVE_SHIFT,
         sizeof(shmc_item), offsetof(shmc_item, expire_ms), offsetof(shmc_item, cas),
+        sizeof(shmc_centry), offsetof(shmc_centry, err_token), sizeof(shmc_hold),
+        offsetof(shmc_slot, hold), offsetof(shmc_hdr, token_hi), offsetof(shmc_hdr, ncoord),
+        SHMC_HOLDS,
         sizeof(pthread_mutex_t), SHMC_BUCKET_WAYS, SHMC_STRIPES, SHMC_MAX_HEADS,
         IW_LOC_BITS, INDEX_BYTES_PER_SLOT, MIN_SEG_SIZE, MAX_SEG_SIZE, SEGS_TARGET,
         0x0102030405060708ull,
@@ -74,17 +77,27 @@ uint64_t layout_hash(void)
 
 typedef struct layout {
     uint64_t size, seg_size, nbuckets, data_bytes;
-    uint64_t off_slots, off_stripes, off_heads, off_segs, off_index, off_data;
-    uint32_t seg_shift, nsegs, nheads, max_key, max_value, nslots;
+    uint64_t off_slots, off_stripes, off_coord, off_heads, off_segs, off_index, off_data;
+    uint32_t seg_shift, nsegs, nheads, max_key, max_value, nslots, ncoord;
 } layout;
+
+#define MAX_LOCKS (1u << 20)
+
+/* Default lock/flight table: one entry per 64 KiB, within [64, 4096]. */
+static uint32_t default_locks(uint64_t size)
+{
+    uint64_t n = size >> 16;
+    return (uint32_t)(n < 64 ? 64 : n > 4096 ? 4096 : n);
+}
 
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
 
 static shmc_status compute_layout(uint64_t size, uint32_t max_key, uint32_t max_value,
-                                  uint32_t nslots, layout *L)
+                                  uint32_t nslots, uint32_t ncoord, layout *L)
 {
     if (max_key == 0 || max_key > SHMC_MAX_KEY_LIMIT || max_value > SHMC_MAX_VALUE_LIMIT ||
-        nslots == 0 || nslots > 65535 || size > (1ull << 46))
+        nslots == 0 || nslots > 65535 || size > (1ull << 46) || ncoord == 0 ||
+        ncoord > MAX_LOCKS)
         return SHMC_EINVAL;
     if (size < MIN_SIZE)
         return SHMC_ETOOSMALL;
@@ -93,6 +106,7 @@ static shmc_status compute_layout(uint64_t size, uint32_t max_key, uint32_t max_
     L->max_key = max_key;
     L->max_value = max_value;
     L->nslots = nslots;
+    L->ncoord = ncoord;
     /* Segments: the eviction unit.  About size/128 each (fine-grained
      * eviction, cheap segment scans), within [64 KiB, 16 MiB], and never
      * smaller than the largest item. */
@@ -112,7 +126,8 @@ static shmc_status compute_layout(uint64_t size, uint32_t max_key, uint32_t max_
     L->seg_shift = shift;
     L->off_slots = SHMC_HDR_SIZE;
     L->off_stripes = align_up(L->off_slots + (uint64_t)nslots * sizeof(shmc_slot), SHMC_CL);
-    L->off_heads = L->off_stripes + SHMC_STRIPES * sizeof(shmc_stripe);
+    L->off_coord = L->off_stripes + SHMC_STRIPES * sizeof(shmc_stripe);
+    L->off_heads = align_up(L->off_coord + (uint64_t)ncoord * sizeof(shmc_centry), SHMC_CL);
     uint64_t fixed = L->off_heads + SHMC_MAX_HEADS * sizeof(shmc_head) + 2 * 4096;
     if (size <= fixed)
         return SHMC_ETOOSMALL;
@@ -169,6 +184,8 @@ static void bind_handle(struct shmc *c, const layout *L, uint8_t *base)
     c->hdr = (shmc_hdr *)base;
     c->slots = (shmc_slot *)(base + L->off_slots);
     c->stripes = (shmc_stripe *)(base + L->off_stripes);
+    c->coord = (shmc_centry *)(base + L->off_coord);
+    c->ncoord = L->ncoord;
     c->heads = (shmc_head *)(base + L->off_heads);
     c->segs = (shmc_segmeta *)(base + L->off_segs);
     c->index = (_Atomic uint64_t *)(base + L->off_index);
@@ -213,6 +230,8 @@ static shmc_status init_segment(int fd, const layout *L, uint32_t mode, uint8_t 
     h->hash_seed = random_seed();
     h->off_slots = L->off_slots;
     h->off_stripes = L->off_stripes;
+    h->off_coord = L->off_coord;
+    h->ncoord = L->ncoord;
     h->off_heads = L->off_heads;
     h->off_segs = L->off_segs;
     h->off_index = L->off_index;
@@ -224,8 +243,13 @@ static shmc_status init_segment(int fd, const layout *L, uint32_t mode, uint8_t 
     h->membarrier = membarrier_supported();
     int r = 0;
     shmc_slot *slots = (shmc_slot *)(base + L->off_slots);
-    for (uint32_t i = 0; i < L->nslots && !r; i++)
+    for (uint32_t i = 0; i < L->nslots && !r; i++) {
         r = robust_mutex_init(&slots[i].mtx);
+        for (uint32_t k = 0; k < SHMC_HOLDS && !r; k++)
+            r = hold_mutex_init(&slots[i].hold[k].m);
+    }
+    if (!r)
+        r = robust_mutex_init(&h->coord_mtx);
     shmc_stripe *stripes = (shmc_stripe *)(base + L->off_stripes);
     for (uint32_t i = 0; i < SHMC_STRIPES && !r; i++)
         r = robust_mutex_init(&stripes[i].mtx);
@@ -234,7 +258,8 @@ static shmc_status init_segment(int fd, const layout *L, uint32_t mode, uint8_t 
         errno = r;
         return SHMC_ESYS;
     }
-    /* Segment metadata, index and heads are all-zero: FREE, empty, none. */
+    /* Segment metadata, index, heads and lock table are all-zero: FREE, empty,
+     * none, unused. */
     *basep = base;
     return SHMC_OK;
 }
@@ -252,11 +277,12 @@ static shmc_status check_header(const shmc_hdr *h, uint64_t fsize, layout *L)
     uint64_t ns = pid_namespace();
     if (h->pidns && ns && h->pidns != ns)
         return SHMC_ENAMESPACE;
-    if (compute_layout(h->size, h->max_key, h->max_value, h->nslots, L) != SHMC_OK)
+    if (compute_layout(h->size, h->max_key, h->max_value, h->nslots, h->ncoord, L) != SHMC_OK)
         return SHMC_ECORRUPT;
     if (L->seg_size != h->seg_size || L->seg_shift != h->seg_shift || L->nsegs != h->nsegs ||
         L->nheads != h->nheads || L->nbuckets != h->nbuckets || L->off_slots != h->off_slots ||
         L->off_stripes != h->off_stripes || L->off_heads != h->off_heads ||
+        L->off_coord != h->off_coord ||
         L->off_segs != h->off_segs || L->off_index != h->off_index ||
         L->off_data != h->off_data || L->data_bytes != h->data_bytes)
         return SHMC_ECORRUPT;
@@ -272,6 +298,8 @@ static shmc_status check_wanted(const layout *have, const shmc_options *o)
     if (o->max_value && o->max_value != have->max_value)
         return SHMC_EMISMATCH;
     if (o->slots && o->slots != have->nslots)
+        return SHMC_EMISMATCH;
+    if (o->locks && o->locks != have->ncoord)
         return SHMC_EMISMATCH;
     return SHMC_OK;
 }
@@ -346,17 +374,18 @@ shmc_status shmc_open(const char *name, const shmc_options *opts, shmc_t **out)
         (o.mode & ~0777u))
         return SHMC_EINVAL;
     if (o.max_key > SHMC_MAX_KEY_LIMIT || o.max_value > SHMC_MAX_VALUE_LIMIT ||
-        o.slots > 65535)
+        o.slots > 65535 || o.locks > MAX_LOCKS)
         return SHMC_EINVAL;
     /* The layout we would create.  Only a creator needs it to be valid: an
      * attacher compares its non-zero options with the segment instead. */
     layout want;
     uint32_t mv = o.max_value ? o.max_value : SHMC_DEFAULT_MAX_VALUE;
     shmc_status want_st;
+    uint64_t size = o.size ? o.size : DEFAULT_SIZE;
     for (;;) {
-        want_st = compute_layout(o.size ? o.size : DEFAULT_SIZE,
-                                 o.max_key ? o.max_key : SHMC_DEFAULT_MAX_KEY, mv,
-                                 o.slots ? o.slots : SHMC_DEFAULT_SLOTS, &want);
+        want_st = compute_layout(size, o.max_key ? o.max_key : SHMC_DEFAULT_MAX_KEY, mv,
+                                 o.slots ? o.slots : SHMC_DEFAULT_SLOTS,
+                                 o.locks ? o.locks : default_locks(size), &want);
         if (want_st != SHMC_ETOOSMALL || o.max_value || mv <= MIN_DEFAULT_MAX_VALUE)
             break;
         mv /= 2; /* a default max_value shrinks to fit a small cache */
@@ -506,5 +535,6 @@ shmc_status shmc_info_get(shmc_t *c, shmc_info *info)
     info->segment_bytes = c->seg_size;
     info->segments = c->nsegs;
     info->index_slots = (uint32_t)(c->nbuckets * SHMC_BUCKET_WAYS);
+    info->locks = c->ncoord;
     return SHMC_OK;
 }

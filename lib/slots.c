@@ -40,6 +40,7 @@ uint64_t slot_owner(const tslot *t)
 static void reap_slot(struct shmc *c, uint32_t i)
 {
     atomic_store_explicit(&c->slots[i].epoch, 0, memory_order_release);
+    coord_reap(c, i);
     atomic_fetch_add_explicit(&c->hdr->slots_reaped, 1, memory_order_relaxed);
 }
 
@@ -130,6 +131,7 @@ shmc_status slot_get(struct shmc *c, tslot **out)
     t->c = c;
     t->fork_gen = fg;
     t->depth = 0;
+    t->hold_mask = 0; /* an inherited record's holds are the parent thread's */
     shmc_status st = slot_acquire(c, t);
     if (st != SHMC_OK) {
         pthread_setspecific(c->tkey, NULL);
@@ -149,6 +151,7 @@ void slot_release(tslot *t)
     if (tl_last == t)
         tl_last = NULL;
     if (t->fork_gen == atomic_load(&fork_gen)) {
+        coord_release_all(c, t);
         atomic_store_explicit(&t->s->epoch, 0, memory_order_release);
         pthread_mutex_unlock(&t->s->mtx);
     }

@@ -22,6 +22,14 @@ shmc_status shmc_stats_get(shmc_t *c, shmc_stats *st)
         SUM(evictions, st_evictions);
         SUM(expirations, st_expirations);
         SUM(rescued, st_rescued);
+        SUM(lock_acquires, st_lock_acq);
+        SUM(lock_waits, st_lock_wait);
+        SUM(lock_timeouts, st_lock_timeout);
+        SUM(lock_takeovers, st_lock_takeover);
+        SUM(fills, st_fills);
+        SUM(fill_waits, st_fill_waits);
+        SUM(fill_takeovers, st_fill_takeover);
+        SUM(fill_errors, st_fill_errors);
 #undef SUM
         if (atomic_load_explicit(&s->gen, memory_order_relaxed) && slot_check_live(c, i))
             st->slots_live++;
@@ -55,6 +63,12 @@ shmc_status shmc_stats_get(shmc_t *c, shmc_stats *st)
             break;
         }
     }
+    for (uint32_t i = 0; i < c->ncoord; i++) {
+        uint64_t s = atomic_load_explicit(&c->coord[i].state, memory_order_relaxed);
+        if (s & 0xffffu)
+            st->locks_used++; /* held: a lock owner or a fill leader */
+    }
+    st->locks_capacity = c->ncoord;
     st->gets = st->hits + st->misses;
     st->bytes_total = c->data_bytes;
     st->slots_reaped = atomic_load_explicit(&c->hdr->slots_reaped, memory_order_relaxed);

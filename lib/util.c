@@ -69,7 +69,7 @@ uint64_t hash_key(uint64_t seed, const void *key, size_t len)
     return fold(h ^ K0, h ^ K1 ^ seed);
 }
 
-int robust_mutex_init(pthread_mutex_t *m)
+static int shared_mutex_init(pthread_mutex_t *m, int type)
 {
     pthread_mutexattr_t a;
     int r = pthread_mutexattr_init(&a);
@@ -79,9 +79,21 @@ int robust_mutex_init(pthread_mutex_t *m)
     if (!r)
         r = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
     if (!r)
+        r = pthread_mutexattr_settype(&a, type);
+    if (!r)
         r = pthread_mutex_init(m, &a);
     pthread_mutexattr_destroy(&a);
     return r;
+}
+
+int robust_mutex_init(pthread_mutex_t *m)
+{
+    return shared_mutex_init(m, PTHREAD_MUTEX_NORMAL);
+}
+
+int hold_mutex_init(pthread_mutex_t *m)
+{
+    return shared_mutex_init(m, PTHREAD_MUTEX_ERRORCHECK);
 }
 
 uint64_t random_seed(void)
@@ -118,6 +130,12 @@ static const char *const messages[SHMC_STATUS_COUNT_] = {
     [SHMC_ETOOSMALL] = "cache size too small for its max_value (raise size or lower max_value)",
     [SHMC_STALE] = "the entry changed since its CAS token was read",
     [SHMC_ENOTNUM] = "the value is not a counter (1-20 decimal digits, or a binary counter)",
+    [SHMC_EBUSY] = "the lock is held by another owner",
+    [SHMC_ENOTOWNER] = "not the current owner (released already, or the lease or fill deadline passed and another took over)",
+    [SHMC_ETABLEFULL] = "the lock and singleflight table is full (raise options.locks)",
+    [SHMC_EHOLDS] = "this thread already holds the most locks and fills it may hold at once",
+    [SHMC_LEADER] = "you are the leader of this fill: compute the value, then finish or abort",
+    [SHMC_EFILL] = "the fill of this key failed (the leader reported an error)",
 };
 
 const char *shmc_strerror(shmc_status st)

@@ -319,8 +319,9 @@ static void test_corrupt_layout_version(void **state)
 {
     fx *f = *state;
     make_closed_cache(f->name);
-    poke32(f->name, OFF_LAYOUT_VERSION, 2);
-    expect_open_fails(f->name, SHMC_EVERSION, "layout_version 2");
+    uint64_t v = peek64(f->name, OFF_LAYOUT_VERSION) & 0xffffffffu;
+    poke32(f->name, OFF_LAYOUT_VERSION, (uint32_t)v + 1);
+    expect_open_fails(f->name, SHMC_EVERSION, "layout_version + 1");
     make_closed_cache(f->name);
     poke32(f->name, OFF_LAYOUT_VERSION, 0);
     expect_open_fails(f->name, SHMC_EVERSION, "layout_version 0");
