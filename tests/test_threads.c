@@ -113,10 +113,81 @@ static void test_threads_evicting_cache(void **state)
     tu_destroy(name);
 }
 
+/* Threads of one process contend on named locks and fill one key: a plain
+ * counter under the lock ends exact (and TSan sees the lock order every
+ * access), and exactly one thread computes the filled value. */
+enum { LOCK_ITERS = 20000 };
+
+typedef struct lock_arg {
+    shmc_t *c;
+    uint64_t *counter;
+    _Atomic uint64_t *fills, *bad;
+} lock_arg;
+
+static int32_t count_fill(void *p, const void *key, size_t klen, shmc_fill_out *out)
+{
+    (void)key, (void)klen;
+    lock_arg *a = p;
+    atomic_fetch_add(a->fills, 1);
+    tu_sleep_ms(20);
+    out->val = malloc(4);
+    memcpy(out->val, "done", 4);
+    out->vlen = 4;
+    return 0;
+}
+
+static void *lock_worker(void *p)
+{
+    lock_arg *a = p;
+    for (int i = 0; i < LOCK_ITERS; i++) {
+        uint64_t t;
+        if (shmc_lock_acquire(a->c, "ctr", 3, 60000, 0, &t) != SHMC_OK) {
+            atomic_fetch_add(a->bad, 1);
+            break;
+        }
+        (*a->counter)++;
+        if (shmc_lock_release(a->c, "ctr", 3, t) != SHMC_OK)
+            atomic_fetch_add(a->bad, 1);
+    }
+    void *v;
+    size_t n;
+    shmc_fill_opts o = {.wait_ms = 60000};
+    if (shmc_get_or_fill(a->c, "filled", 6, count_fill, a, &o, &v, &n, NULL, NULL) != SHMC_OK ||
+        n != 4 || memcmp(v, "done", 4) != 0)
+        atomic_fetch_add(a->bad, 1);
+    else
+        free(v);
+    return NULL;
+}
+
+static void test_threads_locks_and_fill(void **state)
+{
+    (void)state;
+    char name[64];
+    tu_name(name, sizeof name, "thrlock");
+    shmc_options o = {.size = 4u << 20, .max_value = 8u << 10};
+    shmc_t *c;
+    assert_int_equal(shmc_open(name, &o, &c), SHMC_OK);
+    uint64_t counter = 0;
+    _Atomic uint64_t fills = 0, bad = 0;
+    lock_arg a = {c, &counter, &fills, &bad};
+    pthread_t th[NTHREADS];
+    for (uint32_t i = 0; i < NTHREADS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, lock_worker, &a), 0);
+    for (uint32_t i = 0; i < NTHREADS; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    assert_int_equal(atomic_load(&bad), 0);
+    assert_int_equal(counter, (uint64_t)NTHREADS * LOCK_ITERS);
+    assert_int_equal(atomic_load(&fills), 1);
+    shmc_close(c);
+    tu_destroy(name);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_threads_evicting_cache),
+        cmocka_unit_test(test_threads_locks_and_fill),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
