@@ -47,6 +47,7 @@ typedef struct worker_result {
     uint64_t hits_self;       /* computed by this worker (not expected: one pass) */
     uint64_t hits_earlier;    /* computed by a previous run (--keep) */
     uint64_t computed;
+    uint64_t fill_waits;      /* misses answered by another worker's fill */
     uint64_t hit_ns;          /* time in shmc_get on hits (but the first lookup) */
     uint64_t hits_timed;
     uint64_t warm_hits, warm_misses;
@@ -65,6 +66,7 @@ static struct {
     unsigned keys;
     unsigned samples;
     uint64_t ttl_ms;
+    bool no_singleflight;
     bool keep;
     uint64_t run_id;
 } cfg = {
@@ -215,14 +217,51 @@ static int run_worker(shmc_t *c, unsigned id, int start_fd, shared_area *sh)
                        (double)(t1 - t0) / 1e3);
             }
         } else if (st == SHMC_NOT_FOUND) {
+            /* Singleflight: of the workers that miss this key at once, one
+             * computes it and the others wait for its value. */
+            shmc_fill fill;
+            if (!cfg.no_singleflight) {
+                void *got = NULL;
+                size_t glen = 0;
+                shmc_fill_opts fo = {.wait_ms = 10000, .fill_ms = 10000};
+                st = shmc_fill_begin(c, key, (size_t)klen, &fo, &got, &glen, &flags, &fill);
+                if (st == SHMC_OK) {
+                    /* Another worker computed it while we waited. */
+                    uint64_t run, result;
+                    unsigned by;
+                    long by_pid;
+                    bool ok = glen <= sizeof val && flags == DEMO_FLAGS &&
+                              parse_value(got, glen, &run, &by, &by_pid, &result) &&
+                              result == compute_result(key, (size_t)klen);
+                    free(got);
+                    if (!ok) {
+                        fprintf(stderr, "worker %u (pid %ld): key %s: bad value after a "
+                                "fill\n", id, (long)me, key);
+                        r->failed = 1;
+                        break;
+                    }
+                    r->fill_waits++;
+                    r->hits_other++;
+                    continue;
+                }
+                if (st != SHMC_LEADER) {
+                    fprintf(stderr, "worker %u (pid %ld): shmc_fill_begin(%s): %s\n", id,
+                            (long)me, key, shmc_strerror(st));
+                    r->failed = 1;
+                    break;
+                }
+            }
             uint64_t result = compute_result(key, (size_t)klen);
             simulate_work();
             atomic_fetch_add(&sh->computations[order[n]], 1);
             r->computed++;
             int len = format_value(val, sizeof val, id, me, result);
-            st = shmc_set(c, key, (size_t)klen, val, (size_t)len, DEMO_FLAGS, cfg.ttl_ms);
+            if (cfg.no_singleflight)
+                st = shmc_set(c, key, (size_t)klen, val, (size_t)len, DEMO_FLAGS, cfg.ttl_ms);
+            else
+                st = shmc_fill_finish(c, &fill, val, (size_t)len, DEMO_FLAGS, cfg.ttl_ms);
             if (st != SHMC_OK) {
-                fprintf(stderr, "worker %u (pid %ld): shmc_set(%s): %s\n", id, (long)me,
+                fprintf(stderr, "worker %u (pid %ld): storing %s: %s\n", id, (long)me,
                         key, shmc_strerror(st));
                 r->failed = 1;
                 break;
@@ -275,7 +314,7 @@ static void usage(FILE *f, const char *argv0)
 {
     fprintf(f,
             "usage: %s [--workers N] [--name NAME] [--keys K] [--ttl SECONDS]\n"
-            "          [--samples S] [--keep]\n"
+            "          [--samples S] [--keep] [--no-singleflight]\n"
             "\n"
             "Forks N worker processes (default 4) that share the cache NAME\n"
             "(default \"shmcache-demo\", created with default parameters: 64 MiB)\n"
@@ -287,7 +326,9 @@ static void usage(FILE *f, const char *argv0)
             "  --keys K       size of the shared key space (1..%d)\n"
             "  --ttl SECONDS  time-to-live of stored values (default 300, 0 = none)\n"
             "  --samples S    sample HIT lines printed per worker (default 3)\n"
-            "  --keep         leave the cache in place (a second run then hits)\n",
+            "  --keep         leave the cache in place (a second run then hits)\n"
+            "  --no-singleflight  on a miss, every worker computes (no waiting for a\n"
+            "                 worker already computing that key): shows the duplicates\n",
             argv0, MAX_WORKERS, MAX_KEYS);
 }
 
@@ -314,6 +355,7 @@ int main(int argc, char **argv)
         { "ttl", required_argument, NULL, 't' },
         { "samples", required_argument, NULL, 's' },
         { "keep", no_argument, NULL, 'K' },
+        { "no-singleflight", no_argument, NULL, 'S' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -346,6 +388,9 @@ int main(int argc, char **argv)
             break;
         case 'K':
             cfg.keep = true;
+            break;
+        case 'S':
+            cfg.no_singleflight = true;
             break;
         case 'h':
             usage(stdout, argv[0]);
@@ -454,6 +499,8 @@ int main(int argc, char **argv)
                r->computed, hits, r->hits_other);
         if (r->hits_earlier)
             printf(", %" PRIu64 " by an earlier run", r->hits_earlier);
+        if (r->fill_waits)
+            printf(", %" PRIu64 " of them after waiting for that worker's fill", r->fill_waits);
         printf("); hit %.2f us cold, %.2f us warm%s\n",
                r->hits_timed ? (double)r->hit_ns / (double)r->hits_timed / 1e3 : 0.0,
                r->warm_hits ? (double)r->warm_ns / (double)r->warm_hits / 1e3 : 0.0,
@@ -481,8 +528,10 @@ int main(int argc, char **argv)
                               (double)private_cost
                         : 0.0);
     printf("  %" PRIu64 " distinct keys computed in this run; %" PRIu64
-           " duplicate computations (two workers missed the same key at once and both"
-           " computed it)\n", distinct, duplicates);
+           " duplicate computations (%s)\n", distinct, duplicates,
+           cfg.no_singleflight ? "two workers missed the same key at once and both computed it"
+                               : "singleflight: workers that miss a key being computed wait"
+                                 " for it");
     if (total_earlier)
         printf("  %" PRIu64 " hits were served from values stored by an earlier run (--keep)\n",
                total_earlier);
@@ -503,6 +552,8 @@ int main(int argc, char **argv)
                s.bytes_used, s.bytes_total, s.bytes_free, s.evictions, s.expirations);
         printf("  participant slots live %" PRIu64 ", reaped %" PRIu64 ", writes refused "
                "(ENOMEM) %" PRIu64 "\n", s.slots_live, s.slots_reaped, s.enomem);
+        printf("  fills led %" PRIu64 ", callers that waited for a fill %" PRIu64
+               ", fill takeovers %" PRIu64 "\n", s.fills, s.fill_waits, s.fill_takeovers);
         if (s.hits + s.misses != s.gets)
             fprintf(stderr, "warning: stats inconsistent: hits + misses != gets\n");
     }
