@@ -1,0 +1,1 @@
+"""A minimal Django project whose caches are shmcache.django.ShmCache."""
