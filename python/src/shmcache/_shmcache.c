@@ -1347,7 +1347,9 @@ static PyObject *Cache_get_many(CacheObject *s, PyObject *keys)
         size_t m = (size_t)(n - base < MANY_CHUNK ? n - base : MANY_CHUNK);
         for (size_t i = 0; i < m; i++) {
             keyarg k;
-            get_key(PySequence_Fast_GET_ITEM(seq, base + (Py_ssize_t)i), &k);
+            /* Validated in the first pass; checked again rather than assumed. */
+            if (get_key(PySequence_Fast_GET_ITEM(seq, base + (Py_ssize_t)i), &k) < 0)
+                goto fail_leave;
             bufs[i] = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)cap);
             if (!bufs[i])
                 goto fail_leave;
