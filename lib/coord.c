@@ -842,6 +842,27 @@ static uint64_t fill_lock_state(tslot *t, shmc_centry *e, shmc_fill *f)
     return s;
 }
 
+/* The common start of finish and abort: checks the fill is this thread's
+ * and marks its entry busy.  On any refusal but SHMC_EINVAL the fill is
+ * over for the caller (its hold and key copy are released). */
+static shmc_status fill_take(shmc_t *c, shmc_fill *f, tslot **t, shmc_centry **e, uint64_t *s)
+{
+    shmc_status st;
+    *e = fill_check(c, f, t, &st);
+    if (!*e) {
+        if (st == SHMC_ENOTOWNER)
+            fill_clear(f);
+        return st;
+    }
+    *s = fill_lock_state(*t, *e, f);
+    if (!*s) {
+        hold_drop(*t, f->hold_);
+        fill_clear(f);
+        return SHMC_ENOTOWNER;
+    }
+    return SHMC_OK;
+}
+
 static void write_error(shmc_centry *e, uint64_t token, int32_t error, const char *message,
                         uint64_t error_ttl_ms)
 {
@@ -872,19 +893,11 @@ shmc_status shmc_fill_abort(shmc_t *c, shmc_fill *f, int32_t error, const char *
                             uint64_t error_ttl_ms)
 {
     tslot *t;
-    shmc_status st;
-    shmc_centry *e = fill_check(c, f, &t, &st);
-    if (!e) {
-        if (st == SHMC_ENOTOWNER)
-            fill_clear(f);
+    shmc_centry *e;
+    uint64_t s;
+    shmc_status st = fill_take(c, f, &t, &e, &s);
+    if (st != SHMC_OK)
         return st;
-    }
-    uint64_t s = fill_lock_state(t, e, f);
-    if (!s) {
-        hold_drop(t, f->hold_);
-        fill_clear(f);
-        return SHMC_ENOTOWNER;
-    }
     write_error(e, f->token_, error, message, error_ttl_ms);
     STAT_ADD(t, st_fill_errors, 1);
     fill_end(t, e, s, f);
@@ -897,19 +910,11 @@ shmc_status shmc_fill_finish(shmc_t *c, shmc_fill *f, const void *val, size_t vl
     if (!val && vlen)
         return SHMC_EINVAL;
     tslot *t;
-    shmc_status st;
-    shmc_centry *e = fill_check(c, f, &t, &st);
-    if (!e) {
-        if (st == SHMC_ENOTOWNER)
-            fill_clear(f);
+    shmc_centry *e;
+    uint64_t s;
+    shmc_status st = fill_take(c, f, &t, &e, &s);
+    if (st != SHMC_OK)
         return st;
-    }
-    uint64_t s = fill_lock_state(t, e, f);
-    if (!s) {
-        hold_drop(t, f->hold_);
-        fill_clear(f);
-        return SHMC_ENOTOWNER;
-    }
     st = shmc_set(c, f->key_, f->klen_, val ? val : "", vlen, flags, ttl_ms);
     if (st != SHMC_OK) {
         /* Waiters must not hang on a value that never comes. */
