@@ -201,8 +201,10 @@ SHMC_API shmc_status shmc_get_alloc(shmc_t *c, const void *key, size_t klen,
  * forward (second chance) while there is room, the rest are dropped.  The set
  * succeeds.
  * Errors: SHMC_EKEYLEN, SHMC_EVALLEN, SHMC_EINVAL, SHMC_ENOSLOTS,
- *   SHMC_ENOMEM (retired memory is pinned by a stalled reader; the write was
- *   not made; reads and deletes still work). */
+ *   SHMC_ENOMEM (retired memory is pinned by a stalled reader: one that is
+ *   stopped, e.g. by SIGSTOP or a debugger, for 500 ms, or any reader in the way
+ *   for 10 s; the write was not made; reads and deletes still work).  May wait
+ *   that long for readers to leave their read sections. */
 SHMC_API shmc_status shmc_set(shmc_t *c, const void *key, size_t klen,
                               const void *val, size_t vlen, uint32_t flags, uint64_t ttl_ms);
 

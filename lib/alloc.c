@@ -34,7 +34,9 @@
 
 #define EXPIRE_ROUND_MS 1024u
 #define STALL_MS 500u       /* no reader progress for this long = stalled */
-#define NOMEM_MAX_MS 2000u   /* never wait longer than this in all */
+#define NOMEM_MAX_MS 2000u   /* never wait longer than this in all ... */
+#define NOMEM_RUNNABLE_MAX_MS 10000u /* ... unless every reader in the way is only
+                                      * waiting for a CPU (oversubscribed host) */
 #define RESERVE_SEGS 2u
 
 static inline uint32_t seg_of(const struct shmc *c, uint64_t off)
@@ -404,8 +406,11 @@ static shmc_status get_segment(struct shmc *c, tslot *t, uint32_t *out, scan *la
             continue;
         /* Nothing free or evictable now: participants inside a section
          * still hold the memory.  Wait while they make progress (the grace
-         * horizon advances); give up once it has not moved for STALL_MS,
-         * which means a stalled (stopped, or hung) participant. */
+         * horizon advances); give up once it has not moved for STALL_MS, or
+         * after NOMEM_MAX_MS in all, when a participant in the way is
+         * stopped (SIGSTOP, a debugger).  On a host with far more runnable
+         * processes than CPUs a reader can simply be waiting for a CPU that
+         * long: then wait on, up to NOMEM_RUNNABLE_MAX_MS. */
         uint64_t now = now_ms();
         uint64_t h = grace_horizon(c, t, &sc);
         if (!start || h != last_h) {
@@ -413,7 +418,8 @@ static shmc_status get_segment(struct shmc *c, tslot *t, uint32_t *out, scan *la
                 start = now;
             last_progress = now;
             last_h = h;
-        } else if (now - last_progress > STALL_MS || now - start > NOMEM_MAX_MS) {
+        } else if ((now - last_progress > STALL_MS || now - start > NOMEM_MAX_MS) &&
+                   (!h || now - start > NOMEM_RUNNABLE_MAX_MS || readers_stalled(c, t, h))) {
             atomic_fetch_add_explicit(&c->hdr->enomem, 1, memory_order_relaxed);
             return SHMC_ENOMEM;
         }

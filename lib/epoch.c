@@ -12,7 +12,10 @@
  */
 #include "internal.h"
 
+#include <fcntl.h>
 #include <linux/membarrier.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -83,6 +86,44 @@ uint64_t min_reader_epoch(struct shmc *c, const tslot *self)
             min = e;
     }
     return min;
+}
+
+/* The scheduler state of a participant's thread, from /proc: 'R', 'S',
+ * 'D', 'T' (stopped), 't' (stopped by a debugger), ..., or 0 when it
+ * cannot be read (gone, or another PID namespace).  pid and tid come from
+ * shared memory and are only used to name a /proc file. */
+static char thread_state(uint32_t pid, uint32_t tid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%u/task/%u/stat", pid, tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name may hold anything */
+    if (!p || p[1] != ' ' || !p[2])
+        return 0;
+    return p[2];
+}
+
+bool readers_stalled(struct shmc *c, const tslot *self, uint64_t horizon)
+{
+    for (uint32_t i = 0; i < c->nslots; i++) {
+        if (self && i == self->idx)
+            continue;
+        uint64_t e = atomic_load_explicit(&c->slots[i].epoch, memory_order_acquire);
+        if (e == 0 || e > horizon || !slot_check_live(c, i))
+            continue;
+        char st = thread_state(atomic_load_explicit(&c->slots[i].pid, memory_order_relaxed),
+                               atomic_load_explicit(&c->slots[i].tid, memory_order_relaxed));
+        if (st == 0 || st == 'T' || st == 't')
+            return true;
+    }
+    return false;
 }
 
 #ifdef SHMC_TESTING

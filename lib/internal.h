@@ -96,6 +96,10 @@ HIDDEN bool heavy_barrier(struct shmc *c);
  * `self` (may be NULL) is ignored. */
 HIDDEN uint64_t min_reader_epoch(struct shmc *c, const tslot *self);
 HIDDEN void membarrier_setup(struct shmc *c);
+/* Whether a live participant whose reader epoch is at or below `horizon`
+ * (one that holds reclamation back) is stopped (SIGSTOP, a debugger) or
+ * cannot be inspected, as opposed to merely waiting for a CPU. */
+HIDDEN bool readers_stalled(struct shmc *c, const tslot *self, uint64_t horizon);
 HIDDEN uint32_t membarrier_supported(void);
 
 /* ---- cache.c ---- */

@@ -567,6 +567,53 @@ static void test_stalled_reader_in_section(void **state)
     assert_verify_ok(f->c, &rep, "after the stalled reader was killed");
 }
 
+/* A reader that stays inside a read section for longer than the stall limit
+ * while running (as a preempted reader on an oversubscribed host does) is
+ * not stalled: writers that need the memory it holds wait for it instead of
+ * failing with SHMC_ENOMEM.  Only a stopped reader makes them give up. */
+typedef struct slow_arg {
+    const char *name;
+    _Atomic int *inside;
+} slow_arg;
+
+static int slow_reader_main(void *p)
+{
+    slow_arg *a = p;
+    shmc_t *c = NULL;
+    if (shmc_open(a->name, NULL, &c) != SHMC_OK || shmc__test_read_enter(c) != SHMC_OK)
+        return 1;
+    atomic_store(a->inside, 1);
+    uint64_t end = tu_now_ms() + 1200; /* > the 500 ms stall limit, running */
+    while (tu_now_ms() < end)
+        ;
+    shmc__test_read_exit(c);
+    shmc_close(c);
+    return 0;
+}
+
+static void test_slow_running_reader_in_section(void **state)
+{
+    fx *f = *state;
+    _Atomic int *inside = tu_shared_alloc(sizeof *inside);
+    slow_arg a = {.name = f->name, .inside = inside};
+    pid_t reader = tu_fork(slow_reader_main, &a);
+    assert_true(reader > 0);
+    track(f, reader);
+    uint64_t until = tu_now_ms() + 30000;
+    while (!atomic_load(inside) && tu_now_ms() < until)
+        tu_sleep_ms(1);
+    assert_true(atomic_load(inside));
+    run_fill(f, "slow-", 3 * f->info.data_bytes, 3000);
+    shmc_stats st;
+    assert_int_equal(shmc_stats_get(f->c, &st), SHMC_OK);
+    assert_int_equal(st.enomem, 0);
+    assert_true(st.evictions > 0);
+    int how = tu_wait(reader, 30000);
+    untrack(f, reader);
+    assert_int_equal(how, 0);
+    tu_shared_free(inside, sizeof *inside);
+}
+
 /* ---- (c) reader stopped outside a read section ---- */
 
 static void test_stopped_reader_outside_section(void **state)
@@ -782,6 +829,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_sigkill_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stalled_reader_in_section, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_running_reader_in_section, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stopped_reader_outside_section, setup, teardown),
         cmocka_unit_test_setup_teardown(test_killed_mid_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_counters_under_sigkill, setup, teardown),
