@@ -894,7 +894,7 @@ shmc_status shmc_fill_abort(shmc_t *c, shmc_fill *f, int32_t error, const char *
 {
     tslot *t;
     shmc_centry *e;
-    uint64_t s;
+    uint64_t s = 0;
     shmc_status st = fill_take(c, f, &t, &e, &s);
     if (st != SHMC_OK)
         return st;
@@ -911,7 +911,7 @@ shmc_status shmc_fill_finish(shmc_t *c, shmc_fill *f, const void *val, size_t vl
         return SHMC_EINVAL;
     tslot *t;
     shmc_centry *e;
-    uint64_t s;
+    uint64_t s = 0;
     shmc_status st = fill_take(c, f, &t, &e, &s);
     if (st != SHMC_OK)
         return st;
