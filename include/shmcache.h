@@ -40,6 +40,10 @@ extern "C" {
 #define SHMC_VERSION_MAJOR 0
 #define SHMC_VERSION_MINOR 1
 #define SHMC_VERSION_PATCH 0
+/* The shared-memory layout this library reads and writes.  Processes built
+ * against libraries of different layout versions cannot share a cache:
+ * shmc_open reports SHMC_EVERSION (see also shmc_info, shmc_peek). */
+#define SHMC_LAYOUT_VERSION 2u
 
 /* Limits and defaults. */
 #define SHMC_DEFAULT_MAX_KEY     250u          /* bytes */
@@ -93,7 +97,9 @@ typedef struct shmc shmc_t;
 
 /* Open flags. */
 #define SHMC_OPEN_CREATE_ONLY  0x1u  /* fail with SHMC_EEXIST if it exists */
-#define SHMC_OPEN_ATTACH_ONLY  0x2u  /* fail with SHMC_ENOENT if it does not exist */
+#define SHMC_OPEN_ATTACH_ONLY  0x2u  /* fail with SHMC_ENOENT if it does not exist
+                                      * (or was left half-created by a creator that
+                                      * died: never initialise anything) */
 
 /* Creation parameters.  Zero-initialise, then set what you need.  A zero field
  * means "the default" when creating and "whatever the segment has" when
@@ -123,7 +129,8 @@ typedef struct shmc_options {
  *
  * Processes that start together race safely: exactly one initialises, the
  * others wait for it (bounded) and attach.  A segment whose creator died
- * mid-initialisation is re-initialised by the next opener, never used.
+ * mid-initialisation is re-initialised by the next opener, never used (an
+ * opener with SHMC_OPEN_ATTACH_ONLY gets SHMC_ENOENT instead).
  *
  * Errors: SHMC_EINVAL (bad option), SHMC_ETOOSMALL (creating: size too small
  *   for max_value), SHMC_ENAME, SHMC_ENOENT, SHMC_EEXIST, SHMC_EACCES,
@@ -143,6 +150,26 @@ SHMC_API shmc_status shmc_close(shmc_t *c);
  * using their mapping; the memory is freed when the last one closes.
  * Errors: SHMC_ENAME, SHMC_ENOENT, SHMC_EACCES, SHMC_ESYS.  Thread-safe. */
 SHMC_API shmc_status shmc_destroy(const char *name);
+
+/* What shmc_peek reads from a segment's header. */
+typedef struct shmc_peek_info {
+    uint64_t size;            /* file size in bytes */
+    uint32_t layout_version;  /* the segment's layout version (0 if empty) */
+    uint32_t ready;           /* 1: initialised; 0: being created, or its creator died */
+    uint32_t max_key, max_value, slots, locks; /* creation parameters (if ready) */
+} shmc_peek_info;
+
+/* Tells whether /dev/shm/<name> is a shmcache segment, without attaching:
+ * it opens the file read-only and reads its header; it takes no lock, maps
+ * nothing, never initialises, and never blocks on other processes.
+ * Returns SHMC_OK for a segment of this library's layout (ready or not:
+ * see out->ready), SHMC_EVERSION for a shmcache segment of another layout
+ * version (out->layout_version says which), SHMC_ECORRUPT for a file that
+ * is not a shmcache segment (no magic, too short, not a regular file).
+ * Only shmc_open validates a segment in full.
+ * Errors: SHMC_EINVAL (out NULL), SHMC_ENAME, SHMC_ENOENT, SHMC_EACCES,
+ *   SHMC_ESYS.  Thread-safe. */
+SHMC_API shmc_status shmc_peek(const char *name, shmc_peek_info *out);
 
 /* Releases the calling thread's participant slot on `c` now instead of at
  * thread exit (useful for thread pools that outlive their use of a cache).
@@ -607,6 +634,119 @@ typedef struct shmc_verify_report {
  * Must not be called from inside a shmcache callback.
  * Errors: SHMC_EINVAL, SHMC_ENOSLOTS, SHMC_ECORRUPT. */
 SHMC_API shmc_status shmc_verify(shmc_t *c, shmc_verify_report *rep);
+
+/* --- Introspection (read-only, for operators and tools) ----------------------
+ * What shmcache-cli shows about a live cache: participant slots, the lock and
+ * singleflight table, and the keys.  Each call returns a snapshot taken while
+ * other processes go on working, not an atomic cut: an entry may change
+ * between two fields' reads (each entry's own fields are re-read until they
+ * agree, so one entry is never torn).  Everything read from the segment is
+ * bounds-checked; a value out of range is reported, never followed.
+ *
+ * Read-only, except for the recovery every operation does lazily: a slot or
+ * lock/fill entry whose owner is found dead is reaped on the way (exactly as
+ * shmc_stats_get and the lock calls do).  Only shmc_keys_iter takes a
+ * participant slot (it needs a read section); the others never take a slot
+ * and never block on other processes.  Thread-safe. */
+
+/* One participant slot (a thread of some process attached to the cache). */
+typedef struct shmc_proc_info {
+    uint32_t slot;          /* slot index, 0..info.slots-1 */
+    uint32_t pid, tid;      /* last owner (as recorded when it took the slot) */
+    uint32_t alive;         /* 1: held by a live thread now */
+    uint32_t reading;       /* 1: inside a read section (holds reclamation back) */
+    uint64_t read_epoch;    /* the epoch its read section started in (0 if not reading) */
+    uint64_t epochs_behind; /* global epoch - read_epoch: grace periods it spans; a
+                             * reader stuck at > 1 is stalling reclamation */
+    uint32_t holds;         /* locks and fills it owns now (0..SHMC_MAX_HOLDS) */
+    uint32_t reserved_;
+} shmc_proc_info;
+
+/* Lists participant slots: those held by a live thread now, or with
+ * `all` non-zero every slot ever taken (generation > 0; free ones with
+ * alive = 0).  Up to `max` go into out[] in slot order; *n = how many
+ * matched in all (may exceed max: call again with a larger array).
+ * Errors: SHMC_EINVAL (c or n NULL, or out NULL with max > 0).
+ * Never blocks; takes no slot. */
+SHMC_API shmc_status shmc_procs(shmc_t *c, int all, shmc_proc_info *out, size_t max,
+                                size_t *n);
+
+#define SHMC_LOCK_NAME_PREFIX 64u   /* bytes of a lock/fill name kept in the table */
+#define SHMC_LEASE_NONE UINT64_MAX  /* lease_left_ms: no lease (held until released) */
+
+/* One entry of the lock and singleflight table. */
+typedef struct shmc_lock_info {
+    uint32_t entry;           /* table index */
+    uint32_t kind;            /* SHMC_LOCK_KIND_LOCK or SHMC_LOCK_KIND_FILL */
+    uint32_t name_len;        /* full length of the name (a fill's name is its key) */
+    uint32_t held;            /* 1: owned now (a lock held, a fill in progress) */
+    uint8_t name[SHMC_LOCK_NAME_PREFIX]; /* first min(name_len, 64) bytes, not NUL-terminated */
+    uint32_t holder_slot;     /* held: the owner's slot index */
+    uint32_t holder_pid, holder_tid;
+    uint32_t waiter_queued;   /* 1: a waiter that lost a race has claimed the next turn */
+    uint64_t token;           /* held: the owner's fencing token; free: the last one issued */
+    uint64_t lease_left_ms;   /* held: ms left of the lease (a lock) or until the fill
+                               * deadline (a fill); 0 = over, waiting for a takeover;
+                               * SHMC_LEASE_NONE = no lease */
+    uint64_t idle_ms;         /* ms since the entry was last claimed or acquired */
+} shmc_lock_info;
+
+#define SHMC_LOCK_KIND_LOCK 1u
+#define SHMC_LOCK_KIND_FILL 2u
+
+/* Lists the table's entries that name a lock or a key being filled (held,
+ * waited on, or idle but not yet recycled; with held_only non-zero, only the
+ * held ones): up to `max` into out[], *n = how many matched in all.
+ * Errors: SHMC_EINVAL (c or n NULL, or out NULL with max > 0).
+ * Never blocks; takes no slot. */
+SHMC_API shmc_status shmc_locks_list(shmc_t *c, int held_only, shmc_lock_info *out,
+                                     size_t max, size_t *n);
+
+/* Operator override: frees the named lock whatever its holder (alive or
+ * not), as if the holder had released it.  The next waiter or caller takes
+ * it with a new, higher token; waiters asleep on the old holder notice
+ * within a second.  The old holder is not told: its shmc_lock_release or
+ * shmc_lock_extend then returns SHMC_ENOTOWNER, and the resource the lock
+ * protected must refuse its (older) fencing token.  If *token_out is not
+ * NULL it receives the token that was revoked.
+ * Returns SHMC_OK, or SHMC_NOT_FOUND (no entry for that name, or not held).
+ * Errors: SHMC_EKEYLEN, SHMC_EINVAL, SHMC_EBUSY (the holder kept rewriting
+ * its lease through thousands of attempts: try again).  Never sleeps; takes
+ * no slot. */
+SHMC_API shmc_status shmc_lock_force_release(shmc_t *c, const void *name, size_t nlen,
+                                             uint64_t *token_out);
+
+/* One key seen by shmc_keys_iter.  `key` points at a copy valid only during
+ * the callback. */
+typedef struct shmc_key_info {
+    const void *key;
+    size_t klen;
+    size_t vlen;              /* value bytes */
+    uint32_t flags;           /* user flags */
+    uint32_t counter;         /* 1: an 8-byte binary counter (SHMC_INCR_BINARY) */
+    uint64_t ttl_left_ms;     /* ms until expiry, or SHMC_TTL_NONE */
+    uint64_t cas;             /* CAS token (as shmc_gets) */
+} shmc_key_info;
+
+/* Callback: return 0 to go on, non-zero to stop the walk. */
+typedef int (*shmc_key_fn)(void *ctx, const shmc_key_info *k);
+
+/* Walks the index and calls fn for each present, unexpired key, without
+ * stopping readers or writers: keys are copied out in short read sections
+ * (a few thousand index slots or 64 KiB of keys at a time) and fn runs
+ * outside any read section and holding no lock, so it may use the cache.
+ * A key written, moved or deleted during the walk may be seen or missed,
+ * and (rarely) seen twice if it moved; a key present and unchanged for the
+ * whole walk is seen exactly once.  Order is the index's, not the keys'.
+ *
+ * cursor (may be NULL: start at 0) is where the walk starts; on return it is
+ * where a later call resumes (after fn stopped the walk), or 0 when the walk
+ * reached the end.  Returns SHMC_OK either way.
+ * Errors: SHMC_EINVAL (c or fn NULL, or called inside a read section /
+ * callback of the library), SHMC_ENOSLOTS, SHMC_ESYS (malloc). */
+SHMC_API shmc_status shmc_keys_iter(shmc_t *c, uint64_t *cursor, shmc_key_fn fn, void *ctx);
+
+/* --- end of introspection --------------------------------------------------- */
 
 #ifdef __cplusplus
 }

@@ -966,3 +966,138 @@ shmc_status shmc_get_or_fill(shmc_t *c, const void *key, size_t klen, shmc_fill_
         *flags = out.flags;
     return SHMC_OK;
 }
+
+/* ---- introspection (shmcache-cli) ---- */
+
+/* A consistent snapshot of entry i; false if it names nothing. */
+static bool entry_snapshot(struct shmc *c, uint32_t i, uint64_t now, shmc_lock_info *li)
+{
+    shmc_centry *e = &c->coord[i];
+    for (int attempt = 0; attempt < 100; attempt++) {
+        uint64_t s = atomic_load_explicit(&e->state, memory_order_acquire);
+        if (s & ST_BUSY) {
+            sched_yield(); /* lease or identity being rewritten: a few instructions */
+            continue;
+        }
+        uint32_t h1 = ST_SLOT(s);
+        if (h1 > c->nslots)
+            return false; /* out of range: never follow it */
+        if (h1 && !slot_check_live(c, h1 - 1))
+            continue; /* the holder died: its entries were just freed; look again */
+        uint64_t id1 = atomic_load_explicit(&e->h1, memory_order_relaxed);
+        uint64_t id2 = atomic_load_explicit(&e->h2, memory_order_relaxed);
+        uint64_t kl = atomic_load_explicit(&e->kind_len, memory_order_relaxed);
+        uint64_t words[8];
+        for (unsigned k = 0; k < 8; k++)
+            words[k] = atomic_load_explicit(&e->name[k], memory_order_relaxed);
+        uint64_t side = atomic_load_explicit(&e->token, memory_order_acquire);
+        uint64_t until = atomic_load_explicit(&e->until, memory_order_relaxed);
+        uint64_t used = atomic_load_explicit(&e->used_ms, memory_order_relaxed);
+        uint64_t want = atomic_load_explicit(&e->want, memory_order_relaxed);
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&e->state, memory_order_relaxed) != s)
+            continue;
+        if (!id1 && !id2)
+            return false; /* unused */
+        uint32_t kind = (uint32_t)(kl >> 32);
+        if (kind != CE_KIND_LOCK && kind != CE_KIND_FILL)
+            return false;
+        memset(li, 0, sizeof *li);
+        li->entry = i;
+        li->kind = kind;
+        li->name_len = (uint32_t)kl;
+        memcpy(li->name, words, sizeof li->name);
+        uint64_t tok = ST_TOK(s);
+        li->token = (side & TOK_MASK) == tok ? side : full_token(side, tok);
+        li->idle_ms = now > used ? now - used : 0;
+        li->waiter_queued = want && WANT_EXP(want) > now && WANT_SLOT(want) &&
+                            WANT_SLOT(want) <= c->nslots;
+        if (h1) {
+            li->held = 1;
+            li->holder_slot = h1 - 1;
+            li->holder_pid = atomic_load_explicit(&c->slots[h1 - 1].pid, memory_order_relaxed);
+            li->holder_tid = atomic_load_explicit(&c->slots[h1 - 1].tid, memory_order_relaxed);
+            if ((side & TOK_MASK) != tok)
+                li->lease_left_ms = SHMC_LEASE_NONE; /* being published right now */
+            else if (!until)
+                li->lease_left_ms = SHMC_LEASE_NONE;
+            else
+                li->lease_left_ms = until > now ? until - now : 0;
+        }
+        return true;
+    }
+    return false; /* changing too fast to catch: leave it out of this snapshot */
+}
+
+shmc_status shmc_locks_list(shmc_t *c, int held_only, shmc_lock_info *out, size_t max,
+                            size_t *n)
+{
+    if (!c || !n || (!out && max))
+        return SHMC_EINVAL;
+    size_t cnt = 0;
+    uint64_t now = now_ms();
+    for (uint32_t i = 0; i < c->ncoord; i++) {
+        shmc_lock_info li;
+        if (!entry_snapshot(c, i, now, &li))
+            continue;
+        if (held_only && !li.held)
+            continue;
+        if (cnt < max)
+            out[cnt] = li;
+        cnt++;
+    }
+    *n = cnt;
+    return SHMC_OK;
+}
+
+shmc_status shmc_lock_force_release(shmc_t *c, const void *name, size_t nlen,
+                                    uint64_t *token_out)
+{
+    if (token_out)
+        *token_out = 0;
+    if (!c || !name)
+        return SHMC_EINVAL;
+    if (nlen == 0 || nlen > c->max_key)
+        return SHMC_EKEYLEN;
+    ckey k;
+    ckey_init(c, &k, CE_KIND_LOCK, name, nlen);
+    shmc_centry *e = entry_find(c, &k);
+    if (!e)
+        return SHMC_NOT_FOUND;
+    for (int attempt = 0; attempt < 10000; attempt++) {
+        uint64_t s = atomic_load_explicit(&e->state, memory_order_acquire);
+        if (!ident_is(e, &k))
+            return SHMC_NOT_FOUND; /* recycled for another name meanwhile */
+        if (s & ST_BUSY) {
+            sched_yield(); /* the holder is rewriting its lease */
+            continue;
+        }
+        if (!ST_SLOT(s))
+            return SHMC_NOT_FOUND; /* not held */
+        uint64_t side = atomic_load_explicit(&e->token, memory_order_acquire);
+        uint64_t tok = ST_TOK(s);
+        /* As if the holder had released: the holder's later release or
+         * extend finds the state changed and reports SHMC_ENOTOWNER. */
+        if (atomic_compare_exchange_strong(&e->state, &s, ST_MAKE(tok, 0, 0))) {
+            if (token_out)
+                *token_out = (side & TOK_MASK) == tok ? side : full_token(side, tok);
+            return SHMC_OK;
+        }
+    }
+    return SHMC_EBUSY;
+}
+
+/* Hold records of slot i that own an entry now (shmc_procs). */
+uint32_t coord_holds(struct shmc *c, uint32_t i)
+{
+    uint32_t n = 0;
+    for (uint32_t k = 0; k < SHMC_HOLDS; k++) {
+        uint64_t ent = atomic_load_explicit(&c->slots[i].hold[k].entry, memory_order_relaxed);
+        if (!ent || ent > c->ncoord)
+            continue;
+        uint64_t s = atomic_load_explicit(&c->coord[ent - 1].state, memory_order_acquire);
+        if (ST_SLOT(s) == i + 1 && ST_K(s) == k)
+            n++;
+    }
+    return n;
+}

@@ -113,6 +113,8 @@ HIDDEN void coord_release_all(struct shmc *c, tslot *t);
 /* Frees the entries a dead slot's thread owned (called when it is reaped,
  * before the slot can be reused). */
 HIDDEN void coord_reap(struct shmc *c, uint32_t slot);
+/* How many entries slot's hold records own now (introspection). */
+HIDDEN uint32_t coord_holds(struct shmc *c, uint32_t slot);
 
 /* ---- robust locks ---- */
 HIDDEN shmc_status stripe_lock(struct shmc *c, uint32_t stripe);

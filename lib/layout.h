@@ -21,7 +21,7 @@
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
 
 #define SHMC_MAGIC            0x31454843414d4853ull /* "SHMCACHE1" little-endian-ish */
-#define SHMC_LAYOUT_VERSION   2u
+/* SHMC_LAYOUT_VERSION is public (shmcache.h): bump it with any change here. */
 #define SHMC_HDR_SIZE         4096u
 #define SHMC_CL               64u
 

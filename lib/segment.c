@@ -426,6 +426,21 @@ shmc_status shmc_open(const char *name, const shmc_options *opts, shmc_t **out)
             /* Nobody else uses it: initialise if not READY, else attach. */
             bool not_ready;
             s = attach_segment(fd, &o, &L, &base, &not_ready);
+            if (s != SHMC_OK && not_ready && (o.flags & SHMC_OPEN_ATTACH_ONLY)) {
+                /* Never create when told only to attach.  An empty file may
+                 * be a creator between its open and its LOCK_EX: give it
+                 * time.  Anything else not READY has no creator left. */
+                struct stat sb;
+                bool empty = fstat(fd, &sb) == 0 && sb.st_size == 0;
+                flock(fd, LOCK_UN);
+                close(fd);
+                fd = -1;
+                s = SHMC_ENOENT;
+                if (!empty || now_ms() > deadline)
+                    break;
+                sleep_ms(1);
+                continue;
+            }
             if (s != SHMC_OK && not_ready) {
                 L = want;
                 s = want_st != SHMC_OK ? want_st : init_segment(fd, &L, mode, &base);
@@ -507,6 +522,53 @@ shmc_status shmc_close(shmc_t *c)
         return SHMC_OK;
     shmc_thread_detach(c);
     handle_unref(c);
+    return SHMC_OK;
+}
+
+shmc_status shmc_peek(const char *name, shmc_peek_info *out)
+{
+    if (!out)
+        return SHMC_EINVAL;
+    memset(out, 0, sizeof *out);
+    char path[SHMC_MAX_NAME + 2];
+    shmc_status s = validate_name(name, path, sizeof path);
+    if (s != SHMC_OK)
+        return s;
+    int fd = shm_open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+    if (fd < 0)
+        return errno_status(errno);
+    struct stat st;
+    shmc_hdr h;
+    ssize_t n = 0;
+    if (fstat(fd, &st) != 0) {
+        s = errno_status(errno);
+    } else if (!S_ISREG(st.st_mode)) {
+        s = SHMC_ECORRUPT;
+    } else {
+        out->size = (uint64_t)st.st_size;
+        n = st.st_size > 0 ? pread(fd, &h, sizeof h, 0) : 0;
+        if (n < 0)
+            s = errno_status(errno);
+    }
+    close(fd);
+    if (s != SHMC_OK)
+        return s;
+    if (n == 0)
+        return SHMC_OK; /* empty: a creator between open and truncate (or dead there) */
+    if ((size_t)n < sizeof h || h.magic != SHMC_MAGIC)
+        return SHMC_ECORRUPT;
+    out->layout_version = h.layout_version;
+    if (atomic_load(&h.state) != SHMC_STATE_READY)
+        return SHMC_OK; /* its other fields may be half written */
+    if (h.layout_version != SHMC_LAYOUT_VERSION || h.hdr_size != SHMC_HDR_SIZE ||
+        h.layout_hash != layout_hash())
+        return SHMC_EVERSION;
+    /* Creation parameters, as recorded; shmc_open checks them in full. */
+    out->ready = 1;
+    out->max_key = h.max_key;
+    out->max_value = h.max_value;
+    out->slots = h.nslots;
+    out->locks = h.ncoord;
     return SHMC_OK;
 }
 
