@@ -686,18 +686,32 @@ static int parse_kopts(const char *cmdname, int argc, char **argv, kopts *k, int
     return optind;
 }
 
+/* The start of every key command: options, then NAME KEY and up to `extra`
+ * more operands (`usage` says which), then opens NAME.  Returns the index
+ * of NAME in argv, or -1 with *rc set (a usage error, or the open failed). */
+static int key_cmd_open(const char *cmdname, const char *usage, int extra, int argc,
+                        char **argv, kopts *k, shmc_t **c, int *rc)
+{
+    int i = parse_kopts(cmdname, argc, argv, k, rc);
+    if (i < 0)
+        return -1;
+    if (argc - i < 2 || argc - i > 2 + extra) {
+        *rc = usage_err(cmdname, "expects %s", usage);
+        return -1;
+    }
+    if ((*rc = open_cache(argv[i], c)))
+        return -1;
+    return i;
+}
+
 static int cmd_get(int argc, char **argv)
 {
     kopts k;
-    int rc = 0, i = parse_kopts("get", argc, argv, &k, &rc);
+    shmc_t *c;
+    int rc, i = key_cmd_open("get", "NAME KEY", 0, argc, argv, &k, &c, &rc);
     if (i < 0)
         return rc;
-    if (argc - i != 2)
-        return usage_err("get", "expects NAME KEY%s", "");
     const char *name = argv[i], *key = argv[i + 1];
-    shmc_t *c;
-    if ((rc = open_cache(name, &c)))
-        return rc;
     void *val;
     size_t vlen;
     uint32_t flags;
@@ -779,15 +793,11 @@ static int cmd_set(int argc, char **argv)
 static int cmd_del(int argc, char **argv)
 {
     kopts k;
-    int rc = 0, i = parse_kopts("del", argc, argv, &k, &rc);
+    shmc_t *c;
+    int rc, i = key_cmd_open("del", "NAME KEY", 0, argc, argv, &k, &c, &rc);
     if (i < 0)
         return rc;
-    if (argc - i != 2)
-        return usage_err("del", "expects NAME KEY%s", "");
     const char *name = argv[i], *key = argv[i + 1];
-    shmc_t *c;
-    if ((rc = open_cache(name, &c)))
-        return rc;
     shmc_status st = shmc_delete(c, key, strlen(key));
     shmc_close(c);
     if (st == SHMC_NOT_FOUND) {
@@ -800,18 +810,16 @@ static int cmd_del(int argc, char **argv)
 static int cmd_incr(int argc, char **argv)
 {
     kopts k;
-    int rc = 0, i = parse_kopts("incr", argc, argv, &k, &rc);
+    shmc_t *c;
+    int rc, i = key_cmd_open("incr", "NAME KEY [DELTA]", 1, argc, argv, &k, &c, &rc);
     if (i < 0)
         return rc;
-    if (argc - i != 2 && argc - i != 3)
-        return usage_err("incr", "expects NAME KEY [DELTA]%s", "");
     const char *name = argv[i], *key = argv[i + 1];
     uint64_t delta = 1;
-    if (argc - i == 3 && !parse_u64(argv[i + 2], &delta))
+    if (argc - i == 3 && !parse_u64(argv[i + 2], &delta)) {
+        shmc_close(c);
         return usage_err("incr", "bad DELTA '%s' (an unsigned number)", argv[i + 2]);
-    shmc_t *c;
-    if ((rc = open_cache(name, &c)))
-        return rc;
+    }
     uint64_t res;
     unsigned opts = k.create ? SHMC_INCR_CREATE : 0;
     shmc_status st = k.decr ? shmc_decr(c, key, strlen(key), delta, k.initial, k.ttl, opts, &res)
@@ -831,15 +839,15 @@ static int cmd_incr(int argc, char **argv)
 static int cmd_touch(int argc, char **argv)
 {
     kopts k;
-    int rc = 0, i = parse_kopts("touch", argc, argv, &k, &rc);
+    shmc_t *c;
+    int rc, i = key_cmd_open("touch", "NAME KEY --ttl TTL", 0, argc, argv, &k, &c, &rc);
     if (i < 0)
         return rc;
-    if (argc - i != 2 || !k.has_ttl)
+    if (!k.has_ttl) {
+        shmc_close(c);
         return usage_err("touch", "expects NAME KEY --ttl TTL%s", "");
+    }
     const char *name = argv[i], *key = argv[i + 1];
-    shmc_t *c;
-    if ((rc = open_cache(name, &c)))
-        return rc;
     shmc_status st = shmc_touch(c, key, strlen(key), k.ttl);
     shmc_close(c);
     if (st == SHMC_NOT_FOUND) {
