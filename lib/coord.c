@@ -707,8 +707,20 @@ shmc_status shmc_lock_extend(shmc_t *c, const void *name, size_t nlen, uint64_t 
         hold_drop(t, i); /* taken over: it is not ours any more */
         return SHMC_ENOTOWNER;
     }
+    uint64_t old = atomic_load_explicit(&e->until, memory_order_relaxed);
     atomic_store_explicit(&e->until, lease_ms ? deadline_after(now_ms(), lease_ms) : 0,
-                          memory_order_relaxed);
+                          memory_order_seq_cst);
+    /* We restore the very state word a waiter may have judged, with the old
+     * lease, expired: its takeover CAS would then succeed after an extend
+     * that returned OK.  Such a waiter read its clock before our store, and
+     * we read ours after it: so once the old lease is over (or in its last
+     * millisecond, for clock skew), the lock is not ours, as if taken over. */
+    if (old && now_ms() + 1 >= old) {
+        atomic_store_explicit(&e->until, old, memory_order_relaxed);
+        atomic_store_explicit(&e->state, s, memory_order_release);
+        hold_drop(t, i);
+        return SHMC_ENOTOWNER;
+    }
     atomic_store_explicit(&e->state, s, memory_order_release);
     return SHMC_OK;
 }

@@ -212,6 +212,17 @@ int tu_value_check(const void *buf, size_t len, uint32_t flags, uint32_t key_id,
     return 0;
 }
 
+bool tu_value_origin(const void *buf, size_t len, uint32_t *writer, uint32_t *seq)
+{
+    if (len < TU_VHDR)
+        return false;
+    vhdr h;
+    memcpy(&h, buf, sizeof h);
+    *writer = h.writer;
+    *seq = h.seq;
+    return true;
+}
+
 /* ---- shared memory, barrier, reports ---- */
 
 void *tu_shared_alloc(size_t n)

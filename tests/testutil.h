@@ -67,6 +67,10 @@ uint32_t tu_value_flags(uint32_t key_id, size_t len);
  * and a description in why (if not NULL). */
 int tu_value_check(const void *buf, size_t len, uint32_t flags, uint32_t key_id, char *why,
                    size_t whylen);
+/* The writer and seq that tu_value_fill recorded in a value of length >=
+ * TU_VHDR (a shorter value records neither: returns false).  Meaningful
+ * only for a value that tu_value_check accepts. */
+bool tu_value_origin(const void *buf, size_t len, uint32_t *writer, uint32_t *seq);
 
 /* ---- counters ---- */
 /* The number in buf[0..n) of ASCII decimal digits (no checks). */
