@@ -132,9 +132,13 @@ typedef struct shmc_options {
  * mid-initialisation is re-initialised by the next opener, never used (an
  * opener with SHMC_OPEN_ATTACH_ONLY gets SHMC_ENOENT instead).
  *
- * Errors: SHMC_EINVAL (bad option), SHMC_ETOOSMALL (creating: size too small
- *   for max_value), SHMC_ENAME, SHMC_ENOENT, SHMC_EEXIST, SHMC_EACCES,
- *   SHMC_EVERSION, SHMC_EMISMATCH, SHMC_ECORRUPT, SHMC_ENAMESPACE,
+ * Errors: SHMC_EINVAL (bad option, or name or out NULL), SHMC_ETOOSMALL
+ *   (creating: size too small for max_value), SHMC_ENAME, SHMC_ENOENT,
+ *   SHMC_EEXIST, SHMC_EACCES (the segment's file permissions refuse this user
+ *   read and write access, e.g. another user's 0600 cache), SHMC_EVERSION,
+ *   SHMC_EMISMATCH, SHMC_ECORRUPT (a damaged header or mutex; or the name is
+ *   taken by something that is not a segment: a directory, a FIFO, a symbolic
+ *   link, which is never followed; it is left as it is), SHMC_ENAMESPACE,
  *   SHMC_ETIMEDOUT, SHMC_ESYS (errno set).  *out is NULL on error.
  * Thread-safe. */
 SHMC_API shmc_status shmc_open(const char *name, const shmc_options *opts, shmc_t **out);
@@ -148,7 +152,9 @@ SHMC_API shmc_status shmc_close(shmc_t *c);
 
 /* Removes the cache's name (shm_unlink).  Processes that have it open keep
  * using their mapping; the memory is freed when the last one closes.
- * Errors: SHMC_ENAME, SHMC_ENOENT, SHMC_EACCES, SHMC_ESYS.  Thread-safe. */
+ * Errors: SHMC_EINVAL (name NULL), SHMC_ENAME, SHMC_ENOENT, SHMC_EACCES (e.g.
+ *   another user's cache: /dev/shm is sticky), SHMC_ECORRUPT (the name is a
+ *   directory), SHMC_ESYS.  Thread-safe. */
 SHMC_API shmc_status shmc_destroy(const char *name);
 
 /* What shmc_peek reads from a segment's header. */
@@ -165,9 +171,10 @@ typedef struct shmc_peek_info {
  * Returns SHMC_OK for a segment of this library's layout (ready or not:
  * see out->ready), SHMC_EVERSION for a shmcache segment of another layout
  * version (out->layout_version says which), SHMC_ECORRUPT for a file that
- * is not a shmcache segment (no magic, too short, not a regular file).
+ * is not a shmcache segment (no magic, too short, not a regular file, a
+ * symbolic link: never followed).
  * Only shmc_open validates a segment in full.
- * Errors: SHMC_EINVAL (out NULL), SHMC_ENAME, SHMC_ENOENT, SHMC_EACCES,
+ * Errors: SHMC_EINVAL (name or out NULL), SHMC_ENAME, SHMC_ENOENT, SHMC_EACCES,
  *   SHMC_ESYS.  Thread-safe. */
 SHMC_API shmc_status shmc_peek(const char *name, shmc_peek_info *out);
 
@@ -203,6 +210,10 @@ SHMC_API shmc_status shmc_info_get(shmc_t *c, shmc_info *info);
  * stored with the value for the caller's use (e.g. a serialisation tag).
  *
  * Every operation is lock-free for readers; writers serialise per key only.
+ * A writer holds its key's lock for microseconds; one that finds it held for
+ * 10 s (its holder stopped, e.g. by SIGSTOP or a debugger, or the segment
+ * damaged) gives up with SHMC_ETIMEDOUT rather than wait longer: any call
+ * that writes may return it.  A lock whose holder is gone is taken over.
  */
 
 /* Copies the value of `key` into buf[0..buflen).

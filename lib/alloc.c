@@ -33,10 +33,12 @@
 #include <time.h>
 
 #define EXPIRE_ROUND_MS 1024u
-#define STALL_MS 500u       /* no reader progress for this long = stalled */
-#define NOMEM_MAX_MS 2000u   /* never wait longer than this in all ... */
-#define NOMEM_RUNNABLE_MAX_MS 10000u /* ... unless every reader in the way is only
-                                      * waiting for a CPU (oversubscribed host) */
+/* (BOUND_MS: fuzz builds wait these out sooner, see internal.h.) */
+#define STALL_MS BOUND_MS(500u) /* no reader progress for this long = stalled */
+#define NOMEM_MAX_MS BOUND_MS(2000u) /* never wait longer than this in all ... */
+#define NOMEM_RUNNABLE_MAX_MS BOUND_MS(10000u) /* ... unless every reader in the way is
+                                                * only waiting for a CPU (oversubscribed
+                                                * host) */
 #define RESERVE_SEGS 2u
 
 static inline uint32_t seg_of(const struct shmc *c, uint64_t off)
@@ -98,6 +100,17 @@ static void seal(struct shmc *c, tslot *t, uint32_t s, uint64_t sw)
         finish_seal(c, s);
 }
 
+/* Whether `size` bytes (a multiple of 8) fit at write position `pos` of a
+ * segment.  pos is read from shared memory, so it is checked in full: tested
+ * as pos + size <= seg_size, a damaged pos near 2^64 wraps around and the
+ * item lands before its segment (in the previous one, or in the index); a
+ * pos that is not a multiple of 8 misaligns the item (an index word cannot
+ * even name it).  Either way the item would be written and never found. */
+static inline bool fits(const struct shmc *c, uint64_t pos, uint64_t size)
+{
+    return pos <= c->seg_size && size <= c->seg_size - pos && (pos & 7) == 0;
+}
+
 /* Appends `size` bytes to our head if it has room; never opens a segment,
  * so never waits (safe under a stripe lock).  Inside a read section. */
 bool alloc_in_head(struct shmc *c, tslot *t, uint64_t size, uint64_t *off)
@@ -107,10 +120,10 @@ bool alloc_in_head(struct shmc *c, tslot *t, uint64_t size, uint64_t *off)
         return false;
     shmc_segmeta *m = &c->segs[hw - 1];
     if (SW_STATE(atomic_load_explicit(&m->state, memory_order_relaxed)) != SEG_OPEN ||
-        atomic_load_explicit(&m->wpos, memory_order_relaxed) + size > c->seg_size)
+        !fits(c, atomic_load_explicit(&m->wpos, memory_order_relaxed), size))
         return false;
     uint64_t pos = atomic_fetch_add_explicit(&m->wpos, size, memory_order_relaxed);
-    if (pos + size > c->seg_size)
+    if (!fits(c, pos, size))
         return false;
     *off = ((hw - 1) << c->seg_shift) + pos;
     return true;
@@ -448,7 +461,9 @@ static shmc_status replace_head(struct shmc *c, tslot *t, uint32_t h, uint64_t o
     uint64_t expect = old_hw;
     if (atomic_compare_exchange_strong_explicit(&c->heads[h].seg, &expect, (uint64_t)n + 1,
                                                 memory_order_acq_rel, memory_order_acquire)) {
-        if (old_hw) {
+        /* old_hw is the head word we read from shared memory: a damaged
+         * one (> nsegs) names no segment to seal. */
+        if (old_hw && old_hw <= c->nsegs) {
             shmc_segmeta *om = &c->segs[old_hw - 1];
             uint64_t osw = atomic_load_explicit(&om->state, memory_order_acquire);
             if (SW_STATE(osw) == SEG_OPEN)
@@ -477,10 +492,10 @@ shmc_status alloc_item(struct shmc *c, tslot *t, uint64_t size, uint64_t *off)
             uint64_t pos = atomic_load_explicit(&m->wpos, memory_order_relaxed);
             /* A head only ever names an OPEN segment; check anyway, since
              * the word comes from shared memory. */
-            if (pos + size <= c->seg_size &&
+            if (fits(c, pos, size) &&
                 SW_STATE(atomic_load_explicit(&m->state, memory_order_relaxed)) == SEG_OPEN) {
                 pos = atomic_fetch_add_explicit(&m->wpos, size, memory_order_relaxed);
-                if (pos + size <= c->seg_size) {
+                if (fits(c, pos, size)) {
                     *off = ((hw - 1) << c->seg_shift) + pos;
                     return SHMC_OK;
                 }

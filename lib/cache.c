@@ -298,7 +298,9 @@ static shmc_status concat(shmc_t *c, const void *key, size_t klen, const void *d
         shmc_status st = read_entry(c, key, klen, &e);
         if (st != SHMC_OK)
             return st;
-        if (e.vlen + dlen > c->max_value) {
+        /* dlen is the caller's: e.vlen + dlen could wrap around (SIZE_MAX
+         * made a 20-byte prepend write before its buffer). */
+        if (dlen > c->max_value || e.vlen + dlen > c->max_value) {
             free(e.val);
             return SHMC_EVALLEN;
         }
@@ -400,9 +402,12 @@ static bool counter_locked(shmc_t *c, const void *key, size_t klen, uint64_t del
     if (op_begin(c, key, klen, &t, &kh) != SHMC_OK)
         return false; /* the general path reports the error */
     read_enter(c, t);
-    if (stripe_lock(c, kh.stripe) != SHMC_OK) {
+    shmc_status ls = stripe_lock(c, kh.stripe);
+    if (ls != SHMC_OK) {
+        /* The general path would only wait for the same lock again. */
         read_exit(c, t);
-        return false;
+        *out = ls;
+        return true;
     }
     bool done = true;
     uint64_t ow = 0, now = 0, nv, expire;
@@ -434,6 +439,12 @@ static bool counter_locked(shmc_t *c, const void *key, size_t klen, uint64_t del
     }
     uint8_t buf[24];
     size_t len = counter_format(nv, kind, buf);
+    if (len > c->max_value) {
+        /* As store() would say: an item over max_value would be written and
+         * published, then refused by every reader (item_at). */
+        *out = SHMC_EVALLEN;
+        goto unlock;
+    }
     uint64_t total = item_total((uint32_t)klen, (uint32_t)len), off;
     if (!alloc_in_head(c, t, total, &off)) {
         done = false;

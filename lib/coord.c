@@ -93,25 +93,6 @@ static struct timespec abs_ts(uint64_t ms)
     return (struct timespec){.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
 }
 
-static int lock_until(pthread_mutex_t *m, uint64_t deadline)
-{
-#if defined(__SANITIZE_THREAD__)
-    /* TSan (gcc 12) does not intercept pthread_mutex_clocklock and would not
-     * see the lock taken: convert to CLOCK_REALTIME for timedlock there. */
-    uint64_t now = now_ms();
-    uint64_t left = deadline > now ? deadline - now : 0;
-    struct timespec rt;
-    clock_gettime(CLOCK_REALTIME, &rt);
-    uint64_t ns = (uint64_t)rt.tv_nsec + (left % 1000) * 1000000u;
-    rt.tv_sec += (time_t)(left / 1000 + ns / 1000000000u);
-    rt.tv_nsec = (long)(ns % 1000000000u);
-    return pthread_mutex_timedlock(m, &rt);
-#else
-    struct timespec ts = abs_ts(deadline);
-    return pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
-#endif
-}
-
 static void sleep_until(uint64_t deadline)
 {
     struct timespec ts = abs_ts(deadline);
@@ -172,6 +153,26 @@ static void store_name(shmc_centry *e, const ckey *k)
                           memory_order_relaxed);
 }
 
+/* An entry that stays busy without a holder: claims run under coord_mtx
+ * for a few instructions, so this is a claimer that died (not yet seen by
+ * the next locker of coord_mtx) or damage.  Under the mutex no claim can be
+ * in progress, so every such entry there is left over: repair them all. */
+static shmc_status settle_claims(struct shmc *c)
+{
+    int r = mutex_lock_bounded(&c->hdr->coord_mtx, LOCK_WAIT_MS);
+    if (r == EOWNERDEAD)
+        pthread_mutex_consistent(&c->hdr->coord_mtx);
+    else if (r == ETIMEDOUT)
+        return SHMC_ETIMEDOUT;
+    else if (r) {
+        errno = r;
+        return r == ENOTRECOVERABLE ? SHMC_ECORRUPT : SHMC_ESYS;
+    }
+    repair_claims(c);
+    pthread_mutex_unlock(&c->hdr->coord_mtx);
+    return SHMC_OK;
+}
+
 /* Finds the entry of k, or claims one for it (an unused entry, else the
  * idle one least recently used) within its probe window. */
 static shmc_status entry_get(struct shmc *c, const ckey *k, shmc_centry **out)
@@ -181,10 +182,12 @@ static shmc_status entry_get(struct shmc *c, const ckey *k, shmc_centry **out)
         *out = e;
         return SHMC_OK;
     }
-    int r = pthread_mutex_lock(&c->hdr->coord_mtx);
+    int r = mutex_lock_bounded(&c->hdr->coord_mtx, LOCK_WAIT_MS);
     if (r == EOWNERDEAD) {
         repair_claims(c);
         pthread_mutex_consistent(&c->hdr->coord_mtx);
+    } else if (r == ETIMEDOUT) {
+        return SHMC_ETIMEDOUT;
     } else if (r) {
         errno = r;
         return r == ENOTRECOVERABLE ? SHMC_ECORRUPT : SHMC_ESYS;
@@ -383,7 +386,7 @@ static void publish(struct shmc *c, tslot *t, acq *a, uint64_t tok44, uint64_t l
  * record is consistent again), ETIMEDOUT, or an error. */
 static int sleep_on(pthread_mutex_t *m, uint64_t wake)
 {
-    int r = lock_until(m, wake);
+    int r = mutex_lock_until(m, wake);
     if (r == EOWNERDEAD)
         pthread_mutex_consistent(m);
     if (r == 0 || r == EOWNERDEAD)
@@ -420,7 +423,7 @@ static enum acq_result acquire(struct shmc *c, tslot *t, const ckey *k, uint64_t
         a->err = SHMC_EHOLDS;
         return ACQ_TIMEOUT;
     }
-    for (;;) {
+    for (unsigned spins = 1;; spins++) {
         shmc_centry *e;
         a->err = entry_get(c, k, &e);
         if (a->err != SHMC_OK)
@@ -432,7 +435,12 @@ static enum acq_result acquire(struct shmc *c, tslot *t, const ckey *k, uint64_t
         a->e = e;
         uint64_t s = atomic_load_explicit(&e->state, memory_order_acquire);
         if (!ident_is(e, k) || ((s & ST_BUSY) && !ST_SLOT(s))) {
-            sched_yield(); /* being recycled: look again */
+            /* Being recycled: look again.  Not for ever: an entry left busy
+             * (a claimer killed mid-claim, or damage) is repaired under the
+             * claim mutex (the fuzzer found this spin endless). */
+            if (spins % 64 == 0 && (a->err = settle_claims(c)) != SHMC_OK)
+                break;
+            sched_yield();
             continue;
         }
         uint64_t now = now_ms();
@@ -458,8 +466,10 @@ static enum acq_result acquire(struct shmc *c, tslot *t, const ckey *k, uint64_t
                          (t->hold_token[hk] & TOK_MASK) != tok;
         }
         uint64_t w = atomic_load_explicit(&e->want, memory_order_acquire);
-        bool want_other = !fill && w && WANT_EXP(w) > now && WANT_SLOT(w) <= c->nslots &&
-                          !(WANT_SLOT(w) == me1 && WANT_K(w) == a->k);
+        /* (The want word comes from shared memory: its slot must be 1..nslots,
+         * since the wait below sleeps on that slot's hold record.) */
+        bool want_other = !fill && w && WANT_EXP(w) > now && WANT_SLOT(w) &&
+                          WANT_SLOT(w) <= c->nslots && !(WANT_SLOT(w) == me1 && WANT_K(w) == a->k);
 
         if (!h1 && fill && fill_error(e, tok, now, true, NULL)) {
             a->waited = tok;

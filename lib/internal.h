@@ -69,6 +69,30 @@ HIDDEN int robust_mutex_init(pthread_mutex_t *m);
 /* A robust, error-checking mutex (relocking by its owner fails, not hangs). */
 HIDDEN int hold_mutex_init(pthread_mutex_t *m);
 HIDDEN uint64_t random_seed(void);
+/* Whether a mutex of the segment still has the kind robust_mutex_init
+ * (hold = false) or hold_mutex_init (hold = true) gave it (see util.c). */
+HIDDEN bool mutex_kind_ok(const pthread_mutex_t *m, bool hold);
+/* pthread_mutex_clocklock on CLOCK_MONOTONIC until `deadline` (now_ms()
+ * time): 0, EOWNERDEAD, ETIMEDOUT or another error. */
+HIDDEN int mutex_lock_until(pthread_mutex_t *m, uint64_t deadline);
+/* Locks a robust mutex of the segment, waiting at most wait_ms: another
+ * process, or damage, can leave it held for ever, and no call may hang.  A
+ * holder that no longer exists is treated as dead (see util.c).  Returns 0,
+ * EOWNERDEAD (the caller makes it consistent), ETIMEDOUT or another error. */
+HIDDEN int mutex_lock_bounded(pthread_mutex_t *m, uint64_t wait_ms);
+/* Fuzz builds (fuzz/meson.build) wait out every bound 50 times sooner, so
+ * that an input which makes a call wait its whole bound (a lock that looks
+ * held by a live thread, a reader that looks stalled) costs milliseconds,
+ * not seconds.  The logic is the same. */
+#if defined(FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION)
+#define BOUND_MS(ms) ((ms) / 50u)
+#else
+#define BOUND_MS(ms) (ms)
+#endif
+/* How long a per-key (stripe) lock or the lock table's claim lock is waited
+ * for: their holders keep them for microseconds, so this is a holder that is
+ * stopped (SIGSTOP, a debugger) or a damaged mutex. */
+#define LOCK_WAIT_MS BOUND_MS(10000u)
 
 /* ---- segment.c ---- */
 HIDDEN shmc_status validate_name(const char *name, char *path, size_t pathlen);

@@ -29,7 +29,7 @@
 #define MIN_SIZE (1ull << 20)
 #define MIN_DEFAULT_MAX_VALUE (64u << 10)
 #define INDEX_BYTES_PER_SLOT 80u    /* one index way per 80 bytes of data */
-#define OPEN_DEADLINE_MS 5000u
+#define OPEN_DEADLINE_MS BOUND_MS(5000u)
 
 static _Atomic uint64_t next_handle_id = 1;
 
@@ -173,8 +173,19 @@ static shmc_status errno_status(int e)
     case EACCES:
     case EPERM: return SHMC_EACCES;
     case ENAMETOOLONG: return SHMC_ENAME;
+    /* The name is taken by something that is not a segment: a symbolic
+     * link (never followed: O_NOFOLLOW) or a directory. */
+    case ELOOP:
+    case EISDIR: return SHMC_ECORRUPT;
     default: errno = e; return SHMC_ESYS;
     }
+}
+
+/* An open of the segment's name failed.  glibc's shm_open reports a
+ * directory as EINVAL (the name itself was validated before). */
+static shmc_status open_status(int e)
+{
+    return e == EINVAL ? SHMC_ECORRUPT : errno_status(e);
 }
 
 static void bind_handle(struct shmc *c, const layout *L, uint8_t *base)
@@ -310,6 +321,26 @@ static void sleep_ms(unsigned ms)
     nanosleep(&ts, NULL);
 }
 
+/* Whether every mutex of a mapped segment is of the kind we initialise:
+ * glibc acts on a mutex's kind word, and a damaged one takes it down paths
+ * that crash or never return (see mutex_kind_ok). */
+static bool mutexes_ok(const uint8_t *base, const layout *L)
+{
+    const shmc_slot *slots = (const shmc_slot *)(base + L->off_slots);
+    for (uint32_t i = 0; i < L->nslots; i++) {
+        if (!mutex_kind_ok(&slots[i].mtx, false))
+            return false;
+        for (uint32_t k = 0; k < SHMC_HOLDS; k++)
+            if (!mutex_kind_ok(&slots[i].hold[k].m, true))
+                return false;
+    }
+    const shmc_stripe *stripes = (const shmc_stripe *)(base + L->off_stripes);
+    for (uint32_t i = 0; i < SHMC_STRIPES; i++)
+        if (!mutex_kind_ok(&stripes[i].mtx, false))
+            return false;
+    return mutex_kind_ok(&((const shmc_hdr *)base)->coord_mtx, false);
+}
+
 /* Maps and validates a segment whose fd we hold LOCK_SH on. */
 static shmc_status attach_segment(int fd, const shmc_options *o, layout *L, uint8_t **basep,
                                   bool *not_ready)
@@ -318,6 +349,10 @@ static shmc_status attach_segment(int fd, const shmc_options *o, layout *L, uint
     *not_ready = false;
     if (fstat(fd, &st) != 0)
         return errno_status(errno);
+    /* Not a segment (a FIFO, a device...): refused as such, and never taken
+     * for an empty file to initialise (which would unlink it on failure). */
+    if (!S_ISREG(st.st_mode))
+        return SHMC_ECORRUPT;
     /* A creator truncates to 0 and then to the full size, so an empty file
      * is one whose creator died early; any other short file is damage. */
     if (st.st_size == 0) {
@@ -349,6 +384,8 @@ static shmc_status attach_segment(int fd, const shmc_options *o, layout *L, uint
      * but the file could have been replaced between the two maps). */
     layout L2;
     s = check_header((shmc_hdr *)base, L->size, &L2);
+    if (s == SHMC_OK && !mutexes_ok(base, L))
+        s = SHMC_ECORRUPT;
     if (s != SHMC_OK) {
         munmap(base, L->size);
         return s;
@@ -405,7 +442,7 @@ shmc_status shmc_open(const char *name, const shmc_options *opts, shmc_t **out)
         if (!(o.flags & SHMC_OPEN_ATTACH_ONLY)) {
             fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
             if (fd < 0 && errno != EEXIST) {
-                s = errno_status(errno);
+                s = open_status(errno);
                 break;
             }
             if (fd < 0 && (o.flags & SHMC_OPEN_CREATE_ONLY)) {
@@ -418,7 +455,7 @@ shmc_status shmc_open(const char *name, const shmc_options *opts, shmc_t **out)
             if (fd < 0) {
                 if (errno == ENOENT && !(o.flags & SHMC_OPEN_ATTACH_ONLY))
                     continue; /* unlinked between our two opens: try creating again */
-                s = errno_status(errno);
+                s = open_status(errno);
                 break;
             }
         }
@@ -534,9 +571,10 @@ shmc_status shmc_peek(const char *name, shmc_peek_info *out)
     shmc_status s = validate_name(name, path, sizeof path);
     if (s != SHMC_OK)
         return s;
-    int fd = shm_open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+    /* O_NONBLOCK: opening a FIFO for reading would wait for a writer. */
+    int fd = shm_open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
     if (fd < 0)
-        return errno_status(errno);
+        return open_status(errno);
     struct stat st;
     shmc_hdr h;
     ssize_t n = 0;

@@ -191,12 +191,16 @@ shmc_status stripe_lock(struct shmc *c, uint32_t stripe)
         if (r == EBUSY)
             caa_cpu_relax();
     }
+    /* Bounded: a holder that never lets go (stopped, or a damaged mutex)
+     * must not hang the caller. */
     if (r == EBUSY)
-        r = pthread_mutex_lock(m);
+        r = mutex_lock_bounded(m, LOCK_WAIT_MS);
     if (r == EOWNERDEAD) {
         pthread_mutex_consistent(m);
         return SHMC_OK;
     }
+    if (r == ETIMEDOUT)
+        return SHMC_ETIMEDOUT;
     if (r != 0) {
         errno = r;
         return r == ENOTRECOVERABLE ? SHMC_ECORRUPT : SHMC_ESYS;

@@ -3,7 +3,8 @@
  * headers, segment table) is overwritten with garbage, as a stray write from
  * a buggy process might do.  Every offset the library reads from shared
  * memory is bounds-checked, so operations must keep returning status codes
- * (never crash or hang) and shmc_verify must report the damage.
+ * (never crash or hang) and shmc_verify must report the damage.  Also lock
+ * words that name a holder which is gone, or one that never lets go.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,6 +25,9 @@
 #include "testutil.h"
 
 /* Header fields (see lib/layout.h). */
+#define OFF_OFF_STRIPES 104
+#define OFF_COORD_MTX 328      /* shmc_hdr.coord_mtx */
+#define OFF_OFF_COORD 168
 #define OFF_OFF_SEGS 120
 #define OFF_OFF_INDEX 128
 #define OFF_OFF_DATA 136
@@ -202,12 +206,189 @@ static void test_garbage_segment_table(void **state)
     }
 }
 
+/* Damaged write positions in the segment table (a stray write).  Near
+ * 2^64, an append computed as pos + size <= segment size wraps around and
+ * puts the item before its segment (in the previous one, or in the index);
+ * not a multiple of 8, it misaligns the item (UBSan, and no index word can
+ * name it).  Either way the item cannot be found.  Appends must check pos
+ * in full: what a set reports stored reads back, the index stays sound. */
+static void damaged_write_positions(fx *f, uint64_t (*wpos)(uint32_t seg), const char *prefix)
+{
+    shmc_info in;
+    assert_int_equal(shmc_info_get(f->c, &in), SHMC_OK);
+    uint64_t off_segs = hdr64(f, OFF_OFF_SEGS);
+    for (uint32_t s = 0; s < in.segments; s++) {
+        uint64_t w = wpos(s); /* wpos: a segment's first word */
+        memcpy(f->raw + off_segs + 64 * (uint64_t)s, &w, 8);
+    }
+    uint8_t buf[4096];
+    char why[200];
+    for (uint32_t i = 0; i < 500; i++) {
+        shmc_status s = tu_set_value(f->c, prefix, i, buf, 100 + i % 300, 4, i, 0);
+        assert_int_equal(s, SHMC_OK);
+        s = tu_get_check(f->c, prefix, i, buf, sizeof buf, why, sizeof why);
+        if (s != SHMC_OK)
+            fail_msg("%s%u stored, then: %s %s", prefix, i,
+                     s == TU_INVALID ? "invalid" : shmc_strerror(s), why);
+    }
+    shmc_verify_report rep;
+    shmc_status v = shmc_verify(f->c, &rep);
+    if (v != SHMC_OK)
+        fail_msg("verify: %s: %s", shmc_strerror(v), rep.first_error);
+}
+
+static uint64_t wpos_wrapping(uint32_t s) { return UINT64_MAX - 7 - 8 * (s % 4); }
+static uint64_t wpos_misaligned(uint32_t s) { return 8 * (s % 5) + 1 + s % 7; }
+
+static void test_damaged_write_positions(void **state)
+{
+    damaged_write_positions(*state, wpos_wrapping, "w-");
+    damaged_write_positions(*state, wpos_misaligned, "m-");
+}
+
+/* The lock table entry of a lock name (lib/layout.h: shmc_centry, 256
+ * bytes: state, want, token, until, h1, h2, used_ms, kind_len, name[64]). */
+static uint8_t *lock_entry(fx *f, const char *name)
+{
+    shmc_info in;
+    assert_int_equal(shmc_info_get(f->c, &in), SHMC_OK);
+    uint8_t *table = f->raw + hdr64(f, OFF_OFF_COORD);
+    uint64_t kind_len = (1ull << 32) | strlen(name); /* kind 1: a lock */
+    for (uint32_t i = 0; i < in.locks; i++) {
+        uint8_t *e = table + 256 * (uint64_t)i;
+        uint64_t kl;
+        memcpy(&kl, e + 56, 8);
+        if (kl == kind_len && memcmp(e + 64, name, strlen(name)) == 0)
+            return e;
+    }
+    fail_msg("no table entry for lock %s", name);
+    return NULL;
+}
+
+/* A lock's "next turn" word (want) naming slot 0 (slot + 1 == 0: nobody)
+ * with an expiry far ahead: an acquirer of the free lock must not take it
+ * for another waiter's turn and sleep on a hold record before the slot
+ * table (the fuzzer's SEGV); it takes the lock. */
+static void test_garbage_want_word(void **state)
+{
+    fx *f = *state;
+    uint64_t tok;
+    assert_int_equal(shmc_lock_acquire(f->c, "L", 1, 0, 0, &tok), SHMC_OK);
+    assert_int_equal(shmc_lock_release(f->c, "L", 1, tok), SHMC_OK);
+    uint8_t *e = lock_entry(f, "L");
+    uint64_t want = (1ull << 44) << 19; /* [expiry:45][k:3][slot + 1:16], slot + 1 = 0 */
+    memcpy(e + 8, &want, 8);
+    assert_int_equal(shmc_lock_acquire(f->c, "L", 1, 200, 0, &tok), SHMC_OK);
+    assert_int_equal(shmc_lock_release(f->c, "L", 1, tok), SHMC_OK);
+    /* and one naming a slot past the table */
+    want = ((1ull << 44) << 19) | 0xffff;
+    memcpy(e + 8, &want, 8);
+    assert_int_equal(shmc_lock_acquire(f->c, "L", 1, 200, 0, &tok), SHMC_OK);
+    assert_int_equal(shmc_lock_release(f->c, "L", 1, tok), SHMC_OK);
+}
+
+/* A lock table entry left "being re-claimed" (busy bit, no holder), as by
+ * a claimer killed in the middle of a claim, or damage: acquirers of its
+ * name must not spin on it for ever (the fuzzer's hang); they repair it
+ * under the claim mutex and take the lock. */
+static void test_entry_left_busy(void **state)
+{
+    fx *f = *state;
+    uint64_t tok;
+    assert_int_equal(shmc_lock_acquire(f->c, "B", 1, 0, 0, &tok), SHMC_OK);
+    assert_int_equal(shmc_lock_release(f->c, "B", 1, tok), SHMC_OK);
+    uint8_t *e = lock_entry(f, "B");
+    uint64_t st;
+    memcpy(&st, e, 8);
+    st |= 1ull << 19; /* [tok:44][busy:1][k:3][slot + 1:16], slot + 1 = 0 */
+    memcpy(e, &st, 8);
+    uint64_t t0 = tu_now_ms();
+    assert_int_equal(shmc_lock_try(f->c, "B", 1, 0, &tok), SHMC_OK);
+    assert_true(tok != 0);
+    assert_int_equal(shmc_lock_release(f->c, "B", 1, tok), SHMC_OK);
+    assert_true(tu_now_ms() - t0 < 5000);
+}
+
+/* Sets the futex word (glibc: the first int of pthread_mutex_t) of every
+ * stripe lock and of the lock table's claim mutex. */
+static void set_lock_words(fx *f, uint32_t word)
+{
+    uint64_t off_stripes = hdr64(f, OFF_OFF_STRIPES);
+    for (uint32_t i = 0; i < 1024; i++)
+        memcpy(f->raw + off_stripes + 64 * i, &word, 4);
+    memcpy(f->raw + OFF_COORD_MTX, &word, 4);
+}
+
+/* Lock words that name a holder which does not exist, without the kernel's
+ * owner-died mark (damage, or a segment copied with its locks held): the
+ * kernel never leaves such a word for a holder that died, so no waiter would
+ * ever be woken.  Writers must not wait for ever: they find the holder gone
+ * and recover the lock as from a dead holder, at once. */
+static void test_orphaned_lock_words(void **state)
+{
+    fx *f = *state;
+    set_lock_words(f, 0x3f000000u); /* a TID above any pid_max */
+    uint64_t t0 = tu_now_ms();
+    uint8_t buf[4096];
+    char why[200];
+    for (uint32_t i = 0; i < 300; i++)
+        assert_int_equal(tu_set_value(f->c, "o-", i, buf, 100, 3, i, 0), SHMC_OK);
+    uint64_t tok;
+    assert_int_equal(shmc_lock_acquire(f->c, "a-new-name", 10, 1000, 0, &tok), SHMC_OK);
+    assert_int_equal(shmc_lock_release(f->c, "a-new-name", 10, tok), SHMC_OK);
+    uint64_t took = tu_now_ms() - t0;
+    if (took > 10000)
+        fail_msg("writes over orphaned lock words took %llu ms", (unsigned long long)took);
+    for (uint32_t i = 0; i < 300; i++)
+        assert_int_equal(tu_get_check(f->c, "o-", i, buf, sizeof buf, why, sizeof why), SHMC_OK);
+    shmc_verify_report rep;
+    shmc_status v = shmc_verify(f->c, &rep);
+    if (v != SHMC_OK)
+        fail_msg("verify: %s", rep.first_error);
+}
+
+/* Lock words that name a live thread that never lets go (here init: PID 1;
+ * in real life a writer stopped by SIGSTOP or a debugger inside its few
+ * instructions under the lock): a write waits a bounded time (10 s) and
+ * says SHMC_ETIMEDOUT, an increment too (not three times as long); reads
+ * never wait. */
+static void test_lock_held_for_ever(void **state)
+{
+    fx *f = *state;
+    set_lock_words(f, 1u);
+    uint8_t buf[4096];
+    char why[200];
+    uint64_t t0 = tu_now_ms();
+    assert_int_equal(tu_set_value(f->c, "b-", 5, buf, 100, 1, 1, 0), SHMC_ETIMEDOUT);
+    uint64_t t1 = tu_now_ms();
+    uint64_t r;
+    assert_int_equal(shmc_incr(f->c, "ctr", 3, 1, 0, 0, SHMC_INCR_CREATE, &r), SHMC_ETIMEDOUT);
+    uint64_t t2 = tu_now_ms();
+    if (t1 - t0 < 9000 || t1 - t0 > 20000 || t2 - t1 > 20000)
+        fail_msg("waited %llu ms (set) and %llu ms (incr), want about 10 s each",
+                 (unsigned long long)(t1 - t0), (unsigned long long)(t2 - t1));
+    for (uint32_t i = 0; i < 2000; i += 50) {
+        shmc_status s = tu_get_check(f->c, "b-", i, buf, sizeof buf, why, sizeof why);
+        if (s != SHMC_OK)
+            fail_msg("get b-%u while writes wait: %s %s", i, shmc_strerror(s), why);
+    }
+    /* Once the holder lets go, writes go on. */
+    set_lock_words(f, 0);
+    assert_int_equal(tu_set_value(f->c, "b-", 5, buf, 100, 1, 1, 0), SHMC_OK);
+    assert_int_equal(shmc_incr(f->c, "ctr", 3, 1, 0, 0, SHMC_INCR_CREATE, &r), SHMC_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_garbage_index_words, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_items, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_segment_table, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_write_positions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_want_word, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_entry_left_busy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_orphaned_lock_words, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_held_for_ever, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

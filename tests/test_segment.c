@@ -2,7 +2,9 @@
  * test_segment.c — the segment layer seen through the public API: name
  * validation, open flags, parameter mismatch, destroy, corrupt or foreign
  * segment files (written directly into /dev/shm), half-initialised segments,
- * racing creators (forked processes) and handles inherited across fork().
+ * racing creators (forked processes) and handles inherited across fork();
+ * hostile names, segments of another user (a child that drops root), and
+ * names taken by something that is not a segment (directory, FIFO, symlink).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +37,12 @@
 #define OFF_HDR_SIZE       12
 #define OFF_LAYOUT_HASH    16
 #define OFF_STATE          24
+#define OFF_OFF_SLOTS      96
+#define OFF_OFF_STRIPES    104
+#define OFF_COORD_MTX      328   /* shmc_hdr.coord_mtx */
+#define SLOT_HOLD0         1152  /* shmc_slot.hold[0].m, in slot 0 */
+#define MUTEX_KIND         16    /* glibc's pthread_mutex_t: __data.__kind */
+#define OFF_PIDNS          32
 #define OFF_SIZE           40
 #define OFF_MAX_KEY        48
 #define OFF_NSEGS          76
@@ -113,6 +122,82 @@ static void test_bad_names(void **state)
     assert_int_equal(shmc_open(odd, &o, &c), SHMC_OK);
     shmc_close(c);
     assert_int_equal(shmc_destroy(odd), SHMC_OK);
+}
+
+/* What test_bad_names leaves out: NULL, names that climb out of /dev/shm
+ * or name a path, names far over the limit, and every call that takes a
+ * name (open with each flag, destroy, peek).  A bad name must never reach
+ * the file system: nothing is created anywhere. */
+static void test_hostile_names(void **state)
+{
+    (void)state;
+    char uniq[64], climb[96], path[160];
+    tu_name(uniq, sizeof uniq, "evil");
+    snprintf(climb, sizeof climb, "../%s", uniq);
+    char *huge = malloc(100001);
+    assert_non_null(huge);
+    memset(huge, 'h', 100000);
+    huge[100000] = 0;
+    char n4096[4097];
+    memset(n4096, 'a', 4096);
+    n4096[4096] = 0;
+    const char *bad[] = {climb, "x/..", "abc/", "a//b", "./a", "\\", "a\\b", "~root", "*",
+                         "%s%n", "/dev/shm/x", "a:b", "a\"b", "-\x7f", n4096, huge};
+    const shmc_options flags[3] = {{0}, {.flags = SHMC_OPEN_ATTACH_ONLY},
+                                   {.flags = SHMC_OPEN_CREATE_ONLY}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        for (int f = 0; f < 3; f++) {
+            shmc_t *c = (shmc_t *)0x1;
+            shmc_status s = shmc_open(bad[i], &flags[f], &c);
+            if (s != SHMC_ENAME)
+                fail_msg("shmc_open(bad name #%zu, flags %u) = %s, want SHMC_ENAME", i,
+                         flags[f].flags, shmc_strerror(s));
+            assert_null(c);
+        }
+        assert_int_equal(shmc_destroy(bad[i]), SHMC_ENAME);
+        shmc_peek_info pi;
+        assert_int_equal(shmc_peek(bad[i], &pi), SHMC_ENAME);
+    }
+    /* "../<name>" created nothing next to /dev/shm either. */
+    struct stat st;
+    snprintf(path, sizeof path, "/dev/%s", uniq);
+    assert_int_not_equal(stat(path, &st), 0);
+    tu_shm_path(path, sizeof path, uniq);
+    assert_int_not_equal(stat(path, &st), 0);
+    free(huge);
+
+    /* NULL: an invalid argument, for every call that takes a name. */
+    shmc_t *c = (shmc_t *)0x1;
+    assert_int_equal(shmc_open(NULL, NULL, &c), SHMC_EINVAL);
+    assert_null(c);
+    assert_int_equal(shmc_destroy(NULL), SHMC_EINVAL);
+    shmc_peek_info pi;
+    assert_int_equal(shmc_peek(NULL, &pi), SHMC_EINVAL);
+    assert_int_equal(shmc_open(uniq, NULL, NULL), SHMC_EINVAL);
+    assert_int_equal(shmc_peek(uniq, NULL), SHMC_EINVAL);
+
+    /* A name is a C string: what follows an embedded NUL is not part of it
+     * (so "ok\0/../../etc/passwd" names the cache "ok"). */
+    char with_nul[128];
+    size_t ul = strlen(uniq);
+    memcpy(with_nul, uniq, ul);
+    memcpy(with_nul + ul, "\0/../../etc/passwd", 19);
+    shmc_options o = {.size = SMALL_SIZE, .max_value = SMALL_MAXV};
+    assert_int_equal(shmc_open(with_nul, &o, &c), SHMC_OK);
+    assert_int_equal(stat(path, &st), 0);
+    shmc_close(c);
+    assert_int_equal(shmc_destroy(with_nul), SHMC_OK);
+    assert_int_not_equal(stat(path, &st), 0);
+
+    /* Allowed anywhere but first: '.'; allowed first: '-', '_', digits. */
+    const char *lead[] = {"-", "_", "0"};
+    for (size_t i = 0; i < 3; i++) {
+        char n[96];
+        snprintf(n, sizeof n, "%s%s.x", lead[i], uniq);
+        assert_int_equal(shmc_open(n, &o, &c), SHMC_OK);
+        shmc_close(c);
+        assert_int_equal(shmc_destroy(n), SHMC_OK);
+    }
 }
 
 static void test_attach_only_missing(void **state)
@@ -399,6 +484,257 @@ static void test_garbage_file(void **state)
     close(fd);
     free(buf);
     expect_open_fails(f->name, SHMC_ECORRUPT, "random bytes");
+}
+
+/* ---- segments of another user, and names that are not segments ---- */
+
+typedef struct perm_arg {
+    const char *name;
+    shmc_status want_open;   /* with default flags and attach-only */
+    shmc_status want_peek;
+} perm_arg;
+
+/* In a child: become nobody (65534), then try the cache. */
+static int as_nobody(void *p)
+{
+    const perm_arg *a = p;
+    if (setgroups(0, NULL) != 0 || setgid(65534) != 0 || setuid(65534) != 0)
+        return 90;
+    if (geteuid() != 65534)
+        return 91;
+    const shmc_options variants[2] = {{0}, {.flags = SHMC_OPEN_ATTACH_ONLY}};
+    for (int v = 0; v < 2; v++) {
+        shmc_t *c = (shmc_t *)0x1;
+        shmc_status s = shmc_open(a->name, &variants[v], &c);
+        if (s != a->want_open) {
+            fprintf(stderr, "as nobody: shmc_open (%s) = %s, want %s\n",
+                    v ? "attach-only" : "default", shmc_strerror(s), shmc_strerror(a->want_open));
+            return 10 + v;
+        }
+        if (s != SHMC_OK) {
+            if (c != NULL)
+                return 12;
+            continue;
+        }
+        /* Allowed in: the cache works for this user too. */
+        uint8_t buf[16];
+        size_t vl = 0;
+        if (shmc_get(c, "k", 1, buf, sizeof buf, &vl, NULL) != SHMC_OK || vl != 5 ||
+            shmc_set(c, "nobody", 6, "was here", 8, 0, 0) != SHMC_OK)
+            return 13;
+        shmc_close(c);
+    }
+    /* Create-only: the name is taken, whoever may open it. */
+    shmc_options co = {.flags = SHMC_OPEN_CREATE_ONLY};
+    shmc_t *c = NULL;
+    shmc_status s = shmc_open(a->name, &co, &c);
+    if (s != SHMC_EEXIST) {
+        fprintf(stderr, "as nobody: create-only = %s\n", shmc_strerror(s));
+        return 20;
+    }
+    shmc_peek_info pi;
+    s = shmc_peek(a->name, &pi);
+    if (s != a->want_peek) {
+        fprintf(stderr, "as nobody: shmc_peek = %s, want %s\n", shmc_strerror(s),
+                shmc_strerror(a->want_peek));
+        return 30;
+    }
+    /* /dev/shm is sticky: only the owner removes a segment. */
+    s = shmc_destroy(a->name);
+    if (s != SHMC_EACCES) {
+        fprintf(stderr, "as nobody: shmc_destroy = %s\n", shmc_strerror(s));
+        return 40;
+    }
+    return 0;
+}
+
+static void run_as_nobody(const char *name, shmc_status want_open, shmc_status want_peek)
+{
+    perm_arg a = {name, want_open, want_peek};
+    pid_t pid = tu_fork(as_nobody, &a);
+    assert_true(pid > 0);
+    int st = tu_wait(pid, 60000);
+    if (st != 0)
+        fail_msg("child as nobody (want %s): %s", shmc_strerror(want_open), st_name(st));
+}
+
+/* A root-owned cache: 0600 refuses another user with SHMC_EACCES (not a
+ * generic system error), read-only permission is not enough to attach
+ * (attaching writes: slots, locks), and 0666 lets any user in.  Tests run as
+ * root in CI, and root bypasses file permissions, so a child drops to
+ * nobody first; skipped when not run as root. */
+static void test_other_user_permissions(void **state)
+{
+    fx *f = *state;
+    if (geteuid() != 0) {
+        skip();
+        return;
+    }
+    struct stat dst;
+    if (stat("/dev/shm", &dst) != 0 || (dst.st_mode & 01777) != 01777) {
+        skip(); /* needs the usual sticky, world-writable /dev/shm */
+        return;
+    }
+    shmc_options o = {.size = SMALL_SIZE, .max_value = SMALL_MAXV}; /* mode: default 0600 */
+    assert_int_equal(shmc_open(f->name, &o, &f->c), SHMC_OK);
+    assert_int_equal(shmc_set(f->c, "k", 1, "value", 5, 0, 0), SHMC_OK);
+    char path[256];
+    tu_shm_path(path, sizeof path, f->name);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_uid, 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+
+    run_as_nobody(f->name, SHMC_EACCES, SHMC_EACCES);
+    assert_int_equal(chmod(path, 0644), 0);
+    run_as_nobody(f->name, SHMC_EACCES, SHMC_OK);
+    assert_int_equal(chmod(path, 0666), 0);
+    run_as_nobody(f->name, SHMC_OK, SHMC_OK);
+
+    /* The owner's cache is intact, and has what the other user wrote. */
+    uint8_t buf[16];
+    size_t vl = 0;
+    assert_int_equal(shmc_get(f->c, "nobody", 6, buf, sizeof buf, &vl, NULL), SHMC_OK);
+    assert_int_equal(vl, 8);
+    shmc_verify_report rep;
+    assert_int_equal(shmc_verify(f->c, &rep), SHMC_OK);
+}
+
+/* Runs shmc_peek in a child with an alarm: a peek that blocks (as an open
+ * of a FIFO for reading would) fails the test instead of hanging it. */
+static int peek_child(void *p)
+{
+    alarm(10);
+    shmc_peek_info pi;
+    return (int)shmc_peek(p, &pi);
+}
+
+static void expect_not_a_segment(const char *name, const char *what)
+{
+    const shmc_options variants[3] = {{0}, {.flags = SHMC_OPEN_ATTACH_ONLY},
+                                      {.size = SMALL_SIZE, .max_value = SMALL_MAXV}};
+    for (int v = 0; v < 3; v++) {
+        shmc_t *c = (shmc_t *)0x1;
+        uint64_t t0 = tu_now_ms();
+        shmc_status s = shmc_open(name, &variants[v], &c);
+        if (s != SHMC_ECORRUPT)
+            fail_msg("%s (variant %d): shmc_open = %s, want SHMC_ECORRUPT", what, v,
+                     shmc_strerror(s));
+        assert_null(c);
+        assert_true(tu_now_ms() - t0 < 1000); /* refused at once, not after a wait */
+    }
+    pid_t pid = tu_fork(peek_child, (void *)name);
+    assert_true(pid > 0);
+    int st = tu_wait(pid, 30000);
+    if (st != SHMC_ECORRUPT)
+        fail_msg("%s: shmc_peek: %s (want exit %d: SHMC_ECORRUPT)", what, st_name(st),
+                 SHMC_ECORRUPT);
+}
+
+/* The name is taken by something that is not a segment: refused with
+ * SHMC_ECORRUPT, left as it was (never truncated, unlinked or followed),
+ * and shmc_peek neither blocks nor follows it either. */
+static void test_not_a_regular_file(void **state)
+{
+    fx *f = *state;
+    char path[256], tpath[256], target[96];
+    struct stat st;
+    tu_shm_path(path, sizeof path, f->name);
+
+    assert_int_equal(mkdir(path, 0700), 0);
+    expect_not_a_segment(f->name, "a directory");
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(rmdir(path), 0);
+
+    assert_int_equal(mkfifo(path, 0600), 0);
+    expect_not_a_segment(f->name, "a FIFO");
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISFIFO(st.st_mode));
+    assert_int_equal(unlink(path), 0);
+
+    /* A symlink to a real cache: never followed, the cache is untouched. */
+    tu_name(target, sizeof target, "target");
+    make_closed_cache(target);
+    tu_shm_path(tpath, sizeof tpath, target);
+    assert_int_equal(symlink(tpath, path), 0);
+    expect_not_a_segment(f->name, "a symlink to a cache");
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    assert_int_equal(unlink(path), 0);
+    shmc_t *c = NULL;
+    shmc_options a = {.flags = SHMC_OPEN_ATTACH_ONLY};
+    assert_int_equal(shmc_open(target, &a, &c), SHMC_OK);
+    assert_int_equal(shmc_exists(c, "k3", 2), SHMC_OK);
+    shmc_close(c);
+    tu_destroy(target);
+
+    /* A dangling symlink: its target is not created. */
+    snprintf(tpath, sizeof tpath, "/tmp/%s-dangling", target);
+    assert_int_equal(symlink(tpath, path), 0);
+    expect_not_a_segment(f->name, "a dangling symlink");
+    assert_int_not_equal(stat(tpath, &st), 0);
+    assert_int_equal(unlink(path), 0);
+}
+
+/* A segment file longer than its header says (grown by someone's
+ * ftruncate): the size no longer matches; refused as damaged. */
+static void test_grown_file(void **state)
+{
+    fx *f = *state;
+    make_closed_cache(f->name);
+    truncate_to(f->name, (off_t)(SMALL_SIZE + 4096));
+    expect_open_fails(f->name, SHMC_ECORRUPT, "grown by a page");
+}
+
+/* A segment made in another PID namespace (robust mutexes and liveness
+ * checks cannot work across them): SHMC_ENAMESPACE. */
+static void test_other_pid_namespace(void **state)
+{
+    fx *f = *state;
+    make_closed_cache(f->name);
+    uint64_t ns = peek64(f->name, OFF_PIDNS);
+    assert_true(ns != 0);
+    poke64(f->name, OFF_PIDNS, ns ^ 0x5a5a);
+    expect_open_fails(f->name, SHMC_ENAMESPACE, "another PID namespace");
+}
+
+/* glibc takes a mutex's code paths from its kind word on every call: lock
+ * elision executes TSX instructions (SIGILL on CPUs without them; the
+ * fuzzer found this one), priority inheritance asserts on kernel answers,
+ * a process-private mutex never wakes other processes.  Every mutex of a
+ * segment has a known kind, so a damaged one is refused at attach. */
+static void test_corrupt_mutex_kind(void **state)
+{
+    fx *f = *state;
+    static const struct {
+        int where;            /* 0 a stripe, 1 slot 0's mutex, 2 a hold record, 3 the table's */
+        uint32_t index;
+        uint32_t or_bits, and_bits;
+        const char *what;
+    } cases[] = {
+        {0, 0, 256, ~0u, "stripe 0: lock elision"},
+        {0, 1023, 32, ~0u, "stripe 1023: priority inheritance"},
+        {0, 77, 0, 0, "stripe 77: a plain private mutex"},
+        {1, 0, 0, ~128u, "slot mutex: process-private"},
+        {2, 0, 0, ~16u, "hold record: not robust"},
+        {3, 0, 64, ~0u, "lock table mutex: priority protect"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        make_closed_cache(f->name);
+        off_t at;
+        switch (cases[i].where) {
+        case 0: at = (off_t)peek64(f->name, OFF_OFF_STRIPES) + 64 * cases[i].index; break;
+        case 1: at = (off_t)peek64(f->name, OFF_OFF_SLOTS); break;
+        case 2: at = (off_t)peek64(f->name, OFF_OFF_SLOTS) + SLOT_HOLD0; break;
+        default: at = OFF_COORD_MTX; break;
+        }
+        at += MUTEX_KIND;
+        uint32_t kind = (uint32_t)peek64(f->name, at);
+        assert_true(kind & 16); /* robust, as the library makes them */
+        poke32(f->name, at, (kind | cases[i].or_bits) & cases[i].and_bits);
+        expect_open_fails(f->name, SHMC_ECORRUPT, cases[i].what);
+    }
 }
 
 /* ---- half-initialised segment ---- */
@@ -715,6 +1051,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_names),
+        cmocka_unit_test(test_hostile_names),
         cmocka_unit_test_setup_teardown(test_attach_only_missing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attach_mismatch, setup, teardown),
@@ -728,6 +1065,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_truncated_100_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_offsets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_user_permissions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_not_a_regular_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_grown_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_pid_namespace, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_mutex_kind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_half_initialised_reinit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_file_reinit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_half_initialised_junk_other_size, setup, teardown),
