@@ -331,20 +331,33 @@ static int cmd_destroy(int argc, char **argv)
     return EX_OK;
 }
 
-static int cmd_list(int argc, char **argv)
+/* Options of a command whose only option is one flag (--json, --force...):
+ * sets *set if given.  Returns optind, or -1 with *rc set (usage error). */
+static int flag_opt(const char *cmdname, const char *flag, int argc, char **argv, bool *set,
+                    int *rc)
 {
-    static const struct option lo[] = {{"json", no_argument, 0, 'j'}, {0, 0, 0, 0}};
-    bool json = false;
+    const struct option lo[] = {{flag, no_argument, 0, 'f'}, {0, 0, 0, 0}};
     int ch;
+    *set = false;
     optind = 1;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        if (ch == 'j')
-            json = true;
-        else
-            return usage_err("list", "unknown option '%s'", argv[optind - 1]);
+        if (ch != 'f') {
+            *rc = usage_err(cmdname, "unknown option '%s'", argv[optind - 1]);
+            return -1;
+        }
+        *set = true;
     }
-    if (optind != argc)
+    return optind;
+}
+
+static int cmd_list(int argc, char **argv)
+{
+    bool json;
+    int rc, i = flag_opt("list", "json", argc, argv, &json, &rc);
+    if (i < 0)
+        return rc;
+    if (i != argc)
         return usage_err("list", "takes no arguments%s", "");
     DIR *d = opendir("/dev/shm");
     if (!d) {
@@ -1091,26 +1104,19 @@ static int cmd_flights(int argc, char **argv) { return show_table("flights", arg
 
 static int cmd_lock_release(int argc, char **argv)
 {
-    static const struct option lo[] = {{"force", no_argument, 0, 'f'}, {0, 0, 0, 0}};
-    bool force = false;
-    int ch;
-    optind = 1;
-    opterr = 0;
-    while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        if (ch == 'f')
-            force = true;
-        else
-            return usage_err("lock-release", "unknown option '%s'", argv[optind - 1]);
-    }
-    if (argc - optind != 2)
+    bool force;
+    int rc, i = flag_opt("lock-release", "force", argc, argv, &force, &rc);
+    if (i < 0)
+        return rc;
+    if (argc - i != 2)
         return usage_err("lock-release", "expects NAME LOCK --force%s", "");
     if (!force)
         return usage_err("lock-release",
                          "refusing without --force: the holder is not told and may still be "
                          "working under the lock%s", "");
-    const char *name = argv[optind], *lock = argv[optind + 1];
+    const char *name = argv[i], *lock = argv[i + 1];
     shmc_t *c;
-    int rc = open_cache(name, &c);
+    rc = open_cache(name, &c);
     if (rc)
         return rc;
     uint64_t tok = 0;
@@ -1376,20 +1382,13 @@ static void blob_free(blob *b)
 
 static int cmd_load(int argc, char **argv)
 {
-    static const struct option lo[] = {{"check", no_argument, 0, 'c'}, {0, 0, 0, 0}};
-    bool check = false;
-    int ch;
-    optind = 1;
-    opterr = 0;
-    while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        if (ch == 'c')
-            check = true;
-        else
-            return usage_err("load", "unknown option '%s'", argv[optind - 1]);
-    }
-    if (argc - optind != 2)
+    bool check;
+    int rc, i = flag_opt("load", "check", argc, argv, &check, &rc);
+    if (i < 0)
+        return rc;
+    if (argc - i != 2)
         return usage_err("load", "expects NAME FILE (FILE '-' = stdin)%s", "");
-    const char *name = argv[optind], *file = argv[optind + 1];
+    const char *name = argv[i], *file = argv[i + 1];
     blob b;
     if (!blob_read(file, &b)) {
         fprintf(stderr, "%s: cannot read '%s': %s\n", prog, file, strerror(errno));
@@ -1408,7 +1407,7 @@ static int cmd_load(int argc, char **argv)
         return EX_OK;
     }
     shmc_t *c;
-    int rc = open_cache(name, &c);
+    rc = open_cache(name, &c);
     if (rc) {
         blob_free(&b);
         return rc;
