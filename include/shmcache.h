@@ -74,7 +74,8 @@ typedef enum shmc_status {
     SHMC_ENAMESPACE,     /* segment belongs to another PID namespace */
     SHMC_ETIMEDOUT,      /* waited too long (e.g. for a creator to initialise) */
     SHMC_ESYS,           /* a system call failed; errno holds its error */
-    SHMC_ETOOSMALL,      /* size too small for max_value (raise size or lower max_value) */
+    SHMC_ETOOSMALL,      /* size too small for the fixed tables plus 5 storage segments
+                          * of max_value (raise size, or lower max_value or slots) */
     SHMC_STALE,          /* cas: the entry changed since its token was read */
     SHMC_ENOTNUM,        /* incr/decr: the value is not a counter */
     SHMC_EBUSY,          /* lock_try: the lock is held by another owner */
@@ -107,7 +108,10 @@ typedef struct shmc shmc_t;
  * makes shmc_open fail with SHMC_EMISMATCH. */
 typedef struct shmc_options {
     uint64_t size;        /* total segment bytes (default 64 MiB; at least 1 MiB, and
-                           * room for 5 storage segments of >= max_value each) */
+                           * room for the fixed tables (about 1.6 KiB per slot: 1.6 MiB
+                           * for the default 1024 slots; 256 B per lock entry) plus 5
+                           * storage segments of >= max_value each: with default
+                           * options, at least about 2.5 MiB) */
     uint32_t max_key;     /* longest key in bytes (default 250, at most 4096) */
     uint32_t max_value;   /* longest value in bytes (default 1 MiB, at most 256 MiB; when
                            * left 0 on a cache too small for 1 MiB, the largest power

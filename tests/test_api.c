@@ -190,6 +190,17 @@ static void test_small_cache_max_value(void **state)
     assert_int_equal(shmc_open(f->name, &(shmc_options){.size = 512u << 10}, &c), SHMC_ETOOSMALL);
     assert_null(c);
     assert_false(shm_file_exists(f->name));
+    /* 2 MiB: the default 1024 slots' table (about 1.6 MiB) leaves no room for
+     * 5 segments of the smallest default max_value; with 64 slots even
+     * 1 MiB fits (shmcache.h, shmc_options.size). */
+    assert_int_equal(shmc_open(f->name, &(shmc_options){.size = 2u << 20}, &c), SHMC_ETOOSMALL);
+    assert_false(shm_file_exists(f->name));
+    assert_int_equal(shmc_open(f->name, &(shmc_options){.size = 1u << 20, .slots = 64}, &c),
+                     SHMC_OK);
+    assert_int_equal(shmc_set(c, "k", 1, "v", 1, 0, 0), SHMC_OK);
+    shmc_close(c);
+    assert_int_equal(shmc_destroy(f->name), SHMC_OK);
+    c = NULL;
 
     assert_int_equal(open_with(f, 4ull << 20, 0, 0), SHMC_OK);
     shmc_info in;
