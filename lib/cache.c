@@ -832,11 +832,9 @@ shmc_status shmc_flush(shmc_t *c)
     if (!c)
         return SHMC_EINVAL;
     tslot *t;
-    shmc_status st = slot_get(c, &t);
+    shmc_status st = slot_get_outside(c, &t);
     if (st != SHMC_OK)
         return st;
-    if (t->depth)
-        return SHMC_EINVAL;
     uint64_t ways = c->nbuckets * SHMC_BUCKET_WAYS, removed = 0;
     /* Short read sections, so that a flush of a big index never holds
      * reclamation back for long. */

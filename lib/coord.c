@@ -686,16 +686,25 @@ static bool find_hold(struct shmc *c, tslot *t, const ckey *k, uint64_t token, u
     return false;
 }
 
+/* The start of release and extend: the hold record through which this
+ * thread holds (name, token), or SHMC_ENOTOWNER. */
+static shmc_status lock_held(shmc_t *c, const void *name, size_t nlen, uint64_t token,
+                             tslot **t, uint32_t *i)
+{
+    ckey k;
+    shmc_status st = lock_begin(c, name, nlen, t, &k);
+    if (st != SHMC_OK)
+        return st;
+    return token && find_hold(c, *t, &k, token, i) ? SHMC_OK : SHMC_ENOTOWNER;
+}
+
 shmc_status shmc_lock_release(shmc_t *c, const void *name, size_t nlen, uint64_t token)
 {
     tslot *t;
-    ckey k;
-    shmc_status st = lock_begin(c, name, nlen, &t, &k);
+    uint32_t i;
+    shmc_status st = lock_held(c, name, nlen, token, &t, &i);
     if (st != SHMC_OK)
         return st;
-    uint32_t i;
-    if (!token || !find_hold(c, t, &k, token, &i))
-        return SHMC_ENOTOWNER;
     return release_hold(c, t, i) ? SHMC_OK : SHMC_ENOTOWNER;
 }
 
@@ -703,13 +712,10 @@ shmc_status shmc_lock_extend(shmc_t *c, const void *name, size_t nlen, uint64_t 
                              uint64_t lease_ms)
 {
     tslot *t;
-    ckey k;
-    shmc_status st = lock_begin(c, name, nlen, &t, &k);
+    uint32_t i;
+    shmc_status st = lock_held(c, name, nlen, token, &t, &i);
     if (st != SHMC_OK)
         return st;
-    uint32_t i;
-    if (!token || !find_hold(c, t, &k, token, &i))
-        return SHMC_ENOTOWNER;
     shmc_centry *e = &c->coord[t->hold_entry[i]];
     uint64_t s = owned_state(t, e, i, token);
     /* Busy while we rewrite the lease, so nobody judges it half-written. */

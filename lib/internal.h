@@ -101,6 +101,9 @@ HIDDEN uint64_t layout_hash(void);
 /* ---- slots.c ---- */
 /* The calling thread's participant record on c (taking a slot on first use). */
 HIDDEN shmc_status slot_get(struct shmc *c, tslot **out);
+/* slot_get for calls that open read sections of their own (whole-cache
+ * walks): SHMC_EINVAL when called from inside one (a callback). */
+HIDDEN shmc_status slot_get_outside(struct shmc *c, tslot **out);
 HIDDEN void slot_release(tslot *t);
 /* Checks whether slot i is owned by a live thread; reaps it if its owner died.
  * Returns true when live. */

@@ -65,11 +65,9 @@ shmc_status shmc_keys_iter(shmc_t *c, uint64_t *cursor, shmc_key_fn fn, void *ct
     if (!c || !fn)
         return SHMC_EINVAL;
     tslot *t;
-    shmc_status st = slot_get(c, &t);
+    shmc_status st = slot_get_outside(c, &t);
     if (st != SHMC_OK)
         return st;
-    if (t->depth)
-        return SHMC_EINVAL;
     uint64_t ways = c->nbuckets * SHMC_BUCKET_WAYS;
     uint64_t pos = cursor ? *cursor : 0;
     if (cursor)

@@ -145,6 +145,14 @@ shmc_status slot_get(struct shmc *c, tslot **out)
     return SHMC_OK;
 }
 
+shmc_status slot_get_outside(struct shmc *c, tslot **out)
+{
+    shmc_status st = slot_get(c, out);
+    if (st == SHMC_OK && (*out)->depth)
+        return SHMC_EINVAL;
+    return st;
+}
+
 void slot_release(tslot *t)
 {
     struct shmc *c = t->c;

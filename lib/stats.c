@@ -89,11 +89,9 @@ shmc_status shmc_verify(shmc_t *c, shmc_verify_report *rep)
         return SHMC_EINVAL;
     memset(rep, 0, sizeof *rep);
     tslot *t;
-    shmc_status st = slot_get(c, &t);
+    shmc_status st = slot_get_outside(c, &t);
     if (st != SHMC_OK)
         return st;
-    if (t->depth)
-        return SHMC_EINVAL;
     /* Recovery first: reap dead slots, then take over their segments. */
     for (uint32_t i = 0; i < c->nslots; i++)
         if (atomic_load_explicit(&c->slots[i].gen, memory_order_relaxed))
