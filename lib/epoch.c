@@ -116,7 +116,7 @@ bool readers_stalled(struct shmc *c, const tslot *self, uint64_t horizon)
         if (self && i == self->idx)
             continue;
         uint64_t e = atomic_load_explicit(&c->slots[i].epoch, memory_order_acquire);
-        if (e == 0 || e > horizon || !slot_check_live(c, i))
+        if (e == 0 || e > horizon || !slot_check_live_thorough(c, i))
             continue;
         char st = thread_state(atomic_load_explicit(&c->slots[i].pid, memory_order_relaxed),
                                atomic_load_explicit(&c->slots[i].tid, memory_order_relaxed));

@@ -80,6 +80,11 @@ HIDDEN int mutex_lock_until(pthread_mutex_t *m, uint64_t deadline);
  * holder that no longer exists is treated as dead (see util.c).  Returns 0,
  * EOWNERDEAD (the caller makes it consistent), ETIMEDOUT or another error. */
 HIDDEN int mutex_lock_bounded(pthread_mutex_t *m, uint64_t wait_ms);
+/* When m's futex word names a holder thread that no longer exists (and the
+ * kernel did not mark it owner-died), marks it as the kernel marks a dead
+ * holder's mutex, so the next locker gets EOWNERDEAD.  One kill(tid, 0).
+ * Returns whether it marked the mutex (see util.c). */
+HIDDEN bool mutex_mark_vanished(pthread_mutex_t *m);
 /* Fuzz builds (fuzz/meson.build) wait out every bound 50 times sooner, so
  * that an input which makes a call wait its whole bound (a lock that looks
  * held by a live thread, a reader that looks stalled) costs milliseconds,
@@ -108,6 +113,11 @@ HIDDEN void slot_release(tslot *t);
 /* Checks whether slot i is owned by a live thread; reaps it if its owner died.
  * Returns true when live. */
 HIDDEN bool slot_check_live(struct shmc *c, uint32_t i);
+/* slot_check_live that also looks whether the owner thread named in the
+ * slot's mutex still exists (a syscall): for the rare paths that ask about a
+ * slot that holds things back for long (a stalled reader) and for
+ * introspection, never for every scan. */
+HIDDEN bool slot_check_live_thorough(struct shmc *c, uint32_t i);
 /* Owner id of a participant: (slot gen & 0xffffffff) << 16 | (index + 1). */
 HIDDEN uint64_t slot_owner(const tslot *t);
 HIDDEN bool owner_is_live(struct shmc *c, uint64_t owner);

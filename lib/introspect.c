@@ -22,7 +22,7 @@ shmc_status shmc_procs(shmc_t *c, int all, shmc_proc_info *out, size_t max, size
         shmc_slot *s = &c->slots[i];
         if (!atomic_load_explicit(&s->gen, memory_order_relaxed))
             continue; /* never taken */
-        bool alive = slot_check_live(c, i); /* reaps a dead owner's slot */
+        bool alive = slot_check_live_thorough(c, i); /* reaps a dead owner's slot */
         if (!alive && !all)
             continue;
         if (cnt < max) {

@@ -66,6 +66,16 @@ bool slot_check_live(struct shmc *c, uint32_t i)
     return false;
 }
 
+bool slot_check_live_thorough(struct shmc *c, uint32_t i)
+{
+    if (!slot_check_live(c, i))
+        return false;
+    /* EBUSY: a live owner, or (after damage, or in a segment copied or
+     * restored with its slots held) a word naming a thread that is gone and
+     * that the kernel will never mark: mark it, and ask again. */
+    return !mutex_mark_vanished(&c->slots[i].mtx) || slot_check_live(c, i);
+}
+
 bool owner_is_live(struct shmc *c, uint64_t owner)
 {
     uint64_t idx1 = owner & 0xffff;

@@ -164,7 +164,7 @@ int mutex_lock_until(pthread_mutex_t *m, uint64_t deadline)
  * EOWNERDEAD and recovers as from any dead holder.  One CAS from the exact
  * word read, so a mutex that changed meanwhile is left alone.  Returns
  * whether it marked the mutex. */
-static bool mark_vanished_holder(pthread_mutex_t *m)
+bool mutex_mark_vanished(pthread_mutex_t *m)
 {
 #if defined(__GLIBC__)
     /* The futex word (kernel robust-futex ABI): holder TID | FUTEX_WAITERS
@@ -190,7 +190,7 @@ static bool mark_vanished_holder(pthread_mutex_t *m)
 int mutex_lock_bounded(pthread_mutex_t *m, uint64_t wait_ms)
 {
     uint64_t deadline = now_ms() + wait_ms;
-    mark_vanished_holder(m); /* (one kill(tid, 0) before the first sleep) */
+    mutex_mark_vanished(m); /* (one kill(tid, 0) before the first sleep) */
     for (;;) {
         /* Wake up now and then to look at the holder. */
         uint64_t now = now_ms();
@@ -198,7 +198,7 @@ int mutex_lock_bounded(pthread_mutex_t *m, uint64_t wait_ms)
         int r = mutex_lock_until(m, slice);
         if (r != ETIMEDOUT)
             return r;
-        if (!mark_vanished_holder(m) && now_ms() >= deadline)
+        if (!mutex_mark_vanished(m) && now_ms() >= deadline)
             return ETIMEDOUT;
     }
 }

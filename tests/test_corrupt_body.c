@@ -31,6 +31,11 @@
 #define OFF_OFF_SEGS 120
 #define OFF_OFF_INDEX 128
 #define OFF_OFF_DATA 136
+#define OFF_NSLOTS 56          /* uint32_t */
+#define OFF_OFF_SLOTS 96
+#define SLOT_GEN 40            /* shmc_slot.gen, after the mutex */
+#define SLOT_PID 48
+#define SLOT_EPOCH 64          /* shmc_slot.epoch, on its own cache line */
 
 typedef struct fx {
     char name[64];
@@ -347,6 +352,72 @@ static void test_orphaned_lock_words(void **state)
         fail_msg("verify: %s", rep.first_error);
 }
 
+/* A participant slot whose mutex names a thread that is gone, without the
+ * owner-died mark, and that was inside a read section (a segment restored
+ * with its slots held, or damage).  Its old reader epoch would hold back all
+ * reclamation for ever, and it would look alive.  Writes that need memory
+ * back find the owner gone once the reader looks stalled, reap the slot and
+ * go on; shmc_procs reports it not alive. */
+static uint32_t plant_vanished_reader(fx *f)
+{
+    uint32_t nslots;
+    memcpy(&nslots, f->raw + OFF_NSLOTS, 4);
+    uint64_t off_slots = hdr64(f, OFF_OFF_SLOTS);
+    uint64_t stride = (hdr64(f, OFF_OFF_STRIPES) - off_slots) / nslots;
+    uint32_t j = nslots - 1; /* the test takes slots from the start */
+    uint8_t *s = f->raw + off_slots + stride * j;
+    uint32_t word;
+    memcpy(&word, s, 4);
+    assert_int_equal(word, 0); /* free */
+    uint64_t gen = 7, epoch = 1;
+    uint32_t tid = 0x3f000000u; /* above any pid_max */
+    memcpy(s + SLOT_GEN, &gen, 8);
+    memcpy(s + SLOT_PID, &tid, 4);
+    memcpy(s + SLOT_PID + 4, &tid, 4);
+    memcpy(s + SLOT_EPOCH, &epoch, 8);
+    memcpy(s, &tid, 4); /* the futex word last: now "held" */
+    return j;
+}
+
+static int slot_alive(fx *f, uint32_t j)
+{
+    shmc_proc_info p[64];
+    size_t n;
+    assert_int_equal(shmc_procs(f->c, 1, p, 64, &n), SHMC_OK);
+    for (size_t i = 0; i < n && i < 64; i++)
+        if (p[i].slot == j)
+            return (int)p[i].alive;
+    return -1;
+}
+
+static void test_vanished_reader(void **state)
+{
+    fx *f = *state;
+    plant_vanished_reader(f);
+    /* 8 MiB cache, ~6 times its size written over 300 keys */
+    uint8_t buf[16u << 10];
+    char why[200];
+    for (uint32_t i = 0; i < 3000; i++) {
+        shmc_status st = tu_set_value(f->c, "v-", i % 300, buf, 16000, 0, i, 0);
+        if (st != SHMC_OK)
+            fail_msg("set %u behind a vanished reader: %s", i, shmc_strerror(st));
+    }
+    for (uint32_t i = 2700; i < 3000; i++)
+        assert_int_equal(tu_get_check(f->c, "v-", i % 300, buf, sizeof buf, why, sizeof why),
+                         SHMC_OK);
+    shmc_stats st;
+    assert_int_equal(shmc_stats_get(f->c, &st), SHMC_OK);
+    assert_int_equal(st.enomem, 0);
+
+    uint32_t j = plant_vanished_reader(f);
+    assert_int_equal(slot_alive(f, j), 0);
+    /* and it stays free for the next participant */
+    assert_int_equal(slot_alive(f, j), 0);
+    shmc_verify_report rep;
+    if (shmc_verify(f->c, &rep) != SHMC_OK)
+        fail_msg("verify: %s", rep.first_error);
+}
+
 /* Lock words that name a live thread that never lets go (here init: PID 1;
  * in real life a writer stopped by SIGSTOP or a debugger inside its few
  * instructions under the lock): a write waits a bounded time (10 s) and
@@ -389,6 +460,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_entry_left_busy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_orphaned_lock_words, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_held_for_ever, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_vanished_reader, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
