@@ -470,6 +470,50 @@ static void test_commands_with_writers(void **state)
     assert_non_null(strstr(r.out, "\"ctr\""));
     run_free(&r);
 
+    /* --escaped: a key with NUL and other bytes, named as `keys` prints it
+     * (text or JSON form) by every key command */
+    RUN(&r, "set", name, "nul:\\x00\\xfe\\\\\\\"k", "v", "--escaped");
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    const char nkey[] = {'n', 'u', 'l', ':', 0, (char)0xfe, '\\', '"', 'k'};
+    size_t gl;
+    char gv[8];
+    shmc_t *ch;
+    assert_int_equal(shmc_open(name, &(shmc_options){.flags = SHMC_OPEN_ATTACH_ONLY}, &ch),
+                     SHMC_OK);
+    assert_int_equal(shmc_get(ch, nkey, sizeof nkey, gv, sizeof gv, &gl, NULL), SHMC_OK);
+    assert_int_equal(gl, 1);
+    shmc_close(ch);
+    RUN(&r, "keys", name, "--prefix", "nul:\\x00", "--escaped");
+    assert_int_equal(r.status, 0);
+    const char *printed = strstr(r.out, "\"nul:");
+    assert_non_null(printed);
+    char tok[64];
+    size_t tl = strcspn(printed, "\n");
+    assert_true(tl < sizeof tok);
+    memcpy(tok, printed, tl);
+    tok[tl] = '\0';
+    assert_string_equal(tok, "\"nul:\\x00\\xfe\\\\\\\"k\"");
+    run_free(&r);
+    RUN(&r, "touch", name, tok, "--ttl", "1h", "--escaped");
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    RUN(&r, "get", name, "nul:\\u0000\\u00fe\\\\\\\"k", "--escaped", "--raw");
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.outlen, 1);
+    run_free(&r);
+    RUN(&r, "del", name, tok, "--escaped");
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    RUN(&r, "del", name, tok, "--escaped");
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "\\x00")); /* the message escapes the key */
+    run_free(&r);
+    RUN(&r, "get", name, "nul:\\x0", "--escaped");
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "bad escape"));
+    run_free(&r);
+
     /* stats: text, JSON, Prometheus, watch */
     RUN(&r, "stats", name);
     assert_int_equal(r.status, 0);

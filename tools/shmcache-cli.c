@@ -153,6 +153,68 @@ static void put_escaped(FILE *f, const void *p, size_t n, bool json)
     fputc('"', f);
 }
 
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Undoes put_escaped, in place (the result is never longer): \\ \" \n \t
+ * \xHH and \u00HH, within optional surrounding double quotes, so that a key
+ * copied from `keys` output names that key.  Returns the length, or -1 for
+ * a malformed escape.  A first pass (write = false) only checks, so that a
+ * bad argument is left as it was for the error message. */
+static long unescape_pass(char *s, bool write)
+{
+    char dummy;
+    size_t n = strlen(s);
+    char *in = s, *end = s + n, *out = s;
+    if (n >= 2 && s[0] == '"' && s[n - 1] == '"') {
+        in++;
+        end--;
+    }
+    while (in < end) {
+        char *o = write ? out++ : &dummy;
+        if (*in != '\\') {
+            *o = *in++;
+            continue;
+        }
+        if (++in == end)
+            return -1;
+        char e = *in++;
+        int hi, lo;
+        switch (e) {
+        case '\\': case '"': *o = e; break;
+        case 'n': *o = '\n'; break;
+        case 't': *o = '\t'; break;
+        case 'x':
+        case 'u':
+            if (e == 'u') { /* JSON output: \u00HH only */
+                if (end - in < 2 || in[0] != '0' || in[1] != '0')
+                    return -1;
+                in += 2;
+            }
+            if (end - in < 2 || (hi = hexval(in[0])) < 0 || (lo = hexval(in[1])) < 0)
+                return -1;
+            *o = (char)(hi << 4 | lo);
+            in += 2;
+            break;
+        default: return -1;
+        }
+    }
+    return write ? (long)(out - s) : 0;
+}
+
+static long unescape(char *s)
+{
+    return unescape_pass(s, false) < 0 ? -1 : unescape_pass(s, true);
+}
+
 static void fmt_ttl(char *buf, size_t n, uint64_t ms)
 {
     if (ms == SHMC_TTL_NONE)
@@ -651,6 +713,9 @@ typedef struct kopts {
     const char *file;
     uint64_t delta, initial;
     bool create, decr;
+    bool escaped;
+    const char *key; /* KEY, decoded when escaped */
+    size_t klen;
 } kopts;
 
 static int parse_kopts(const char *cmdname, int argc, char **argv, kopts *k, int *rc)
@@ -659,7 +724,7 @@ static int parse_kopts(const char *cmdname, int argc, char **argv, kopts *k, int
         {"ttl", required_argument, 0, 't'},   {"flags", required_argument, 0, 'f'},
         {"raw", no_argument, 0, 'r'},         {"file", required_argument, 0, 'F'},
         {"create", required_argument, 0, 'c'}, {"decr", no_argument, 0, 'd'},
-        {0, 0, 0, 0}};
+        {"escaped", no_argument, 0, 'e'},     {0, 0, 0, 0}};
     memset(k, 0, sizeof *k);
     int ch;
     optind = 1;
@@ -691,12 +756,38 @@ static int parse_kopts(const char *cmdname, int argc, char **argv, kopts *k, int
             k->create = true;
             break;
         case 'd': k->decr = true; break;
+        case 'e': k->escaped = true; break;
         default:
             *rc = usage_err(cmdname, "unknown or incomplete option '%s'", argv[optind - 1]);
             return -1;
         }
     }
     return optind;
+}
+
+/* Takes KEY from argv (decoding it with --escaped) into k->key/klen.
+ * Returns 0, or the exit status of a usage error. */
+static int take_key(const char *cmdname, char *arg, kopts *k)
+{
+    k->key = arg;
+    k->klen = strlen(arg);
+    if (k->escaped) {
+        long n = unescape(arg);
+        if (n < 0)
+            return usage_err(cmdname, "bad escape in KEY '%s' (\\xHH, \\\\, \\\", \\n, \\t)",
+                             arg);
+        k->klen = (size_t)n;
+    }
+    return 0;
+}
+
+/* "key K not found" on stderr, K escaped when it is not plain text. */
+static int key_not_found(const char *name, const kopts *k, const char *hint)
+{
+    fprintf(stderr, "%s: cache '%s': key ", prog, name);
+    put_escaped(stderr, k->key, k->klen, false);
+    fprintf(stderr, " not found%s\n", hint);
+    return EX_FAIL;
 }
 
 /* The start of every key command: options, then NAME KEY and up to `extra`
@@ -712,7 +803,7 @@ static int key_cmd_open(const char *cmdname, const char *usage, int extra, int a
         *rc = usage_err(cmdname, "expects %s", usage);
         return -1;
     }
-    if ((*rc = open_cache(argv[i], c)))
+    if ((*rc = take_key(cmdname, argv[i + 1], k)) || (*rc = open_cache(argv[i], c)))
         return -1;
     return i;
 }
@@ -724,15 +815,14 @@ static int cmd_get(int argc, char **argv)
     int rc, i = key_cmd_open("get", "NAME KEY", 0, argc, argv, &k, &c, &rc);
     if (i < 0)
         return rc;
-    const char *name = argv[i], *key = argv[i + 1];
+    const char *name = argv[i];
     void *val;
     size_t vlen;
     uint32_t flags;
-    shmc_status st = shmc_get_alloc(c, key, strlen(key), &val, &vlen, &flags);
+    shmc_status st = shmc_get_alloc(c, k.key, k.klen, &val, &vlen, &flags);
     if (st == SHMC_NOT_FOUND) {
         shmc_close(c);
-        fprintf(stderr, "%s: cache '%s': key '%s' not found\n", prog, name, key);
-        return EX_FAIL;
+        return key_not_found(name, &k, "");
     }
     if (st != SHMC_OK) {
         shmc_close(c);
@@ -744,7 +834,7 @@ static int cmd_get(int argc, char **argv)
         put_escaped(stdout, val, vlen, false);
         uint64_t ttl = 0;
         char tb[32] = "?";
-        if (shmc_ttl(c, key, strlen(key), &ttl) == SHMC_OK)
+        if (shmc_ttl(c, k.key, k.klen, &ttl) == SHMC_OK)
             fmt_ttl(tb, sizeof tb, ttl);
         printf("  (%zu bytes, flags %u, ttl %s)\n", vlen, flags, tb);
     }
@@ -765,7 +855,9 @@ static int cmd_set(int argc, char **argv)
                          "");
     if (nargs == 3 && k.file)
         return usage_err("set", "give the value either as an argument or with --file%s", "");
-    const char *name = argv[i], *key = argv[i + 1];
+    const char *name = argv[i];
+    if ((rc = take_key("set", argv[i + 1], &k)))
+        return rc;
     char *val = NULL;
     size_t vlen = 0;
     bool own = false;
@@ -794,7 +886,7 @@ static int cmd_set(int argc, char **argv)
             free(val);
         return rc;
     }
-    shmc_status st = shmc_set(c, key, strlen(key), val, vlen, k.flags, k.ttl);
+    shmc_status st = shmc_set(c, k.key, k.klen, val, vlen, k.flags, k.ttl);
     if (own)
         free(val);
     shmc_close(c);
@@ -810,13 +902,11 @@ static int cmd_del(int argc, char **argv)
     int rc, i = key_cmd_open("del", "NAME KEY", 0, argc, argv, &k, &c, &rc);
     if (i < 0)
         return rc;
-    const char *name = argv[i], *key = argv[i + 1];
-    shmc_status st = shmc_delete(c, key, strlen(key));
+    const char *name = argv[i];
+    shmc_status st = shmc_delete(c, k.key, k.klen);
     shmc_close(c);
-    if (st == SHMC_NOT_FOUND) {
-        fprintf(stderr, "%s: cache '%s': key '%s' not found\n", prog, name, key);
-        return EX_FAIL;
-    }
+    if (st == SHMC_NOT_FOUND)
+        return key_not_found(name, &k, "");
     return st == SHMC_OK ? EX_OK : fail(name, "del", st);
 }
 
@@ -827,7 +917,7 @@ static int cmd_incr(int argc, char **argv)
     int rc, i = key_cmd_open("incr", "NAME KEY [DELTA]", 1, argc, argv, &k, &c, &rc);
     if (i < 0)
         return rc;
-    const char *name = argv[i], *key = argv[i + 1];
+    const char *name = argv[i];
     uint64_t delta = 1;
     if (argc - i == 3 && !parse_u64(argv[i + 2], &delta)) {
         shmc_close(c);
@@ -835,14 +925,11 @@ static int cmd_incr(int argc, char **argv)
     }
     uint64_t res;
     unsigned opts = k.create ? SHMC_INCR_CREATE : 0;
-    shmc_status st = k.decr ? shmc_decr(c, key, strlen(key), delta, k.initial, k.ttl, opts, &res)
-                            : shmc_incr(c, key, strlen(key), delta, k.initial, k.ttl, opts, &res);
+    shmc_status st = k.decr ? shmc_decr(c, k.key, k.klen, delta, k.initial, k.ttl, opts, &res)
+                            : shmc_incr(c, k.key, k.klen, delta, k.initial, k.ttl, opts, &res);
     shmc_close(c);
-    if (st == SHMC_NOT_FOUND) {
-        fprintf(stderr, "%s: cache '%s': key '%s' not found (use --create INITIAL)\n", prog, name,
-                key);
-        return EX_FAIL;
-    }
+    if (st == SHMC_NOT_FOUND)
+        return key_not_found(name, &k, " (use --create INITIAL)");
     if (st != SHMC_OK)
         return fail(name, k.decr ? "decr" : "incr", st);
     printf("%" PRIu64 "\n", res);
@@ -860,13 +947,11 @@ static int cmd_touch(int argc, char **argv)
         shmc_close(c);
         return usage_err("touch", "expects NAME KEY --ttl TTL%s", "");
     }
-    const char *name = argv[i], *key = argv[i + 1];
-    shmc_status st = shmc_touch(c, key, strlen(key), k.ttl);
+    const char *name = argv[i];
+    shmc_status st = shmc_touch(c, k.key, k.klen, k.ttl);
     shmc_close(c);
-    if (st == SHMC_NOT_FOUND) {
-        fprintf(stderr, "%s: cache '%s': key '%s' not found\n", prog, name, key);
-        return EX_FAIL;
-    }
+    if (st == SHMC_NOT_FOUND)
+        return key_not_found(name, &k, "");
     return st == SHMC_OK ? EX_OK : fail(name, "touch", st);
 }
 
@@ -922,14 +1007,18 @@ static int cmd_keys(int argc, char **argv)
     static const struct option lo[] = {{"prefix", required_argument, 0, 'p'},
                                        {"limit", required_argument, 0, 'l'},
                                        {"json", no_argument, 0, 'j'},
+                                       {"escaped", no_argument, 0, 'e'},
                                        {0, 0, 0, 0}};
     keys_ctx x = {0};
+    char *prefix = NULL;
+    bool escaped = false;
     int ch;
     optind = 1;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
-        case 'p': x.prefix = optarg; x.plen = strlen(optarg); break;
+        case 'p': prefix = optarg; break;
+        case 'e': escaped = true; break;
         case 'l':
             if (!parse_u64(optarg, &x.limit))
                 return usage_err("keys", "bad --limit '%s'", optarg);
@@ -941,6 +1030,14 @@ static int cmd_keys(int argc, char **argv)
     }
     if (argc - optind != 1)
         return usage_err("keys", "expects exactly one NAME%s", "");
+    if (prefix) {
+        x.prefix = prefix;
+        x.plen = strlen(prefix);
+        long n = escaped ? unescape(prefix) : (long)x.plen;
+        if (n < 0)
+            return usage_err("keys", "bad escape in --prefix '%s'", prefix);
+        x.plen = (size_t)n;
+    }
     const char *name = argv[optind];
     shmc_t *c;
     int rc = open_cache(name, &c);
@@ -1451,26 +1548,31 @@ static const cmd cmds[] = {
      "  --prometheus  Prometheus text exposition format (cache=\"NAME\" label)\n"
      "  --watch S     refresh every S seconds until interrupted (like top)\n"
      "  --count N     with --watch: stop after N samples\n"},
-    {"get", cmd_get, "get NAME KEY [--raw]",
+    {"get", cmd_get, "get NAME KEY [--raw] [--escaped]",
      "Prints the value of KEY: quoted with escapes, then its size, flags and TTL;\n"
      "with --raw, the exact value bytes and nothing else (binary-safe).\n"
-     "Exit 1 if the key is absent.\n"},
-    {"set", cmd_set, "set NAME KEY (VALUE | - | --file FILE) [--ttl TTL] [--flags N]",
+     "Exit 1 if the key is absent.\n"
+     "  --escaped  KEY is written as `keys` prints it: \\xHH, \\\\, \\\", \\n, \\t\n"
+     "             (within optional double quotes), so a key may hold any byte,\n"
+     "             NUL included.  The other key commands take it too.\n"},
+    {"set", cmd_set, "set NAME KEY (VALUE | - | --file FILE) [--ttl TTL] [--flags N] [--escaped]",
      "Stores KEY.  The value is the VALUE argument, stdin for '-', or the bytes\n"
      "of FILE (binary-safe).  TTL: seconds, or with a unit: 500ms, 30s, 5m, 2h,\n"
      "1d; 0 or absent = never expires.  Use '--' before a VALUE starting with '-'.\n"},
-    {"del", cmd_del, "del NAME KEY", "Deletes KEY.  Exit 1 if it was absent.\n"},
-    {"incr", cmd_incr, "incr NAME KEY [DELTA] [--decr] [--create INITIAL] [--ttl TTL]",
+    {"del", cmd_del, "del NAME KEY [--escaped]", "Deletes KEY.  Exit 1 if it was absent.\n"},
+    {"incr", cmd_incr, "incr NAME KEY [DELTA] [--decr] [--create INITIAL] [--ttl TTL] [--escaped]",
      "Adds DELTA (default 1) to a counter and prints the new value; --decr\n"
      "subtracts (stopping at 0).  With --create a missing key is created holding\n"
      "INITIAL (with --ttl).  Exit 1 if absent or not a counter.\n"},
-    {"touch", cmd_touch, "touch NAME KEY --ttl TTL",
+    {"touch", cmd_touch, "touch NAME KEY --ttl TTL [--escaped]",
      "Gives KEY a new TTL (0 = never expires), keeping its value.\n"},
     {"flush", cmd_flush, "flush NAME", "Removes every item (other processes carry on).\n"},
-    {"keys", cmd_keys, "keys NAME [--prefix P] [--limit N] [--json]",
+    {"keys", cmd_keys, "keys NAME [--prefix P [--escaped]] [--limit N] [--json]",
      "Lists keys with TTL left, value size and flags, walking the index in short\n"
      "read sections without stopping writers (keys changed during the walk may\n"
-     "be seen or missed).  --limit stops after N matching keys.\n"},
+     "be seen or missed).  --limit stops after N matching keys.  Keys are quoted\n"
+     "with escapes (\\xHH for bytes outside printable ASCII); --escaped reads P\n"
+     "the same way, and so do the key commands.\n"},
     {"procs", cmd_procs, "procs NAME [--all] [--json]",
      "Lists participant slots held by live threads (--all: every slot ever\n"
      "used): pid, tid, whether it is inside a read section and how many grace\n"
