@@ -704,6 +704,22 @@ static void test_locks_flights(void **state)
     assert_int_equal(shmc_lock_release(c, "jobs:lock", 9, t2), SHMC_OK);
     assert_int_equal(shmc_lock_force_release(c, "never:used", 10, NULL), SHMC_NOT_FOUND);
     assert_int_equal(shmc_lock_force_release(c, "", 0, NULL), SHMC_EKEYLEN);
+    /* a lock name with a NUL, named as `locks` prints it */
+    const char nlock[] = {'q', 0, (char)0x80};
+    assert_int_equal(shmc_lock_acquire(c, nlock, sizeof nlock, 0, 60000, &t2), SHMC_OK);
+    RUN(&r, "locks", name);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "\"q\\x00\\x80\""));
+    run_free(&r);
+    RUN(&r, "lock-release", name, "q\\x00", "--force", "--escaped");
+    assert_int_equal(r.status, 1); /* another name: not held */
+    assert_non_null(strstr(r.err, "\"q\\x00\" is not held"));
+    run_free(&r);
+    RUN(&r, "lock-release", name, "\"q\\x00\\x80\"", "--escaped", "--force");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "released lock \"q\\x00\\x80\""));
+    run_free(&r);
+    assert_int_equal(shmc_lock_release(c, nlock, sizeof nlock, t2), SHMC_ENOTOWNER);
 
     /* flights */
     holder hf = {.name = name, .fill = 1};

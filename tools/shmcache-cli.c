@@ -393,24 +393,38 @@ static int cmd_destroy(int argc, char **argv)
     return EX_OK;
 }
 
-/* Options of a command whose only option is one flag (--json, --force...):
- * sets *set if given.  Returns optind, or -1 with *rc set (usage error). */
-static int flag_opt(const char *cmdname, const char *flag, int argc, char **argv, bool *set,
-                    int *rc)
+/* Options of a command whose options are flags only (--json, --force...):
+ * flag, and flag2 unless it is NULL; sets *set / *set2 for those given.
+ * Returns optind, or -1 with *rc set (usage error). */
+static int flag_opts(const char *cmdname, const char *flag, bool *set, const char *flag2,
+                     bool *set2, int argc, char **argv, int *rc)
 {
-    const struct option lo[] = {{flag, no_argument, 0, 'f'}, {0, 0, 0, 0}};
+    const struct option lo[] = {{flag, no_argument, 0, '1'},
+                                {flag2 ? flag2 : flag, no_argument, 0, '2'},
+                                {0, 0, 0, 0}};
     int ch;
     *set = false;
+    if (set2)
+        *set2 = false;
     optind = 1;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        if (ch != 'f') {
+        if (ch == '1') {
+            *set = true;
+        } else if (ch == '2' && set2) {
+            *set2 = true;
+        } else {
             *rc = usage_err(cmdname, "unknown option '%s'", argv[optind - 1]);
             return -1;
         }
-        *set = true;
     }
     return optind;
+}
+
+static int flag_opt(const char *cmdname, const char *flag, int argc, char **argv, bool *set,
+                    int *rc)
+{
+    return flag_opts(cmdname, flag, set, NULL, NULL, argc, argv, rc);
 }
 
 static int cmd_list(int argc, char **argv)
@@ -1201,8 +1215,8 @@ static int cmd_flights(int argc, char **argv) { return show_table("flights", arg
 
 static int cmd_lock_release(int argc, char **argv)
 {
-    bool force;
-    int rc, i = flag_opt("lock-release", "force", argc, argv, &force, &rc);
+    bool force, escaped;
+    int rc, i = flag_opts("lock-release", "force", &force, "escaped", &escaped, argc, argv, &rc);
     if (i < 0)
         return rc;
     if (argc - i != 2)
@@ -1211,21 +1225,29 @@ static int cmd_lock_release(int argc, char **argv)
         return usage_err("lock-release",
                          "refusing without --force: the holder is not told and may still be "
                          "working under the lock%s", "");
-    const char *name = argv[i], *lock = argv[i + 1];
+    const char *name = argv[i];
+    char *lock = argv[i + 1];
+    long llen = escaped ? unescape(lock) : (long)strlen(lock);
+    if (llen < 0)
+        return usage_err("lock-release", "bad escape in LOCK '%s'", lock);
     shmc_t *c;
     rc = open_cache(name, &c);
     if (rc)
         return rc;
     uint64_t tok = 0;
-    shmc_status st = shmc_lock_force_release(c, lock, strlen(lock), &tok);
+    shmc_status st = shmc_lock_force_release(c, lock, (size_t)llen, &tok);
     shmc_close(c);
     if (st == SHMC_NOT_FOUND) {
-        fprintf(stderr, "%s: cache '%s': lock '%s' is not held\n", prog, name, lock);
+        fprintf(stderr, "%s: cache '%s': lock ", prog, name);
+        put_escaped(stderr, lock, (size_t)llen, false);
+        fprintf(stderr, " is not held\n");
         return EX_FAIL;
     }
     if (st != SHMC_OK)
         return fail(name, "lock-release", st);
-    printf("released lock '%s' (revoked token %" PRIu64 ")\n", lock, tok);
+    printf("released lock ");
+    put_escaped(stdout, lock, (size_t)llen, false);
+    printf(" (revoked token %" PRIu64 ")\n", tok);
     return EX_OK;
 }
 
@@ -1585,10 +1607,11 @@ static const cmd cmds[] = {
     {"flights", cmd_flights, "flights NAME [--all] [--json]",
      "Lists singleflight fills in progress (--all: also finished ones whose\n"
      "entries are not recycled yet): leader pid/tid, token, deadline left, key.\n"},
-    {"lock-release", cmd_lock_release, "lock-release NAME LOCK --force",
+    {"lock-release", cmd_lock_release, "lock-release NAME LOCK --force [--escaped]",
      "Operator override: frees LOCK whatever its holder.  The holder is not told;\n"
      "its release/extend then fail with 'not the owner', and the protected\n"
-     "resource should refuse its (revoked, printed) fencing token.\n"},
+     "resource should refuse its (revoked, printed) fencing token.\n"
+     "  --escaped  LOCK is written as `locks` prints it (\\xHH ... escapes).\n"},
     {"dump", cmd_dump, "dump NAME FILE",
      "Writes every live item (key, value, flags, expiry, binary counters) to\n"
      "FILE ('-': stdout), walking the cache without stopping writers: an item\n"
