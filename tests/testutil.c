@@ -3,6 +3,7 @@
  */
 #include "testutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -16,9 +17,42 @@
 
 /* ---- names, time ---- */
 
+/* Removes the segments of test processes that are gone (killed by a
+ * timeout or by hand before their teardown ran): shmct-TAG-PID-N whose PID
+ * no longer exists.  Segments of live test processes are left alone. */
+static void sweep_dead_tests(void)
+{
+    DIR *d = opendir("/dev/shm");
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strncmp(de->d_name, "shmct-", 6) != 0)
+            continue;
+        const char *last = strrchr(de->d_name, '-');
+        const char *p = last;
+        while (p > de->d_name && p[-1] != '-')
+            p--;
+        if (p <= de->d_name + 6 || p == last)
+            continue;
+        char *end;
+        long pid = strtol(p, &end, 10);
+        if (end != last || pid <= 0)
+            continue;
+        if (kill((pid_t)pid, 0) != 0 && errno == ESRCH && shm_unlink(de->d_name) != 0) {
+            char path[300]; /* test_segment's not-a-file case makes a directory */
+            snprintf(path, sizeof path, "/dev/shm/%s", de->d_name);
+            rmdir(path);
+        }
+    }
+    closedir(d);
+}
+
 void tu_name(char *buf, size_t n, const char *tag)
 {
     static unsigned counter;
+    if (counter == 0)
+        sweep_dead_tests();
     snprintf(buf, n, "shmct-%s-%ld-%u", tag, (long)getpid(), counter++);
 }
 

@@ -28,7 +28,8 @@
 
 /* ---- names, time ---- */
 
-/* "shmct-<tag>-<pid>-<n>", unique per call within a test run. */
+/* "shmct-<tag>-<pid>-<n>", unique per call within a test run.  The first
+ * call also removes segments left by test processes that are gone. */
 void tu_name(char *buf, size_t n, const char *tag);
 /* Removes the segment (ignores SHMC_ENOENT). */
 void tu_destroy(const char *name);
