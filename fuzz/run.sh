@@ -55,6 +55,19 @@ fi
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:print_summary=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_stacktrace=1}
+# Segments of fuzzer processes that are gone (a crash or a timeout skips
+# their clean-up): shmcfz-TARGET-PID[-...] whose PID no longer exists.
+sweep_segments() {
+    local f pid
+    for f in /dev/shm/shmcfz-*; do
+        [ -e "$f" ] || continue
+        pid=${f#/dev/shm/shmcfz-*-}
+        pid=${pid%%-*}
+        case $pid in ''|*[!0-9]*) continue ;; esac
+        kill -0 "$pid" 2>/dev/null || rm -f "$f"
+    done
+}
+
 failed=0
 for t in "$@"; do
     exe="$build/fuzz/fuzz_$t"
@@ -75,5 +88,6 @@ for t in "$@"; do
         ls -l "$art"
         failed=1
     fi
+    sweep_segments
 done
 exit $failed
