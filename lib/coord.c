@@ -555,8 +555,14 @@ static enum acq_result acquire(struct shmc *c, tslot *t, const ckey *k, uint64_t
                 atomic_compare_exchange_strong(&e->want, &w, 0);
             continue;
         }
-        if (r == ETIMEDOUT)
+        if (r == ETIMEDOUT) {
+            /* A holder thread that vanished without the kernel's owner-died
+             * mark (damage, a segment restored with its locks held) would
+             * never wake us: at each re-check, mark such a record as the
+             * kernel would, so that the next sleep sees the owner dead. */
+            mutex_mark_vanished(target);
             continue;
+        }
         /* The holder's record was free (or its owner dead): if the state still
          * names it, that holder is gone.  One CAS decides who takes over. */
         if (a->k == NO_REC) {

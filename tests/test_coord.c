@@ -11,11 +11,13 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -322,6 +324,38 @@ static void test_lock_holder_killed(void **state)
     }
     assert_true(seen[0] != seen[1] && seen[1] != seen[2] && seen[0] != seen[2]);
     assert_int_equal(atomic_load(&sh->rep.errors), 0);
+    shared_free(sh, 0);
+}
+
+/* A holder that vanishes without the kernel's owner-died mark: its thread
+ * had unregistered its robust list, as if the segment had been restored
+ * with the lock held, so no waiter is ever woken by its death.  A waiter
+ * looks at the holder at each safety re-check (1 s) and takes over; it does
+ * not wait out its whole timeout. */
+static void test_lock_holder_vanished(void **state)
+{
+    fx *f = *state;
+    shared *sh = shared_new(f->name, 0);
+    pid_t holder = fork();
+    if (holder == 0) {
+        shmc_t *c;
+        uint64_t t;
+        if (shmc_open(sh->name, NULL, &c) != SHMC_OK ||
+            shmc_lock_acquire(c, L("ghost"), 1000, 0, &t) != SHMC_OK)
+            _exit(1);
+        atomic_store(&sh->last_token, t);
+        static struct robust_list_head empty;
+        empty.list.next = &empty.list;
+        if (syscall(SYS_set_robust_list, &empty, sizeof empty) != 0)
+            _exit(2);
+        _exit(0);
+    }
+    assert_int_equal(tu_wait(holder, 10000), 0);
+    uint64_t t;
+    assert_int_equal(shmc_lock_try(f->c, L("ghost"), 0, &t), SHMC_EBUSY);
+    assert_int_equal(shmc_lock_acquire(f->c, L("ghost"), 30000, 0, &t), SHMC_OK);
+    assert_true(t > atomic_load(&sh->last_token));
+    assert_int_equal(shmc_lock_release(f->c, L("ghost"), t), SHMC_OK);
     shared_free(sh, 0);
 }
 
@@ -885,6 +919,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lock_not_reentrant_and_holds_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_lease_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_holder_killed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_holder_vanished, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_mutual_exclusion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_sigkill_storm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_table_recycling_and_full, setup, teardown),
