@@ -95,9 +95,15 @@ static shmc_status slot_acquire(struct shmc *c, tslot *t)
      * and so different append heads (slot % heads). */
     uint32_t start = (uint32_t)(atomic_fetch_add_explicit(&c->hdr->slot_hint, 1,
                                                           memory_order_relaxed) % c->nslots);
-    for (uint32_t k = 0; k < c->nslots; k++) {
+    /* Two passes: the second, when every slot looked taken, first marks
+     * the slots whose owner thread vanished without the kernel's mark
+     * (damage, a segment restored with its slots held), so that they are
+     * reaped rather than lost for good. */
+    for (uint32_t k = 0; k < 2 * c->nslots; k++) {
         uint32_t i = (start + k) % c->nslots;
         shmc_slot *s = &c->slots[i];
+        if (k >= c->nslots)
+            mutex_mark_vanished(&s->mtx);
         int r = pthread_mutex_trylock(&s->mtx);
         if (r == EOWNERDEAD) {
             reap_slot(c, i);

@@ -19,10 +19,13 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <linux/futex.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -824,6 +827,98 @@ static void test_counters_under_sigkill(void **state)
     tu_shared_free(sh, sizeof *sh);
 }
 
+/* ---- participant slots run out, and come back ---- */
+
+typedef struct slot_kid {
+    const char *name;
+    int ready;      /* write end: one byte once the kid holds a slot */
+    bool vanish;    /* leave without the kernel's owner-died marks */
+} slot_kid;
+
+static int slot_kid_main(void *arg)
+{
+    slot_kid *k = arg;
+    shmc_t *c;
+    if (shmc_open(k->name, &(shmc_options){.flags = SHMC_OPEN_ATTACH_ONLY}, &c) != SHMC_OK)
+        return 1;
+    shmc_status st = shmc_set(c, "k", 1, "v", 1, 0, 0);
+    if (st != SHMC_OK)
+        return st == SHMC_ENOSLOTS ? 42 : 2;
+    char b = 1;
+    if (write(k->ready, &b, 1) != 1)
+        return 3;
+    if (k->vanish) {
+        /* As if the segment had been restored with this slot held: the
+         * kernel will not mark the slot's mutex when we exit. */
+        static struct robust_list_head empty;
+        empty.list.next = &empty.list;
+        if (syscall(SYS_set_robust_list, &empty, sizeof empty) != 0)
+            return 4;
+        return 0;
+    }
+    for (;;)
+        pause();
+}
+
+static pid_t slot_kid_start(slot_kid *k, int *pfd)
+{
+    k->ready = pfd[1];
+    pid_t p = tu_fork(slot_kid_main, k);
+    assert_true(p > 0);
+    struct pollfd pf = {.fd = pfd[0], .events = POLLIN};
+    if (poll(&pf, 1, 20000) != 1) {
+        char why[64];
+        fail_msg("participant %d never got a slot: %s", (int)p,
+                 tu_status_str(tu_wait(p, 1000), why, sizeof why));
+    }
+    char b;
+    assert_int_equal(read(pfd[0], &b, 1), 1);
+    return p;
+}
+
+/* A cache with 4 slots: the 5th thread gets SHMC_ENOSLOTS; a killed
+ * participant's slot is reaped and reused; so is the slot of one that
+ * vanished without the kernel's owner-died mark (checked only once every
+ * slot looks taken). */
+static void test_slots_run_out_and_come_back(void **state)
+{
+    (void)state;
+    char name[64];
+    tu_name(name, sizeof name, "slots");
+    shmc_t *c;
+    assert_int_equal(shmc_open(name, &(shmc_options){.size = 4u << 20, .slots = 4}, &c),
+                     SHMC_OK);
+    assert_int_equal(shmc_set(c, "p", 1, "v", 1, 0, 0), SHMC_OK); /* slot 1: us */
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    slot_kid sit = {.name = name}, ghost = {.name = name, .vanish = true};
+    pid_t s1 = slot_kid_start(&sit, pfd), s2 = slot_kid_start(&sit, pfd);
+    pid_t g = slot_kid_start(&ghost, pfd); /* slot 4, then gone */
+    assert_int_equal(tu_wait(g, 10000), 0);
+    /* every slot looks taken; the vanished one is found and reused */
+    pid_t s3 = slot_kid_start(&sit, pfd);
+    /* now really full: a 5th participant is refused, with a clear status */
+    pid_t x = tu_fork(slot_kid_main, &sit);
+    assert_int_equal(tu_wait(x, 10000), 42);
+    /* a killed participant's slot comes back */
+    kill(s2, SIGKILL);
+    assert_int_equal(tu_wait(s2, 10000), TU_SIGNALLED + SIGKILL);
+    pid_t s4 = slot_kid_start(&sit, pfd);
+    shmc_stats st;
+    assert_int_equal(shmc_stats_get(c, &st), SHMC_OK);
+    assert_int_equal(st.slots_live, 4);
+    assert_true(st.slots_reaped >= 2);
+    pid_t kids[] = {s1, s3, s4};
+    for (size_t i = 0; i < 3; i++) {
+        kill(kids[i], SIGKILL);
+        assert_int_equal(tu_wait(kids[i], 10000), TU_SIGNALLED + SIGKILL);
+    }
+    close(pfd[0]);
+    close(pfd[1]);
+    shmc_close(c);
+    tu_destroy(name);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -833,6 +928,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stopped_reader_outside_section, setup, teardown),
         cmocka_unit_test_setup_teardown(test_killed_mid_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_counters_under_sigkill, setup, teardown),
+        cmocka_unit_test(test_slots_run_out_and_come_back),
     };
     return cmocka_run_group_tests_name("shmcache crash recovery", tests, NULL, NULL);
 }
