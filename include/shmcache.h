@@ -86,6 +86,8 @@ typedef enum shmc_status {
     SHMC_EHOLDS,         /* this thread already holds SHMC_MAX_HOLDS locks/fills here */
     SHMC_LEADER,         /* fill_begin: you are the leader; compute, then finish or abort */
     SHMC_EFILL,          /* the leader's fill failed; its error is in shmc_fill */
+    SHMC_ENOSPC,         /* create: /dev/shm has no room for a cache of this size (a
+                          * full or size-limited tmpfs, e.g. a container's 64 MiB) */
     SHMC_STATUS_COUNT_   /* not a status: number of codes */
 } shmc_status;
 
@@ -111,7 +113,11 @@ typedef struct shmc_options {
                            * room for the fixed tables (about 1.6 KiB per slot: 1.6 MiB
                            * for the default 1024 slots; 256 B per lock entry) plus 5
                            * storage segments of >= max_value each: with default
-                           * options, at least about 2.5 MiB) */
+                           * options, at least about 2.5 MiB).  The creator reserves
+                           * all of it in /dev/shm at once (posix_fallocate): the
+                           * cache's memory is in use from creation on, and a
+                           * /dev/shm without room is SHMC_ENOSPC then, never a
+                           * SIGBUS later */
     uint32_t max_key;     /* longest key in bytes (default 250, at most 4096) */
     uint32_t max_value;   /* longest value in bytes (default 1 MiB, at most 256 MiB; when
                            * left 0 on a cache too small for 1 MiB, the largest power
@@ -143,7 +149,9 @@ typedef struct shmc_options {
  *   SHMC_EMISMATCH, SHMC_ECORRUPT (a damaged header or mutex; or the name is
  *   taken by something that is not a segment: a directory, a FIFO, a symbolic
  *   link, which is never followed; it is left as it is), SHMC_ENAMESPACE,
- *   SHMC_ETIMEDOUT, SHMC_ESYS (errno set).  *out is NULL on error.
+ *   SHMC_ETIMEDOUT, SHMC_ENOSPC (creating: /dev/shm has less room than
+ *   size; nothing is left behind), SHMC_ESYS (errno set).  *out is NULL on
+ *   error.
  * Thread-safe. */
 SHMC_API shmc_status shmc_open(const char *name, const shmc_options *opts, shmc_t **out);
 

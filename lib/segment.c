@@ -177,6 +177,7 @@ static shmc_status errno_status(int e)
      * link (never followed: O_NOFOLLOW) or a directory. */
     case ELOOP:
     case EISDIR: return SHMC_ECORRUPT;
+    case ENOSPC: return SHMC_ENOSPC;
     default: errno = e; return SHMC_ESYS;
     }
 }
@@ -218,6 +219,13 @@ static shmc_status init_segment(int fd, const layout *L, uint32_t mode, uint8_t 
     /* Truncating to 0 first discards whatever a dead creator left. */
     if (ftruncate(fd, 0) != 0 || ftruncate(fd, (off_t)L->size) != 0)
         return errno_status(errno);
+    /* Reserve every page now.  A tmpfs with less room than the size (a full
+     * /dev/shm, a container's 64 MiB one) would otherwise accept the size
+     * and kill with SIGBUS whichever process first touches a page it cannot
+     * supply.  Now that is SHMC_ENOSPC here, and no page fault ever fails. */
+    int fe = posix_fallocate(fd, 0, (off_t)L->size);
+    if (fe != 0)
+        return errno_status(fe);
     (void)fchmod(fd, mode);
     uint8_t *base = mmap(NULL, L->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (base == MAP_FAILED)

@@ -249,6 +249,7 @@ static const char *const messages[SHMC_STATUS_COUNT_] = {
     [SHMC_EHOLDS] = "this thread already holds the most locks and fills it may hold at once",
     [SHMC_LEADER] = "you are the leader of this fill: compute the value, then finish or abort",
     [SHMC_EFILL] = "the fill of this key failed (the leader reported an error)",
+    [SHMC_ENOSPC] = "not enough free space in /dev/shm for a cache of this size (lower the size, or enlarge the tmpfs)",
 };
 
 const char *shmc_strerror(shmc_status st)

@@ -17,7 +17,9 @@
 #include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1047,6 +1049,55 @@ static void test_slots_reused(void **state)
     assert_true(st.slots_live <= 4);
 }
 
+/* In a child with its own mount namespace and a 6 MiB tmpfs on /dev/shm
+ * (a container's small /dev/shm): a cache larger than the room left is
+ * refused at creation with SHMC_ENOSPC and leaves nothing behind; one that
+ * fits is written all over, evicting, without a SIGBUS.  Exit 77: the
+ * namespace or mount is not allowed here (not root). */
+static int small_dev_shm(void *arg)
+{
+    const char *name = arg;
+    if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=6m") != 0)
+        return 77;
+    shmc_t *c = NULL;
+    shmc_status st = shmc_open(name, &(shmc_options){.size = 64u << 20}, &c);
+    if (st != SHMC_ENOSPC || c)
+        return 1;
+    struct stat sb;
+    char path[256];
+    snprintf(path, sizeof path, "/dev/shm/%s", name);
+    if (stat(path, &sb) == 0)
+        return 2; /* a refused creation leaves nothing */
+    /* 8 MiB: more than the 6 MiB tmpfs holds, though it is sparse at first */
+    st = shmc_open(name, &(shmc_options){.size = 8u << 20, .max_value = 64u << 10, .slots = 16},
+                   &c);
+    if (st != SHMC_ENOSPC)
+        return 3;
+    st = shmc_open(name, &(shmc_options){.size = 5u << 20, .max_value = 16u << 10, .slots = 16},
+                   &c);
+    if (st != SHMC_OK)
+        return 4;
+    static uint8_t buf[16u << 10];
+    for (uint32_t i = 0; i < 2000; i++) /* ~16 MiB written into 5 */
+        if (tu_set_value(c, "f-", i, buf, 8000, 0, i, 0) != SHMC_OK)
+            return 5;
+    shmc_close(c);
+    return shmc_destroy(name) == SHMC_OK ? 0 : 6;
+}
+
+static void test_no_room_in_dev_shm(void **state)
+{
+    fx *f = *state;
+    pid_t p = tu_fork(small_dev_shm, f->name);
+    assert_true(p > 0);
+    int st = tu_wait(p, 60000);
+    if (st == 77)
+        skip(); /* needs CAP_SYS_ADMIN (CI runs as root) */
+    if (st != 0)
+        fail_msg("child: %s", st_name(st));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1077,6 +1128,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fork_inherits_handle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fork_inherits_unused_handle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slots_reused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_room_in_dev_shm, setup, teardown),
     };
     return cmocka_run_group_tests_name("shmcache segments", tests, NULL, NULL);
 }

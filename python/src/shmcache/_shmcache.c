@@ -93,6 +93,7 @@ static const char *const status_names[SHMC_STATUS_COUNT_] = {
     [SHMC_EHOLDS] = "EHOLDS",
     [SHMC_LEADER] = "LEADER",
     [SHMC_EFILL] = "EFILL",
+    [SHMC_ENOSPC] = "ENOSPC",
 };
 
 typedef struct exc_def {
@@ -141,6 +142,8 @@ static const exc_def exc_defs[] = {
      "This thread already holds the most locks and fills allowed at once."},
     {SHMC_EFILL, "FillError", NULL,
      "The leader's fill failed; .error and .message hold its error."},
+    {SHMC_ENOSPC, "NoSpaceError", &PyExc_OSError,
+     "/dev/shm has no room for a cache of this size."},
 };
 
 /* Raises the exception for status st.  err is the errno saved right after
