@@ -77,6 +77,7 @@ static struct {
     uint64_t capacity_size;
     bool skip_capacity;
     bool skip_throughput;
+    bool prefault;          /* throughput cache opened with SHMC_OPEN_PREFAULT */
 } cfg = {
     .seconds = 2.0,
     .nprocs_list = { 1, 2 },
@@ -180,12 +181,12 @@ static bool check(shmc_status st, const char *what)
 }
 
 /* Opens a fresh cache of `size` bytes (removing a stale one of that name). */
-static shmc_t *open_fresh(const char *name, uint64_t size)
+static shmc_t *open_fresh(const char *name, uint64_t size, unsigned flags)
 {
     shmc_options o;
     memset(&o, 0, sizeof o);
     o.size = size;
-    o.flags = SHMC_OPEN_CREATE_ONLY;
+    o.flags = SHMC_OPEN_CREATE_ONLY | flags;
     shmc_t *c = NULL;
     shmc_status st = shmc_open(name, &o, &c);
     if (st == SHMC_EEXIST) {
@@ -277,6 +278,12 @@ static void run_proc(shmc_t *c, enum workload wl, unsigned idx, int start_fd, pr
     uint64_t rng = splitmix64(&seed) | 1;
     unsigned char val[VALUE_LEN], buf[VALUE_LEN + 28];
     fill_value(val, idx);
+    if (c) {
+        /* Take this process's slot before the start (and with --prefault
+         * map the cache, which a forked child does on its first call). */
+        size_t l;
+        (void)shmc_get(c, keys[0], KEY_LEN, buf, sizeof buf, &l, NULL);
+    }
 
     char b;
     while (read(start_fd, &b, 1) < 0 && errno == EINTR) {
@@ -440,7 +447,7 @@ static void run_capacity(capacity_result *cr)
     memset(cr, 0, sizeof *cr);
     char name[SHMC_MAX_NAME + 1];
     snprintf(name, sizeof name, "%.*s-cap", (int)(SHMC_MAX_NAME - 4), cfg.name);
-    shmc_t *c = open_fresh(name, cfg.capacity_size);
+    shmc_t *c = open_fresh(name, cfg.capacity_size, 0);
     if (!c)
         return;
     if (!check(shmc_info_get(c, &cr->info), "shmc_info_get"))
@@ -554,8 +561,8 @@ static int write_json(const char *path, const run_result *runs, unsigned nruns,
     fprintf(f, ", \"compiler\": ");
     json_string(f, BENCH_COMPILER);
     fprintf(f, "},\n  \"config\": {\"seconds\": %.3f, \"keys\": %u, \"key_bytes\": %d, "
-               "\"value_bytes\": %d, \"cache_bytes\": %" PRIu64 "},\n",
-            cfg.seconds, cfg.keys, KEY_LEN, VALUE_LEN, cfg.size);
+               "\"value_bytes\": %d, \"cache_bytes\": %" PRIu64 ", \"prefault\": %s},\n",
+            cfg.seconds, cfg.keys, KEY_LEN, VALUE_LEN, cfg.size, cfg.prefault ? "true" : "false");
     fprintf(f, "  \"preload_sets_per_sec\": %.0f,\n", preload_rate);
     fprintf(f, "  \"throughput\": [");
     for (unsigned i = 0; i < nruns; i++) {
@@ -608,7 +615,7 @@ static void usage(FILE *f, const char *argv0)
     fprintf(f,
             "usage: %s [--seconds S] [--procs LIST] [--keys N] [--size-mib M]\n"
             "          [--capacity-mib M] [--skip-capacity] [--skip-throughput]\n"
-            "          [--name NAME] [--json FILE]\n"
+            "          [--prefault] [--name NAME] [--json FILE]\n"
             "\n"
             "  --seconds S        duration of each throughput run per process (default 2)\n"
             "  --procs LIST       comma-separated process counts (default 1,2)\n"
@@ -617,6 +624,8 @@ static void usage(FILE *f, const char *argv0)
             "  --capacity-mib M   cache size for the items-per-GiB fill (default 1024)\n"
             "  --skip-capacity    do not run the capacity fill\n"
             "  --skip-throughput  do not run the throughput runs\n"
+            "  --prefault         open the throughput cache with SHMC_OPEN_PREFAULT: every\n"
+            "                     worker maps the whole segment before its run\n"
             "  --name NAME        cache name prefix (default shmcache-bench-<pid>)\n"
             "  --json FILE        also write the results as JSON to FILE\n",
             argv0);
@@ -661,6 +670,7 @@ int main(int argc, char **argv)
         { "capacity-mib", required_argument, NULL, 'C' },
         { "skip-capacity", no_argument, NULL, 'c' },
         { "skip-throughput", no_argument, NULL, 't' },
+        { "prefault", no_argument, NULL, 'P' },
         { "name", required_argument, NULL, 'n' },
         { "json", required_argument, NULL, 'j' },
         { "help", no_argument, NULL, 'h' },
@@ -703,6 +713,9 @@ int main(int argc, char **argv)
             break;
         case 't':
             cfg.skip_throughput = true;
+            break;
+        case 'P':
+            cfg.prefault = true;
             break;
         case 'n':
             if (strlen(optarg) > SHMC_MAX_NAME - 4)
@@ -755,14 +768,16 @@ int main(int argc, char **argv)
         for (unsigned i = 0; i < cfg.keys; i++)
             format_key(keys[i], 'k', i);
 
-        shmc_t *c = open_fresh(cfg.name, cfg.size);
+        shmc_t *c = open_fresh(cfg.name, cfg.size, cfg.prefault ? SHMC_OPEN_PREFAULT : 0);
         if (!c)
             return 1;
         shmc_info info;
         if (!check(shmc_info_get(c, &info), "shmc_info_get"))
             return 1;
         printf("workload: %u keys of %d B, values of %d B, uniform key choice, %.1f s per "
-               "process per run\n", cfg.keys, KEY_LEN, VALUE_LEN, cfg.seconds);
+               "process per run%s\n", cfg.keys, KEY_LEN, VALUE_LEN, cfg.seconds,
+               cfg.prefault ? "; SHMC_OPEN_PREFAULT (each worker maps the whole cache first)"
+                            : "");
         printf("cache: %" PRIu64 " MiB (%u storage segments of %" PRIu64 " KiB, %u index "
                "slots)\n", info.size >> 20, info.segments, info.segment_bytes >> 10,
                info.index_slots);

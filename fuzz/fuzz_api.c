@@ -1149,8 +1149,9 @@ static void dec_opts(fz_in *in, shmc_options *o, int *bad)
                                     SHMC_MAX_VALUE_LIMIT + 1, UINT32_MAX};
     static const uint32_t slots[] = {0, 1, 16, 65535, 65536, UINT32_MAX};
     static const uint32_t modes[] = {0, 0600, 0640, 0777, 01000, 0xffffffffu};
-    static const uint32_t flags[] = {0, 0, SHMC_OPEN_CREATE_ONLY, SHMC_OPEN_ATTACH_ONLY,
-                                     SHMC_OPEN_CREATE_ONLY | SHMC_OPEN_ATTACH_ONLY, 4};
+    static const uint32_t flags[] = {0, SHMC_OPEN_PREFAULT, SHMC_OPEN_CREATE_ONLY,
+                                     SHMC_OPEN_ATTACH_ONLY,
+                                     SHMC_OPEN_CREATE_ONLY | SHMC_OPEN_ATTACH_ONLY, 8};
     static const uint32_t locks[] = {0, 1, 64, 1u << 20, (1u << 20) + 1};
     uint8_t a = fz_u8(in), b = fz_u8(in), c = fz_u8(in);
     memset(o, 0, sizeof *o);
@@ -1169,7 +1170,7 @@ static void dec_opts(fz_in *in, shmc_options *o, int *bad)
     o->flags = flags[(c >> 3) % 6];
     o->locks = locks[(b >> 6) % 5];
     o->reserved_ = (c >> 7) & ((a >> 6) & 1);
-    *bad = o->reserved_ || (o->flags & ~3u) || o->flags == 3 || (o->mode & ~0777u) ||
+    *bad = o->reserved_ || (o->flags & ~7u) || (o->flags & 3) == 3 || (o->mode & ~0777u) ||
            o->max_key > SHMC_MAX_KEY_LIMIT || o->max_value > SHMC_MAX_VALUE_LIMIT ||
            o->slots > 65535 || o->locks > (1u << 20) || o->size > (1ull << 46);
     if (o->size == 0 && !*bad) {

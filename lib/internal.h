@@ -41,6 +41,8 @@ struct shmc {
     _Atomic int refs;            /* 1 for the handle + 1 per thread slot held */
     _Atomic int closed;
     uint64_t id;                 /* process-unique handle id */
+    bool prefault;               /* opened with SHMC_OPEN_PREFAULT */
+    _Atomic int prefaulted_pid;  /* the process whose page tables hold it all */
 };
 
 /* Per-(thread, handle) participant record. */
@@ -102,6 +104,9 @@ HIDDEN bool mutex_mark_vanished(pthread_mutex_t *m);
 /* ---- segment.c ---- */
 HIDDEN shmc_status validate_name(const char *name, char *path, size_t pathlen);
 HIDDEN uint64_t layout_hash(void);
+/* With SHMC_OPEN_PREFAULT: maps the whole segment into this process, once
+ * per process (a child that inherited the handle does it on first use). */
+HIDDEN void segment_prefault(struct shmc *c);
 
 /* ---- slots.c ---- */
 /* The calling thread's participant record on c (taking a slot on first use). */

@@ -137,6 +137,7 @@ shmc_status slot_get(struct shmc *c, tslot **out)
         return SHMC_OK;
     }
     pthread_once(&atfork_once, register_atfork);
+    segment_prefault(c); /* a child that inherited a SHMC_OPEN_PREFAULT handle */
     if (!t) {
         t = calloc(1, sizeof *t);
         if (!t)

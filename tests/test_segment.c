@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sched.h>
@@ -1049,6 +1050,77 @@ static void test_slots_reused(void **state)
     assert_true(st.slots_live <= 4);
 }
 
+/* Bytes of this process's mappings of /dev/shm/<name> that its page
+ * tables map (the Rss of smaps), summed over every mapping of it. */
+static uint64_t mapped_bytes(const char *name)
+{
+    char want[300], line[512];
+    snprintf(want, sizeof want, "/dev/shm/%s\n", name);
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f)
+        return 0;
+    uint64_t kb = 0, v;
+    bool ours = false;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        char perms[8];
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3) { /* a mapping's first line */
+            size_t n = strlen(line), w = strlen(want);
+            ours = n >= w && strcmp(line + n - w, want) == 0;
+        } else if (ours && sscanf(line, "Rss: %" SCNu64 " kB", &v) == 1) {
+            kb += v;
+        }
+    }
+    fclose(f);
+    return kb << 10;
+}
+
+static int prefault_child(void *arg)
+{
+    fx *f = arg;
+    char v[8];
+    size_t l;
+    if (shmc_get(f->c, "k", 1, v, sizeof v, &l, NULL) != SHMC_OK || l != 5)
+        return 1;
+    /* fork() copied no page tables of the shared mapping: the first call
+     * mapped the whole segment again */
+    return mapped_bytes(f->name) >= (16u << 20) ? 0 : 2;
+}
+
+/* SHMC_OPEN_PREFAULT maps every page into the opening process (and into a
+ * child that inherited the handle, on its first call), changing no data. */
+static void test_prefault(void **state)
+{
+    fx *f = *state;
+    const uint64_t size = 16u << 20;
+    shmc_t *plain;
+    assert_int_equal(shmc_open(f->name,
+                               &(shmc_options){.size = size, .max_value = 64u << 10,
+                                               .slots = 16},
+                               &plain),
+                     SHMC_OK);
+    assert_int_equal(shmc_set(plain, "k", 1, "value", 5, 0, 0), SHMC_OK);
+    uint64_t before = mapped_bytes(f->name);
+    assert_true(before > 0 && before < size / 2);
+    assert_int_equal(shmc_open(f->name, &(shmc_options){.flags = SHMC_OPEN_PREFAULT}, &f->c),
+                     SHMC_OK);
+    assert_true(mapped_bytes(f->name) >= size);
+    char v[8];
+    size_t l;
+    assert_int_equal(shmc_get(f->c, "k", 1, v, sizeof v, &l, NULL), SHMC_OK);
+    assert_memory_equal(v, "value", 5);
+    pid_t p = tu_fork(prefault_child, f);
+    assert_true(p > 0);
+    int st = tu_wait(p, 30000);
+    if (st != 0)
+        fail_msg("child: %s", st_name(st));
+    assert_int_equal(shmc_close(plain), SHMC_OK);
+    /* flags are checked */
+    shmc_t *x = NULL;
+    assert_int_equal(shmc_open(f->name, &(shmc_options){.flags = 8}, &x), SHMC_EINVAL);
+    assert_null(x);
+}
+
 /* In a child with its own mount namespace and a 6 MiB tmpfs on /dev/shm
  * (a container's small /dev/shm): a cache larger than the room left is
  * refused at creation with SHMC_ENOSPC and leaves nothing behind; one that
@@ -1129,6 +1201,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fork_inherits_unused_handle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slots_reused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_room_in_dev_shm, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prefault, setup, teardown),
     };
     return cmocka_run_group_tests_name("shmcache segments", tests, NULL, NULL);
 }

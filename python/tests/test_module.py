@@ -393,6 +393,27 @@ class TestErrors(CacheTestCase):
         attached.close()
         self.assertFalse(shmcache.destroy(missing))
 
+    def test_prefault(self):
+        # The whole cache is mapped into this process at open (smaps Rss of
+        # its mappings), and the data is the data.
+        self.cache.set("p", b"before")
+
+        def mapped():
+            total, ours = 0, False
+            with open("/proc/self/smaps") as f:
+                for line in f:
+                    head = line.split()
+                    if head and "-" in head[0] and ":" not in head[0]:
+                        ours = line.rstrip("\n").endswith("/dev/shm/" + self.name)
+                    elif ours and line.startswith("Rss:"):
+                        total += int(head[1]) * 1024
+            return total
+
+        pre = shmcache.Cache(self.name, create=False, prefault=True)
+        self.assertGreaterEqual(mapped(), SIZE)
+        self.assertEqual(pre.get("p"), b"before")
+        pre.close()
+
     def test_exception_attributes(self):
         try:
             self.cache.get("")

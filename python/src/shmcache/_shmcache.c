@@ -668,16 +668,16 @@ static int Cache_init(CacheObject *s, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"name", "size", "max_key", "max_value", "slots", "mode",
                              "locks", "create", "exclusive", "serializer",
-                             "pickle_protocol", NULL};
+                             "pickle_protocol", "prefault", NULL};
     PyObject *name, *serializer = Py_None, *protocol = Py_None;
     shmc_options o;
     memset(&o, 0, sizeof o);
-    int create = 1, exclusive = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "U|O&$O&O&O&O&O&ppOO:Cache", kwlist, &name,
+    int create = 1, exclusive = 0, prefault = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "U|O&$O&O&O&O&O&ppOOp:Cache", kwlist, &name,
                                      conv_size, &o.size, conv_u32, &o.max_key, conv_u32,
                                      &o.max_value, conv_u32, &o.slots, conv_u32, &o.mode,
                                      conv_u32, &o.locks, &create, &exclusive, &serializer,
-                                     &protocol))
+                                     &protocol, &prefault))
         return -1;
     if (s->c) {
         PyErr_SetString(PyExc_RuntimeError, "Cache.__init__ called on an open cache");
@@ -706,6 +706,8 @@ static int Cache_init(CacheObject *s, PyObject *args, PyObject *kw)
         return -1;
     }
     o.flags = !create ? SHMC_OPEN_ATTACH_ONLY : exclusive ? SHMC_OPEN_CREATE_ONLY : 0;
+    if (prefault)
+        o.flags |= SHMC_OPEN_PREFAULT;
     const char *cname = PyUnicode_AsUTF8(name);
     if (!cname || strlen(cname) != (size_t)PyUnicode_GET_LENGTH(name)) {
         if (cname)   /* a NUL or a non-ASCII character */
@@ -2050,7 +2052,7 @@ static PyTypeObject CacheType = {
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "Cache(name, size=None, *, max_key=None, max_value=None, slots=None, "
               "mode=None, locks=None, create=True, exclusive=False, serializer=None, "
-              "pickle_protocol=None)\n\n"
+              "pickle_protocol=None, prefault=False)\n\n"
               "Opens (creating it unless create=False) the shared-memory cache `name`.",
     .tp_traverse = (traverseproc)Cache_traverse,
     .tp_clear = (inquiry)Cache_clear,
