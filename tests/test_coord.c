@@ -11,13 +11,11 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -268,6 +266,18 @@ static void test_lock_lease_expiry(void **state)
     shared_free(sh, 0);
 }
 
+/* In a forked child: takes lock `name` with no lease and publishes the
+ * token in sh->last_token (_exit(1) on failure). */
+static void child_hold(shared *sh, const char *name)
+{
+    shmc_t *c;
+    uint64_t t;
+    if (shmc_open(sh->name, NULL, &c) != SHMC_OK ||
+        shmc_lock_acquire(c, L(name), 1000, 0, &t) != SHMC_OK)
+        _exit(1);
+    atomic_store(&sh->last_token, t);
+}
+
 /* A holder SIGKILLed with no lease: the waiter gets the lock, woken by the
  * death (its own timeout is far away and the lock has no lease). */
 static void test_lock_holder_killed(void **state)
@@ -276,12 +286,7 @@ static void test_lock_holder_killed(void **state)
     shared *sh = shared_new(f->name, 0);
     pid_t holder = fork();
     if (holder == 0) {
-        shmc_t *c;
-        uint64_t t;
-        if (shmc_open(sh->name, NULL, &c) != SHMC_OK ||
-            shmc_lock_acquire(c, L("victim"), 1000, 0, &t) != SHMC_OK)
-            _exit(1);
-        atomic_store(&sh->last_token, t);
+        child_hold(sh, "victim");
         atomic_fetch_add(&sh->ready, 1);
         for (;;)
             pause();
@@ -338,17 +343,8 @@ static void test_lock_holder_vanished(void **state)
     shared *sh = shared_new(f->name, 0);
     pid_t holder = fork();
     if (holder == 0) {
-        shmc_t *c;
-        uint64_t t;
-        if (shmc_open(sh->name, NULL, &c) != SHMC_OK ||
-            shmc_lock_acquire(c, L("ghost"), 1000, 0, &t) != SHMC_OK)
-            _exit(1);
-        atomic_store(&sh->last_token, t);
-        static struct robust_list_head empty;
-        empty.list.next = &empty.list;
-        if (syscall(SYS_set_robust_list, &empty, sizeof empty) != 0)
-            _exit(2);
-        _exit(0);
+        child_hold(sh, "ghost");
+        _exit(tu_forget_robust_list() == 0 ? 0 : 2);
     }
     assert_int_equal(tu_wait(holder, 10000), 0);
     uint64_t t;

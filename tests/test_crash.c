@@ -19,13 +19,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <linux/futex.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -850,11 +848,7 @@ static int slot_kid_main(void *arg)
     if (k->vanish) {
         /* As if the segment had been restored with this slot held: the
          * kernel will not mark the slot's mutex when we exit. */
-        static struct robust_list_head empty;
-        empty.list.next = &empty.list;
-        if (syscall(SYS_set_robust_list, &empty, sizeof empty) != 0)
-            return 4;
-        return 0;
+        return tu_forget_robust_list() == 0 ? 0 : 4;
     }
     for (;;)
         pause();

@@ -110,6 +110,12 @@ void tu_report_free(tu_report *r);
 void tu_report_error(tu_report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *tu_report_msg(tu_report *r);
 
+/* Unregisters the calling thread's robust-mutex list from the kernel, so
+ * that when it exits the mutexes it holds keep naming it, without the
+ * owner-died mark: a holder that "vanished" (as after damage, or in a
+ * segment restored with its locks held).  0, or -1 with errno. */
+int tu_forget_robust_list(void);
+
 /* ---- fork / wait ---- */
 /* Forks; the child arms alarm(TU_CHILD_ALARM_S), runs fn(arg) and _exit()s
  * with its return value.  Returns the child's pid (or -1). */
