@@ -215,6 +215,22 @@ static long unescape(char *s)
     return unescape_pass(s, false) < 0 ? -1 : unescape_pass(s, true);
 }
 
+/* The bytes that the argument `what` (KEY, LOCK, --prefix) names: arg
+ * itself, or with `escaped` arg decoded in place.  Sets *len and returns 0,
+ * or returns the exit status of a usage error naming the bad argument. */
+static int arg_bytes(const char *cmdname, const char *what, char *arg, bool escaped, size_t *len)
+{
+    long n = escaped ? unescape(arg) : (long)strlen(arg);
+    if (n < 0) {
+        char fmt[128];
+        snprintf(fmt, sizeof fmt, "bad escape in %s '%%s' (\\xHH, \\\\, \\\", \\n, \\t)",
+                 what);
+        return usage_err(cmdname, fmt, arg);
+    }
+    *len = (size_t)n;
+    return 0;
+}
+
 static void fmt_ttl(char *buf, size_t n, uint64_t ms)
 {
     if (ms == SHMC_TTL_NONE)
@@ -784,15 +800,7 @@ static int parse_kopts(const char *cmdname, int argc, char **argv, kopts *k, int
 static int take_key(const char *cmdname, char *arg, kopts *k)
 {
     k->key = arg;
-    k->klen = strlen(arg);
-    if (k->escaped) {
-        long n = unescape(arg);
-        if (n < 0)
-            return usage_err(cmdname, "bad escape in KEY '%s' (\\xHH, \\\\, \\\", \\n, \\t)",
-                             arg);
-        k->klen = (size_t)n;
-    }
-    return 0;
+    return arg_bytes(cmdname, "KEY", arg, k->escaped, &k->klen);
 }
 
 /* "key K not found" on stderr, K escaped when it is not plain text. */
@@ -1046,11 +1054,9 @@ static int cmd_keys(int argc, char **argv)
         return usage_err("keys", "expects exactly one NAME%s", "");
     if (prefix) {
         x.prefix = prefix;
-        x.plen = strlen(prefix);
-        long n = escaped ? unescape(prefix) : (long)x.plen;
-        if (n < 0)
-            return usage_err("keys", "bad escape in --prefix '%s'", prefix);
-        x.plen = (size_t)n;
+        int e = arg_bytes("keys", "--prefix", prefix, escaped, &x.plen);
+        if (e)
+            return e;
     }
     const char *name = argv[optind];
     shmc_t *c;
@@ -1227,26 +1233,26 @@ static int cmd_lock_release(int argc, char **argv)
                          "working under the lock%s", "");
     const char *name = argv[i];
     char *lock = argv[i + 1];
-    long llen = escaped ? unescape(lock) : (long)strlen(lock);
-    if (llen < 0)
-        return usage_err("lock-release", "bad escape in LOCK '%s'", lock);
+    size_t llen;
+    if ((rc = arg_bytes("lock-release", "LOCK", lock, escaped, &llen)))
+        return rc;
     shmc_t *c;
     rc = open_cache(name, &c);
     if (rc)
         return rc;
     uint64_t tok = 0;
-    shmc_status st = shmc_lock_force_release(c, lock, (size_t)llen, &tok);
+    shmc_status st = shmc_lock_force_release(c, lock, llen, &tok);
     shmc_close(c);
     if (st == SHMC_NOT_FOUND) {
         fprintf(stderr, "%s: cache '%s': lock ", prog, name);
-        put_escaped(stderr, lock, (size_t)llen, false);
+        put_escaped(stderr, lock, llen, false);
         fprintf(stderr, " is not held\n");
         return EX_FAIL;
     }
     if (st != SHMC_OK)
         return fail(name, "lock-release", st);
     printf("released lock ");
-    put_escaped(stdout, lock, (size_t)llen, false);
+    put_escaped(stdout, lock, llen, false);
     printf(" (revoked token %" PRIu64 ")\n", tok);
     return EX_OK;
 }
