@@ -10,7 +10,11 @@
  * empty way.  A writer killed before the CAS leaves dead bytes only; after
  * it, the write is complete.  Only then is the write acknowledged.
  */
-#include "internal.h"
+#include "cache.h"
+#include "alloc.h"
+#include "epoch.h"
+#include "index.h"
+#include "slots.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -93,10 +97,10 @@ static shmc_status get_visit(struct shmc *c, const void *key, size_t klen, visit
         visiting = it;
         st = fn(ctx, (const uint8_t *)(it + 1) + it->klen, it->vlen, it->flags);
         mark_accessed(it);
-        STAT_ADD(t, st_hits, 1);
+        STAT_ADD(t, hits, 1);
     } else {
         st = SHMC_NOT_FOUND;
-        STAT_ADD(t, st_misses, 1);
+        STAT_ADD(t, misses, 1);
     }
     read_exit(c, t);
     return st;
@@ -451,7 +455,7 @@ static bool counter_locked(shmc_t *c, const void *key, size_t klen, uint64_t del
         goto unlock;
     }
     write_item(c, t, off, key, klen, buf, len, flags, expire, kind);
-    uint64_t nw = make_word(kh.tag, off);
+    uint64_t nw = iw_make(kh.tag, off);
     if (slot) {
         uint64_t ooff = ((ow & IW_LOC_MASK) - 1) << 3;
         uint64_t obytes = item_total(old->klen, old->vlen);
@@ -465,7 +469,7 @@ static bool counter_locked(shmc_t *c, const void *key, size_t klen, uint64_t del
     } else {
         index_insert(c, t, &kh, nw);
     }
-    STAT_ADD(t, st_sets, 1);
+    STAT_ADD(t, sets, 1);
     *result = nv;
     *out = SHMC_OK;
 unlock:
@@ -545,9 +549,9 @@ shmc_status shmc_exists(shmc_t *c, const void *key, size_t klen)
 
 static uint64_t next_cas(tslot *t)
 {
-    uint64_t seq = atomic_load_explicit(&t->s->st_cas_seq, memory_order_relaxed) + 1;
-    atomic_store_explicit(&t->s->st_cas_seq, seq, memory_order_relaxed);
-    return (seq << 16) | (uint64_t)(t->idx + 1);
+    uint64_t seq = atomic_load_explicit(&t->s->cas_seq, memory_order_relaxed) + 1;
+    atomic_store_explicit(&t->s->cas_seq, seq, memory_order_relaxed);
+    return cas_make(seq, t->idx + 1);
 }
 
 /* ---- writes ---- */
@@ -668,7 +672,7 @@ static shmc_status store(struct shmc *c, const void *key, size_t klen, const voi
         return st;
     }
     shmc_item *it = write_item(c, t, off, key, klen, val, vlen, flags, expire, cd->kind);
-    uint64_t nw = make_word(kh.tag, off);
+    uint64_t nw = iw_make(kh.tag, off);
 
     st = stripe_lock(c, kh.stripe);
     if (st != SHMC_OK) {
@@ -698,14 +702,14 @@ static shmc_status store(struct shmc *c, const void *key, size_t klen, const voi
                                                     memory_order_relaxed)) {
             seg_dec_live(c, ooff, obytes);
             if (was_expired)
-                STAT_ADD(t, st_expirations, 1);
+                STAT_ADD(t, expirations, 1);
             break;
         }
     }
     stripe_unlock(c, kh.stripe);
     read_exit(c, t);
     if (st == SHMC_OK) {
-        STAT_ADD(t, st_sets, 1);
+        STAT_ADD(t, sets, 1);
         cd->cur_cas = it->cas;
     }
     return st;
@@ -791,9 +795,9 @@ static shmc_status delete_if(struct shmc *c, const void *key, size_t klen, cond 
                                                     memory_order_relaxed)) {
             seg_dec_live(c, ooff, obytes);
             if (was_expired) {
-                STAT_ADD(t, st_expirations, 1);
+                STAT_ADD(t, expirations, 1);
             } else {
-                STAT_ADD(t, st_deletes, 1);
+                STAT_ADD(t, deletes, 1);
                 st = SHMC_OK;
             }
             break;
@@ -857,7 +861,7 @@ shmc_status shmc_flush(shmc_t *c)
         }
         read_exit(c, t);
     }
-    STAT_ADD(t, st_deletes, removed);
+    STAT_ADD(t, deletes, removed);
     return SHMC_OK;
 }
 
@@ -909,8 +913,8 @@ shmc_status shmc_get_many(shmc_t *c, shmc_get_req *reqs, size_t n)
             hits++;
         }
         read_exit(c, t);
-        STAT_ADD(t, st_hits, hits);
-        STAT_ADD(t, st_misses, misses);
+        STAT_ADD(t, hits, hits);
+        STAT_ADD(t, misses, misses);
     }
     return SHMC_OK;
 }

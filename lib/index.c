@@ -13,14 +13,10 @@
  * Every word read is validated (range, alignment, item header, lengths)
  * before the item is used: a bad word is skipped, never followed.
  */
-#include "internal.h"
+#include "index.h"
 
+#include <errno.h>
 #include <string.h>
-
-uint64_t make_word(uint16_t tag, uint64_t off)
-{
-    return ((uint64_t)tag << IW_LOC_BITS) | ((off >> 3) + 1);
-}
 
 static inline uint64_t reduce(uint64_t x32, uint64_t n)
 {
@@ -179,9 +175,9 @@ void index_insert(struct shmc *c, tslot *t, const keyhash *kh, uint64_t newword)
             if (vbytes && voff < c->data_bytes)
                 seg_dec_live(c, voff, vbytes);
             if (best == 1)
-                STAT_ADD(t, st_expirations, 1);
+                STAT_ADD(t, expirations, 1);
             else
-                STAT_ADD(t, st_evictions, 1);
+                STAT_ADD(t, evictions, 1);
             return;
         }
     }
@@ -222,4 +218,55 @@ uint64_t index_purge_range(struct shmc *c, uint64_t lo, uint64_t hi)
             n++;
     }
     return n;
+}
+
+/* ---- per-segment entry counts ---- */
+void seg_inc_live(struct shmc *c, uint64_t off, uint64_t bytes, uint64_t expire)
+{
+    shmc_segmeta *m = &c->segs[off >> c->seg_shift];
+    atomic_fetch_add_explicit(&m->live, live_one(bytes), memory_order_relaxed);
+    /* Coarse max of expiry times, so that it changes rarely. */
+    uint64_t want = expire ? (expire | (EXPIRE_ROUND_MS - 1)) : UINT64_MAX;
+    uint64_t cur = atomic_load_explicit(&m->max_expire, memory_order_relaxed);
+    while (cur < want &&
+           !atomic_compare_exchange_weak_explicit(&m->max_expire, &cur, want,
+                                                  memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
+/* Every decrement matches an earlier increment of the same item (raised
+ * before publication, lowered after unlink), so this never underflows. */
+void seg_dec_live(struct shmc *c, uint64_t off, uint64_t bytes)
+{
+    shmc_segmeta *m = &c->segs[off >> c->seg_shift];
+    atomic_fetch_sub_explicit(&m->live, live_one(bytes), memory_order_relaxed);
+}
+
+/* ---- robust per-key (stripe) locks ----
+ * Every step a writer takes under a stripe lock leaves the index valid (the
+ * publishing CAS is the commit point), so a lock whose holder died needs no
+ * repair: mark it consistent and go on. */
+shmc_status stripe_lock(struct shmc *c, uint32_t stripe)
+{
+    pthread_mutex_t *m = &c->stripes[stripe % SHMC_STRIPES].mtx;
+    /* Critical sections are a few index operations (~100 ns): spin a little
+     * before sleeping in the kernel, which costs far more on a hot key. */
+    int r = EBUSY;
+    for (int i = 0; i < 100 && r == EBUSY; i++) {
+        r = pthread_mutex_trylock(m);
+        if (r == EBUSY)
+            caa_cpu_relax();
+    }
+    /* Bounded: a holder that never lets go (stopped, or a damaged mutex)
+     * must not hang the caller. */
+    if (r == EBUSY)
+        return robust_lock(m, LOCK_WAIT_MS, NULL);
+    if (r == EOWNERDEAD)
+        pthread_mutex_consistent(m);
+    return lock_status(r);
+}
+
+void stripe_unlock(struct shmc *c, uint32_t stripe)
+{
+    pthread_mutex_unlock(&c->stripes[stripe % SHMC_STRIPES].mtx);
 }

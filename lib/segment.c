@@ -10,7 +10,11 @@
  * ever read from shared memory are index words and item headers, and those
  * are bounds-checked at every use.
  */
-#include "internal.h"
+#include "segment.h"
+#include "coord.h"
+#include "epoch.h"
+#include "index.h"
+#include "slots.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,12 +27,8 @@
 #include <unistd.h>
 
 #define DEFAULT_SIZE (64ull << 20)
-#define MIN_SEG_SIZE (64ull << 10)
-#define MAX_SEG_SIZE (16ull << 20)
-#define SEGS_TARGET 128u            /* segment size aims at size / 128 */
 #define MIN_SIZE (1ull << 20)
 #define MIN_DEFAULT_MAX_VALUE (64u << 10)
-#define INDEX_BYTES_PER_SLOT 80u    /* one index way per 80 bytes of data */
 #define OPEN_DEADLINE_MS BOUND_MS(5000u)
 
 static _Atomic uint64_t next_handle_id = 1;
@@ -54,32 +54,25 @@ shmc_status validate_name(const char *name, char *path, size_t pathlen)
     return SHMC_OK;
 }
 
+static const shmc_field_desc layout_fields[] = {SHMC_LAYOUT_DESCS};
+static const uint64_t layout_constants[] = SHMC_LAYOUT_CONSTANTS;
+
 /* Hash of everything whose change would make two builds disagree about the
- * segment: struct sizes and field offsets, mutex size, byte order. */
+ * segment: every field of every shared struct (name, type, offset, size),
+ * the geometry rules, the packed words' widths, mutex size, byte order. */
 uint64_t layout_hash(void)
 {
-    const uint64_t parts[] = {
-        sizeof(shmc_hdr), offsetof(shmc_hdr, epoch), offsetof(shmc_hdr, seal_seq),
-        offsetof(shmc_hdr, purges), offsetof(shmc_hdr, slot_hint), offsetof(shmc_hdr, membarrier),
-        sizeof(shmc_slot), offsetof(shmc_slot, epoch), offsetof(shmc_slot, st_hits),
-        offsetof(shmc_slot, gen), sizeof(shmc_stripe), sizeof(shmc_head),
-        sizeof(shmc_segmeta), offsetof(shmc_segmeta, live), LIVE_SHIFT,
-        sizeof(shmc_item), offsetof(shmc_item, expire_ms), offsetof(shmc_item, cas),
-        sizeof(shmc_centry), offsetof(shmc_centry, err_token), sizeof(shmc_hold),
-        offsetof(shmc_slot, hold), offsetof(shmc_hdr, token_hi), offsetof(shmc_hdr, ncoord),
-        SHMC_HOLDS,
-        sizeof(pthread_mutex_t), SHMC_BUCKET_WAYS, SHMC_STRIPES, SHMC_MAX_HEADS,
-        IW_LOC_BITS, INDEX_BYTES_PER_SLOT, MIN_SEG_SIZE, MAX_SEG_SIZE, SEGS_TARGET,
-        0x0102030405060708ull,
-    };
-    return hash_key(0x5348434c41594f55ull, parts, sizeof parts);
+    return shmc_layout_hash_of(layout_fields, sizeof layout_fields / sizeof layout_fields[0],
+                               layout_constants,
+                               sizeof layout_constants / sizeof layout_constants[0]);
 }
 
+/* The geometry of a segment: the header's G rows. */
+#define GEOMETRY_FIELD(type, name) type name;
 typedef struct layout {
-    uint64_t size, seg_size, nbuckets, data_bytes;
-    uint64_t off_slots, off_stripes, off_coord, off_heads, off_segs, off_index, off_data;
-    uint32_t seg_shift, nsegs, nheads, max_key, max_value, nslots, ncoord;
+    SHMC_HDR_GEOMETRY(GEOMETRY_FIELD)
 } layout;
+#undef GEOMETRY_FIELD
 
 #define MAX_LOCKS (1u << 20)
 
@@ -96,7 +89,7 @@ static shmc_status compute_layout(uint64_t size, uint32_t max_key, uint32_t max_
                                   uint32_t nslots, uint32_t ncoord, layout *L)
 {
     if (max_key == 0 || max_key > SHMC_MAX_KEY_LIMIT || max_value > SHMC_MAX_VALUE_LIMIT ||
-        nslots == 0 || nslots > 65535 || size > (1ull << 46) || ncoord == 0 ||
+        nslots == 0 || nslots > SHMC_MAX_SLOTS || size > (1ull << 46) || ncoord == 0 ||
         ncoord > MAX_LOCKS)
         return SHMC_EINVAL;
     if (size < MIN_SIZE)
@@ -111,12 +104,12 @@ static shmc_status compute_layout(uint64_t size, uint32_t max_key, uint32_t max_
      * eviction, cheap segment scans), within [64 KiB, 16 MiB], and never
      * smaller than the largest item. */
     uint64_t item_max = item_total(max_key, max_value);
-    uint64_t want = size / SEGS_TARGET;
-    if (want > MAX_SEG_SIZE)
-        want = MAX_SEG_SIZE;
+    uint64_t want = size / SHMC_SEGS_TARGET;
+    if (want > SHMC_MAX_SEG_SIZE)
+        want = SHMC_MAX_SEG_SIZE;
     if (want < item_max)
         want = item_max;
-    uint64_t seg = MIN_SEG_SIZE;
+    uint64_t seg = SHMC_MIN_SEG_SIZE;
     uint32_t shift = 16;
     while (seg < want) {
         seg <<= 1;
@@ -131,12 +124,12 @@ static shmc_status compute_layout(uint64_t size, uint32_t max_key, uint32_t max_
     uint64_t fixed = L->off_heads + SHMC_MAX_HEADS * sizeof(shmc_head) + 2 * 4096;
     if (size <= fixed)
         return SHMC_ETOOSMALL;
-    uint64_t per_seg = seg + sizeof(shmc_segmeta) + seg / INDEX_BYTES_PER_SLOT * 8 + SHMC_CL;
+    uint64_t per_seg = seg + sizeof(shmc_segmeta) + seg / SHMC_INDEX_BYTES_PER_WAY * 8 + SHMC_CL;
     uint64_t nsegs = (size - fixed) / per_seg;
     for (; nsegs > 0; nsegs--) {
         uint32_t heads = nsegs >= 32 ? SHMC_MAX_HEADS : (nsegs >= 16 ? 2 : 1);
         uint64_t data = nsegs * seg;
-        uint64_t ways = data / INDEX_BYTES_PER_SLOT;
+        uint64_t ways = data / SHMC_INDEX_BYTES_PER_WAY;
         uint64_t nb = (ways + SHMC_BUCKET_WAYS - 1) / SHMC_BUCKET_WAYS;
         if (nb < 2)
             nb = 2;
@@ -197,7 +190,6 @@ static void bind_handle(struct shmc *c, const layout *L, uint8_t *base)
     c->slots = (shmc_slot *)(base + L->off_slots);
     c->stripes = (shmc_stripe *)(base + L->off_stripes);
     c->coord = (shmc_centry *)(base + L->off_coord);
-    c->ncoord = L->ncoord;
     c->heads = (shmc_head *)(base + L->off_heads);
     c->segs = (shmc_segmeta *)(base + L->off_segs);
     c->index = (_Atomic uint64_t *)(base + L->off_index);
@@ -211,6 +203,7 @@ static void bind_handle(struct shmc *c, const layout *L, uint8_t *base)
     c->nheads = L->nheads;
     c->max_key = L->max_key;
     c->max_value = L->max_value;
+    c->ncoord = L->ncoord;
 }
 
 /* Initialises a segment we hold LOCK_EX on; nobody else maps it. */
@@ -237,25 +230,10 @@ static shmc_status init_segment(int fd, const layout *L, uint32_t mode, uint8_t 
     h->hdr_size = SHMC_HDR_SIZE;
     h->layout_hash = layout_hash();
     h->pidns = pid_namespace();
-    h->size = L->size;
-    h->max_key = L->max_key;
-    h->max_value = L->max_value;
-    h->nslots = L->nslots;
-    h->nheads = L->nheads;
-    h->seg_size = L->seg_size;
-    h->seg_shift = L->seg_shift;
-    h->nsegs = L->nsegs;
-    h->nbuckets = L->nbuckets;
+#define STORE(type, name) h->name = L->name;
+    SHMC_HDR_GEOMETRY(STORE)
+#undef STORE
     h->hash_seed = random_seed();
-    h->off_slots = L->off_slots;
-    h->off_stripes = L->off_stripes;
-    h->off_coord = L->off_coord;
-    h->ncoord = L->ncoord;
-    h->off_heads = L->off_heads;
-    h->off_segs = L->off_segs;
-    h->off_index = L->off_index;
-    h->off_data = L->off_data;
-    h->data_bytes = L->data_bytes;
     h->created_ms = now_ms();
     atomic_store(&h->epoch, 1);
     atomic_store(&h->seal_seq, 1);
@@ -298,13 +276,11 @@ static shmc_status check_header(const shmc_hdr *h, uint64_t fsize, layout *L)
         return SHMC_ENAMESPACE;
     if (compute_layout(h->size, h->max_key, h->max_value, h->nslots, h->ncoord, L) != SHMC_OK)
         return SHMC_ECORRUPT;
-    if (L->seg_size != h->seg_size || L->seg_shift != h->seg_shift || L->nsegs != h->nsegs ||
-        L->nheads != h->nheads || L->nbuckets != h->nbuckets || L->off_slots != h->off_slots ||
-        L->off_stripes != h->off_stripes || L->off_heads != h->off_heads ||
-        L->off_coord != h->off_coord ||
-        L->off_segs != h->off_segs || L->off_index != h->off_index ||
-        L->off_data != h->off_data || L->data_bytes != h->data_bytes)
+    /* Every geometry field, re-derived, must match what the header says. */
+#define DIFFERS(type, name) || L->name != h->name
+    if (0 SHMC_HDR_GEOMETRY(DIFFERS))
         return SHMC_ECORRUPT;
+#undef DIFFERS
     return SHMC_OK;
 }
 
@@ -402,36 +378,6 @@ static shmc_status attach_segment(int fd, const shmc_options *o, layout *L, uint
     return SHMC_OK;
 }
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
-#endif
-
-/* Maps every page of the segment into this process now.  Every process
- * otherwise takes a page fault per page it touches first (a write fault per
- * 4 KiB page): with many processes writing a fresh cache that halved set
- * throughput (bench_core --prefault).  MADV_POPULATE_WRITE faults pages in
- * as writes would, without changing their contents, so it is safe while
- * others write.  On older kernels a read of one byte per page maps what a
- * read fault maps (its neighbours too).  Best effort: a failure costs only
- * the faults it would have saved.  fork() does not copy the page tables of
- * a shared mapping, so a child that inherited the handle does this again,
- * on its first operation (slot_get). */
-void segment_prefault(struct shmc *c)
-{
-    if (!c->prefault)
-        return;
-    int me = (int)getpid();
-    int was = atomic_load_explicit(&c->prefaulted_pid, memory_order_relaxed);
-    if (was == me || !atomic_compare_exchange_strong(&c->prefaulted_pid, &was, me))
-        return;
-    if (madvise(c->base, c->size, MADV_POPULATE_WRITE) == 0 || errno != EINVAL)
-        return;
-    long pg = sysconf(_SC_PAGESIZE);
-    uint64_t step = pg > 0 ? (uint64_t)pg : 4096u;
-    for (uint64_t off = 0; off < c->size; off += step)
-        (void)*(volatile const uint8_t *)(c->base + off);
-}
-
 shmc_status shmc_open(const char *name, const shmc_options *opts, shmc_t **out)
 {
     if (!out)
@@ -450,7 +396,7 @@ shmc_status shmc_open(const char *name, const shmc_options *opts, shmc_t **out)
         (o.mode & ~0777u))
         return SHMC_EINVAL;
     if (o.max_key > SHMC_MAX_KEY_LIMIT || o.max_value > SHMC_MAX_VALUE_LIMIT ||
-        o.slots > 65535 || o.locks > MAX_LOCKS)
+        o.slots > SHMC_MAX_SLOTS || o.locks > MAX_LOCKS)
         return SHMC_EINVAL;
     /* The layout we would create.  Only a creator needs it to be valid: an
      * attacher compares its non-zero options with the segment instead. */
@@ -575,21 +521,11 @@ shmc_status shmc_open(const char *name, const shmc_options *opts, shmc_t **out)
         return SHMC_ESYS;
     }
     membarrier_setup(c);
+    coord_bind(c);
     c->prefault = (o.flags & SHMC_OPEN_PREFAULT) != 0;
-    segment_prefault(c);
+    handle_prefault(c);
     *out = c;
     return SHMC_OK;
-}
-
-/* Drops one reference; the last one unmaps. */
-void handle_unref(struct shmc *c)
-{
-    if (atomic_fetch_sub(&c->refs, 1) != 1)
-        return;
-    pthread_key_delete(c->tkey);
-    munmap(c->base, c->size);
-    close(c->fd);
-    free(c);
 }
 
 shmc_status shmc_close(shmc_t *c)

@@ -1617,36 +1617,9 @@ static PyObject *Cache_stats(CacheObject *s, PyObject *unused)
     PyObject *d = PyDict_New();
     if (!d)
         return NULL;
-    DICT_U64(d, st, gets);
-    DICT_U64(d, st, hits);
-    DICT_U64(d, st, misses);
-    DICT_U64(d, st, sets);
-    DICT_U64(d, st, deletes);
-    DICT_U64(d, st, evictions);
-    DICT_U64(d, st, expirations);
-    DICT_U64(d, st, items);
-    DICT_U64(d, st, bytes_used);
-    DICT_U64(d, st, bytes_free);
-    DICT_U64(d, st, bytes_total);
-    DICT_U64(d, st, segments_free);
-    DICT_U64(d, st, segments_open);
-    DICT_U64(d, st, segments_sealed);
-    DICT_U64(d, st, segments_retired);
-    DICT_U64(d, st, slots_live);
-    DICT_U64(d, st, slots_reaped);
-    DICT_U64(d, st, index_capacity);
-    DICT_U64(d, st, enomem);
-    DICT_U64(d, st, rescued);
-    DICT_U64(d, st, lock_acquires);
-    DICT_U64(d, st, lock_waits);
-    DICT_U64(d, st, lock_timeouts);
-    DICT_U64(d, st, lock_takeovers);
-    DICT_U64(d, st, fills);
-    DICT_U64(d, st, fill_waits);
-    DICT_U64(d, st, fill_takeovers);
-    DICT_U64(d, st, fill_errors);
-    DICT_U64(d, st, locks_used);
-    DICT_U64(d, st, locks_capacity);
+#define STAT_ITEM(name, kind, src, help) DICT_U64(d, st, name);
+    SHMC_STATS_FIELDS(STAT_ITEM)
+#undef STAT_ITEM
     return d;
 }
 
