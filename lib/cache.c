@@ -457,7 +457,7 @@ static bool counter_locked(shmc_t *c, const void *key, size_t klen, uint64_t del
     write_item(c, t, off, key, klen, buf, len, flags, expire, kind);
     uint64_t nw = iw_make(kh.tag, off);
     if (slot) {
-        uint64_t ooff = ((ow & IW_LOC_MASK) - 1) << 3;
+        uint64_t ooff = iw_off(ow);
         uint64_t obytes = item_total(old->klen, old->vlen);
         if (!atomic_compare_exchange_strong_explicit(slot, &ow, nw, memory_order_acq_rel,
                                                      memory_order_relaxed)) {
@@ -633,6 +633,15 @@ static shmc_status precheck(struct shmc *c, const keyhash *kh, const void *key, 
  * and a writer waiting for a stripe lock sits inside its read section, so
  * holding the lock while allocating could stall both); the condition is
  * then checked again and the item published under the lock, by one CAS. */
+/* The expiry of an item stored now with ttl_ms (0 = never). */
+static uint64_t expiry_of(uint64_t ttl_ms)
+{
+    if (!ttl_ms)
+        return 0;
+    uint64_t now = now_ms();
+    return ttl_ms > UINT64_MAX - now ? UINT64_MAX : now + ttl_ms;
+}
+
 static shmc_status store(struct shmc *c, const void *key, size_t klen, const void *val,
                          size_t vlen, uint32_t flags, uint64_t ttl_ms, cond *cd)
 {
@@ -649,14 +658,7 @@ static shmc_status store(struct shmc *c, const void *key, size_t klen, const voi
     if (vlen > c->max_value)
         return SHMC_EVALLEN;
     uint64_t total = item_total((uint32_t)klen, (uint32_t)vlen);
-    uint64_t expire = 0;
-    if (cd->abs_expire) {
-        expire = ttl_ms;
-    } else if (ttl_ms) {
-        uint64_t now = now_ms();
-        expire = ttl_ms > UINT64_MAX - now ? UINT64_MAX : now + ttl_ms;
-    }
-
+    uint64_t expire = cd->abs_expire ? ttl_ms : expiry_of(ttl_ms);
     read_enter(c, t);
     if (cd->mode != STORE_SET) {
         st = precheck(c, &kh, key, klen, cd);
@@ -695,7 +697,7 @@ static shmc_status store(struct shmc *c, const void *key, size_t klen, const voi
             index_insert(c, t, &kh, nw);
             break;
         }
-        uint64_t ooff = ((ow & IW_LOC_MASK) - 1) << 3;
+        uint64_t ooff = iw_off(ow);
         uint64_t obytes = item_total(old->klen, old->vlen);
         /* Fails only if an evictor removed (or moved) the old entry. */
         if (atomic_compare_exchange_strong_explicit(slot, &ow, nw, memory_order_acq_rel,
@@ -782,7 +784,7 @@ static shmc_status delete_if(struct shmc *c, const void *key, size_t klen, cond 
         _Atomic uint64_t *slot = index_find(c, &kh, key, klen, &ow, &old);
         if (!slot)
             break;
-        uint64_t ooff = ((ow & IW_LOC_MASK) - 1) << 3;
+        uint64_t ooff = iw_off(ow);
         uint64_t obytes = item_total(old->klen, old->vlen);
         bool was_expired = expired(old, &now);
         if (!was_expired && cd->mode != STORE_SET) {

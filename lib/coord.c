@@ -387,6 +387,213 @@ static void drop_want(shmc_centry *e, tslot *t, uint32_t k)
         atomic_compare_exchange_strong(&e->want, &w, 0);
 }
 
+/* ---- acquire: look, decide, act ----
+ * Each round reads the entry once (look), decides from what it saw alone
+ * (decide: no shared memory, no clock), and acts (take, or wait_turn). */
+
+/* What one look at an entry shows. */
+typedef struct view {
+    uint64_t s;          /* state word, as loaded: the CAS of a take starts from it */
+    uint64_t tok;        /* its token bits */
+    uint32_t holder1;    /* holder slot + 1; 0 = free (bounds-checked by decide) */
+    uint64_t until;      /* the holder's lease end (0 = none), if `known` */
+    uint64_t want;       /* want word, as loaded */
+    bool recycling;      /* not our name (yet), or being re-claimed */
+    bool known;          /* the holder has published its lease and token */
+    bool mine_stale;     /* held through our own slot, but not by a hold we have */
+    bool want_other;     /* lock: someone else's fresh turn is posted */
+    bool fill_failed;    /* fill: free, and the last fill's error is still served */
+} view;
+
+enum step {
+    STEP_RECYCLING,      /* the entry is changing names: look again */
+    STEP_CHANGED,        /* fill: the leader we waited on is done */
+    STEP_FAILED,         /* fill: a fresh cached error */
+    STEP_CORRUPT,        /* the holder is out of range */
+    STEP_TAKE,           /* free and our turn */
+    STEP_TAKEOVER,       /* held by a dead tenure of our slot, or past its lease */
+    STEP_GIVE_UP,        /* not ours, and no time left */
+    STEP_WAIT,           /* not ours: sleep on the holder (or want-er) */
+};
+
+static uint64_t look(struct shmc *c, tslot *t, const ckey *k, const acq *a, bool fill, view *v)
+{
+    shmc_centry *e = a->e;
+    memset(v, 0, sizeof *v);
+    v->s = atomic_load_explicit(&e->state, memory_order_acquire);
+    v->recycling = !ident_is(e, k) || (st_busy(v->s) && !slot1_of(v->s));
+    uint64_t now = now_ms();
+    v->tok = st_tok(v->s);
+    v->holder1 = slot1_of(v->s);
+    uint64_t side = atomic_load_explicit(&e->token, memory_order_acquire);
+    v->until = atomic_load_explicit(&e->until, memory_order_relaxed);
+    v->known = v->holder1 && !st_busy(v->s) && (side & TOK_MASK) == v->tok;
+    if (v->holder1 == t->idx + 1) {
+        uint32_t hk = st_k(v->s);
+        v->mine_stale = !(t->hold_mask & (1u << hk)) || hk == a->k ||
+                        t->hold_entry[hk] != (uint32_t)(e - c->coord) ||
+                        (t->hold_token[hk] & TOK_MASK) != v->tok;
+    }
+    uint64_t w = v->want = atomic_load_explicit(&e->want, memory_order_acquire);
+    /* (The want word comes from shared memory: its slot must be 1..nslots,
+     * since a wait sleeps on that slot's hold record.) */
+    v->want_other = !fill && w && want_exp(w) > now && slot1_of(w) &&
+                    slot1_of(w) <= c->nslots &&
+                    !(slot1_of(w) == t->idx + 1 && st_k(w) == a->k);
+    v->fill_failed = fill && !v->holder1 && fill_error(e, v->tok, now, true, NULL);
+    return now;
+}
+
+/* The decision of one round, from what look saw: pure. */
+static enum step decide(const view *v, const acq *a, bool fill, uint32_t nslots, uint64_t now,
+                        uint64_t deadline)
+{
+    if (v->recycling)
+        return STEP_RECYCLING;
+    if (fill && a->did_wait && (!v->holder1 || v->tok != a->waited))
+        return STEP_CHANGED; /* the fill we waited on ended or changed hands */
+    if (v->holder1 > nslots)
+        return STEP_CORRUPT;
+    if (!v->holder1 && v->fill_failed)
+        return STEP_FAILED;
+    if (!v->holder1 && !v->want_other)
+        return STEP_TAKE;
+    if (v->holder1 && (v->mine_stale || (v->known && v->until && now >= v->until)))
+        return STEP_TAKEOVER;
+    if (!deadline || now >= deadline)
+        return STEP_GIVE_UP;
+    return STEP_WAIT;
+}
+
+/* One CAS from the state look saw.  1: owned; 0: look again; -1: give up
+ * (a->err says why, SHMC_OK for no free hold record before the deadline). */
+static int take(struct shmc *c, tslot *t, acq *a, const view *v, bool takeover,
+                uint64_t deadline, uint64_t lease_ms, uint64_t now)
+{
+    if (a->k == NO_REC) {
+        a->err = hold_take(c, t, a->e, &a->k);
+        if (a->err == SHMC_EBUSY) {
+            a->err = SHMC_OK;
+            sched_yield();
+            return deadline && now_ms() < deadline ? 0 : -1;
+        }
+        if (a->err != SHMC_OK)
+            return -1;
+    }
+    uint64_t s = v->s;
+    if (!atomic_compare_exchange_strong(&a->e->state, &s, st_make(v->tok + 1, t->idx + 1, a->k)))
+        return 0;
+    a->takeover = takeover;
+    publish(c, t, a, v->tok + 1, lease_ms, now);
+    return 1;
+}
+
+/* A lock waiter that lost after a wait claims the next turn, holding a
+ * record for those who will wait on it meanwhile. */
+static void post_want(struct shmc *c, tslot *t, acq *a, const view *v, uint64_t deadline,
+                      uint64_t now)
+{
+    if (a->k == NO_REC && hold_take(c, t, a->e, &a->k) != SHMC_OK)
+        a->k = NO_REC;
+    uint64_t cur = v->want;
+    if (a->k != NO_REC && (!cur || want_exp(cur) <= now)) {
+        uint64_t exp = deadline < now + WANT_MAX_MS ? deadline : now + WANT_MAX_MS;
+        atomic_compare_exchange_strong(&a->e->want, &cur, want_make(exp, t->idx + 1, a->k));
+    }
+}
+
+/* Woken from the holder's record with it free (or its owner dead): if the
+ * state still names that holder, it is gone.  One CAS decides who takes over. */
+static int take_from_gone(struct shmc *c, tslot *t, acq *a, const view *v, uint64_t lease_ms)
+{
+    if (a->k == NO_REC && hold_take(c, t, a->e, &a->k) != SHMC_OK) {
+        a->k = NO_REC;
+        return 0;
+    }
+    uint64_t s = v->s;
+    if (!atomic_compare_exchange_strong(&a->e->state, &s, st_make(v->tok + 1, t->idx + 1, a->k)))
+        return 0;
+    a->takeover = true;
+    publish(c, t, a, v->tok + 1, lease_ms, now_ms());
+    return 1;
+}
+
+/* Sleeps until the want-er's turn ends or the holder lets go (or dies, or
+ * the lease ends, or RECHECK_MS).  1: owned (took over a gone holder);
+ * 0: look again; -1: error (a->err). */
+static int wait_turn(struct shmc *c, tslot *t, acq *a, const view *v, bool fill,
+                     uint64_t deadline, uint64_t lease_ms, uint64_t now)
+{
+    const uint32_t me1 = t->idx + 1;
+    uint64_t wake = deadline < now + RECHECK_MS ? deadline : now + RECHECK_MS;
+    pthread_mutex_t *target;
+    if (!v->holder1) {
+        target = &c->slots[slot1_of(v->want) - 1].hold[st_k(v->want)].m;
+        if (want_exp(v->want) < wake)
+            wake = want_exp(v->want);
+    } else {
+        if (v->known && v->until && v->until < wake)
+            wake = v->until;
+        if (!v->known && now + UNPUBLISHED_RETRY_MS < wake)
+            wake = now + UNPUBLISHED_RETRY_MS;
+        if (fill)
+            a->waited = v->tok;
+        if (v->holder1 == me1) {
+            /* Our own thread holds it (not re-entrant): wait for its end. */
+            a->did_wait = true;
+            sleep_until(wake);
+            return 0;
+        }
+        target = &c->slots[v->holder1 - 1].hold[st_k(v->s)].m;
+        if (!fill && a->did_wait && !v->want_other)
+            post_want(c, t, a, v, deadline, now);
+    }
+    if (a->k != NO_REC) {
+        uint64_t cw = atomic_load(&a->e->want);
+        if (!(slot1_of(cw) == me1 && st_k(cw) == a->k))
+            drop_rec(t, a); /* not the want-er: wait holding nothing */
+    }
+    a->did_wait = true;
+    int r = sleep_on(target, wake);
+    if (r != 0 && r != EOWNERDEAD && r != ETIMEDOUT) {
+        a->err = lock_status(r);
+        return -1;
+    }
+    if (!v->holder1) {
+        /* A live want-er keeps its record locked until it gives up or takes
+         * the lock (clearing the want either way): finding it free, or its
+         * owner dead, or the want expired, the want is stale. */
+        uint64_t w = v->want;
+        if (r != ETIMEDOUT || now_ms() >= want_exp(w))
+            atomic_compare_exchange_strong(&a->e->want, &w, 0);
+        return 0;
+    }
+    if (r == ETIMEDOUT) {
+        /* A holder thread that vanished without the kernel's owner-died
+         * mark (damage, a segment restored with its locks held) would
+         * never wake us: at each re-check, mark such a record as the
+         * kernel would, so that the next sleep sees the owner dead. */
+        mutex_mark_vanished(target);
+        return 0;
+    }
+    return take_from_gone(c, t, a, v, lease_ms);
+}
+
+/* The entry for k, into a->e; false on error (a->err). */
+static bool find_entry(struct shmc *c, tslot *t, const ckey *k, acq *a)
+{
+    shmc_centry *e;
+    a->err = entry_get(c, k, &e);
+    if (a->err != SHMC_OK)
+        return false;
+    if (a->e && e != a->e && a->k != NO_REC) {
+        drop_want(a->e, t, a->k); /* our entry was recycled under us */
+        drop_rec(t, a);
+    }
+    a->e = e;
+    return true;
+}
+
 /* Tries to own the entry, waiting until `deadline` (0: do not wait).
  * Locks loop until owned; fills return ACQ_CHANGED once the leader they
  * waited on is done, for the caller to read the cache. */
@@ -394,7 +601,6 @@ static enum acq_result acquire(struct shmc *c, tslot *t, const ckey *k, uint64_t
                                uint64_t lease_ms, acq *a)
 {
     const bool fill = k->kind == CE_KIND_FILL;
-    const uint32_t me1 = t->idx + 1;
     memset(a, 0, sizeof *a);
     a->k = NO_REC;
     if ((t->hold_mask & ((1u << SHMC_HOLDS) - 1)) == (1u << SHMC_HOLDS) - 1) {
@@ -402,157 +608,47 @@ static enum acq_result acquire(struct shmc *c, tslot *t, const ckey *k, uint64_t
         return ACQ_TIMEOUT;
     }
     for (unsigned spins = 1;; spins++) {
-        shmc_centry *e;
-        a->err = entry_get(c, k, &e);
-        if (a->err != SHMC_OK)
+        if (!find_entry(c, t, k, a))
             break;
-        if (a->e && e != a->e && a->k != NO_REC) {
-            drop_want(a->e, t, a->k); /* our entry was recycled under us */
-            drop_rec(t, a);
-        }
-        a->e = e;
-        uint64_t s = atomic_load_explicit(&e->state, memory_order_acquire);
-        if (!ident_is(e, k) || ((s & ST_BUSY) && !slot1_of(s))) {
-            /* Being recycled: look again.  Not for ever: an entry left busy
-             * (a claimer killed mid-claim, or damage) is repaired under the
-             * claim mutex (the fuzzer found this spin endless). */
+        view v;
+        uint64_t now = look(c, t, k, a, fill, &v);
+        int done = 0;
+        switch (decide(&v, a, fill, c->nslots, now, deadline)) {
+        case STEP_RECYCLING:
+            /* Not for ever: an entry left busy (a claimer killed mid-claim,
+             * or damage) is repaired under the claim mutex (the fuzzer found
+             * this spin endless). */
             if (spins % 64 == 0 && (a->err = settle_claims(c)) != SHMC_OK)
-                break;
-            sched_yield();
-            continue;
-        }
-        uint64_t now = now_ms();
-        uint64_t tok = st_tok(s);
-        if (fill && a->did_wait && (!slot1_of(s) || tok != a->waited)) {
-            /* The fill we waited on ended (or changed hands): re-read the cache. */
+                done = -1;
+            else
+                sched_yield();
+            break;
+        case STEP_CHANGED:
             drop_rec(t, a);
             return ACQ_CHANGED;
-        }
-        uint32_t h1 = slot1_of(s);
-        if (h1 > c->nslots) {
-            a->err = SHMC_ECORRUPT; /* bounds-check the holder before using it */
-            break;
-        }
-        uint64_t side = atomic_load_explicit(&e->token, memory_order_acquire);
-        uint64_t until = atomic_load_explicit(&e->until, memory_order_relaxed);
-        bool known = h1 && !(s & ST_BUSY) && (side & TOK_MASK) == tok;
-        bool mine_stale = false;
-        if (h1 == me1) {
-            uint32_t hk = st_k(s);
-            mine_stale = !(t->hold_mask & (1u << hk)) || hk == a->k ||
-                         t->hold_entry[hk] != (uint32_t)(e - c->coord) ||
-                         (t->hold_token[hk] & TOK_MASK) != tok;
-        }
-        uint64_t w = atomic_load_explicit(&e->want, memory_order_acquire);
-        /* (The want word comes from shared memory: its slot must be 1..nslots,
-         * since the wait below sleeps on that slot's hold record.) */
-        bool want_other = !fill && w && want_exp(w) > now && slot1_of(w) &&
-                          slot1_of(w) <= c->nslots && !(slot1_of(w) == me1 && st_k(w) == a->k);
-
-        if (!h1 && fill && fill_error(e, tok, now, true, NULL)) {
-            a->waited = tok;
+        case STEP_FAILED:
+            a->waited = v.tok;
             drop_rec(t, a);
             return ACQ_ERROR;
-        }
-        /* Can we take it?  Free (and not someone else's turn), or held by a
-         * dead predecessor of our own slot, or past its lease. */
-        bool takeover = h1 && (mine_stale || (known && until && now >= until));
-        if ((!h1 && !want_other) || takeover) {
-            if (a->k == NO_REC) {
-                a->err = hold_take(c, t, e, &a->k);
-                if (a->err == SHMC_EBUSY) {
-                    a->err = SHMC_OK;
-                    sched_yield();
-                    if (deadline && now_ms() < deadline)
-                        continue;
-                    break;
-                }
-                if (a->err != SHMC_OK)
-                    break;
-            }
-            if (atomic_compare_exchange_strong(&e->state, &s, st_make(tok + 1, me1, a->k))) {
-                a->takeover = takeover;
-                publish(c, t, a, tok + 1, lease_ms, now);
-                return ACQ_OWNED;
-            }
-            continue;
-        }
-        if (!deadline || now >= deadline)
+        case STEP_CORRUPT:
+            a->err = SHMC_ECORRUPT; /* bounds-check the holder before using it */
+            done = -1;
             break;
-
-        /* Wait: for the want-er's turn, or for the holder. */
-        uint64_t wake = deadline < now + RECHECK_MS ? deadline : now + RECHECK_MS;
-        pthread_mutex_t *target;
-        if (!h1) {
-            target = &c->slots[slot1_of(w) - 1].hold[st_k(w)].m;
-            if (want_exp(w) < wake)
-                wake = want_exp(w);
-        } else {
-            if (known && until && until < wake)
-                wake = until;
-            if (!known && now + UNPUBLISHED_RETRY_MS < wake)
-                wake = now + UNPUBLISHED_RETRY_MS;
-            if (fill)
-                a->waited = tok;
-            if (h1 == me1) {
-                /* Our own thread holds it (not re-entrant): wait for its end. */
-                a->did_wait = true;
-                sleep_until(wake);
-                continue;
-            }
-            target = &c->slots[h1 - 1].hold[st_k(s)].m;
-            if (!fill && a->did_wait && !want_other) {
-                /* Lost after a wait: claim the next turn, holding a record
-                 * for those who will wait on us meanwhile. */
-                if (a->k == NO_REC && hold_take(c, t, e, &a->k) != SHMC_OK)
-                    a->k = NO_REC;
-                uint64_t cur = w;
-                if (a->k != NO_REC && (!cur || want_exp(cur) <= now)) {
-                    uint64_t exp = deadline < now + WANT_MAX_MS ? deadline : now + WANT_MAX_MS;
-                    atomic_compare_exchange_strong(&e->want, &cur, want_make(exp, me1, a->k));
-                }
-            }
-        }
-        if (a->k != NO_REC) {
-            uint64_t cw = atomic_load(&e->want);
-            if (!(slot1_of(cw) == me1 && st_k(cw) == a->k))
-                drop_rec(t, a); /* not the want-er: wait holding nothing */
-        }
-        a->did_wait = true;
-        int r = sleep_on(target, wake);
-        if (r != 0 && r != EOWNERDEAD && r != ETIMEDOUT) {
-            a->err = lock_status(r);
+        case STEP_TAKE:
+        case STEP_TAKEOVER:
+            done = take(c, t, a, &v, v.holder1 != 0, deadline, lease_ms, now);
+            break;
+        case STEP_GIVE_UP:
+            done = -1;
+            break;
+        case STEP_WAIT:
+            done = wait_turn(c, t, a, &v, fill, deadline, lease_ms, now);
             break;
         }
-        if (!h1) {
-            /* A live want-er keeps its record locked until it gives up or takes
-             * the lock (clearing the want either way): finding it free, or its
-             * owner dead, or the want expired, the want is stale. */
-            if (r != ETIMEDOUT || now_ms() >= want_exp(w))
-                atomic_compare_exchange_strong(&e->want, &w, 0);
-            continue;
-        }
-        if (r == ETIMEDOUT) {
-            /* A holder thread that vanished without the kernel's owner-died
-             * mark (damage, a segment restored with its locks held) would
-             * never wake us: at each re-check, mark such a record as the
-             * kernel would, so that the next sleep sees the owner dead. */
-            mutex_mark_vanished(target);
-            continue;
-        }
-        /* The holder's record was free (or its owner dead): if the state still
-         * names it, that holder is gone.  One CAS decides who takes over. */
-        if (a->k == NO_REC) {
-            if (hold_take(c, t, e, &a->k) != SHMC_OK) {
-                a->k = NO_REC;
-                continue;
-            }
-        }
-        if (atomic_compare_exchange_strong(&e->state, &s, st_make(tok + 1, me1, a->k))) {
-            a->takeover = true;
-            publish(c, t, a, tok + 1, lease_ms, now_ms());
+        if (done > 0)
             return ACQ_OWNED;
-        }
+        if (done < 0)
+            break;
     }
     /* Gave up (or failed): drop our claim to the next turn and our record. */
     if (a->e && a->k != NO_REC)
@@ -745,6 +841,31 @@ static void fill_clear(shmc_fill *f)
     f->cache_ = NULL;
 }
 
+/* We own the fill entry: fill in the leader's handle.  SHMC_LEADER, or
+ * SHMC_ESYS (the entry released) when the key cannot be copied. */
+static shmc_status fill_lead(shmc_t *c, tslot *t, const void *key, size_t klen, const acq *a,
+                             bool waited, shmc_fill *f)
+{
+    f->key_ = malloc(klen);
+    if (!f->key_) {
+        release_hold(c, t, a->k);
+        errno = ENOMEM;
+        return SHMC_ESYS;
+    }
+    memcpy(f->key_, key, klen);
+    f->klen_ = klen;
+    f->token_ = a->token;
+    f->entry_ = (uint32_t)(a->e - c->coord);
+    f->hold_ = a->k;
+    f->cache_ = c;
+    STAT_ADD(t, fills, 1);
+    if (a->takeover)
+        STAT_ADD(t, fill_takeovers, 1);
+    if (waited || a->did_wait)
+        STAT_ADD(t, fill_waits, 1);
+    return SHMC_LEADER;
+}
+
 shmc_status shmc_fill_begin(shmc_t *c, const void *key, size_t klen, const shmc_fill_opts *opts,
                             void **val, size_t *vlen, uint32_t *flags, shmc_fill *f)
 {
@@ -794,24 +915,7 @@ shmc_status shmc_fill_begin(shmc_t *c, const void *key, size_t klen, const shmc_
             free(*val);
             *val = NULL;
             *vlen = 0;
-            f->key_ = malloc(klen);
-            if (!f->key_) {
-                release_hold(c, t, a.k);
-                errno = ENOMEM;
-                return SHMC_ESYS;
-            }
-            memcpy(f->key_, key, klen);
-            f->klen_ = klen;
-            f->token_ = a.token;
-            f->entry_ = (uint32_t)(a.e - c->coord);
-            f->hold_ = a.k;
-            f->cache_ = c;
-            STAT_ADD(t, fills, 1);
-            if (a.takeover)
-                STAT_ADD(t, fill_takeovers, 1);
-            if (waited || a.did_wait)
-                STAT_ADD(t, fill_waits, 1);
-            return SHMC_LEADER;
+            return fill_lead(c, t, key, klen, &a, waited, f);
         }
         if (refresh)
             return SHMC_OK; /* someone else refreshes: keep the current value */

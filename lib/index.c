@@ -41,10 +41,7 @@ void keyhash_of(struct shmc *c, const void *key, size_t klen, keyhash *kh)
 
 shmc_item *item_at(struct shmc *c, uint64_t word, uint64_t *off_out)
 {
-    uint64_t loc = word & IW_LOC_MASK;
-    if (loc == 0)
-        return NULL;
-    uint64_t off = (loc - 1) << 3;
+    uint64_t off = iw_off(word); /* an empty word gives an offset out of range */
     if (off >= c->data_bytes)
         return NULL;
     uint64_t in_seg = off & (c->seg_size - 1);
@@ -82,13 +79,12 @@ _Atomic uint64_t *index_find(struct shmc *c, const keyhash *kh, const void *key,
         _Atomic uint64_t *b = bucket(c, bs[k]);
         for (unsigned i = 0; i < SHMC_BUCKET_WAYS; i++) {
             uint64_t w = atomic_load_explicit(&b[i], memory_order_acquire);
-            if (!w || (uint16_t)(w >> IW_LOC_BITS) != kh->tag)
+            if (!w || iw_tag(w) != kh->tag)
                 continue;
             /* Ask for the item's first lines at once: the header, the key and
              * a short value then cost one memory round trip, not three. */
-            uint64_t loc = w & IW_LOC_MASK;
-            if (loc && ((loc - 1) << 3) < c->data_bytes) {
-                const uint8_t *p = c->data + ((loc - 1) << 3);
+            if (iw_off(w) < c->data_bytes) {
+                const uint8_t *p = c->data + iw_off(w);
                 __builtin_prefetch(p);
                 __builtin_prefetch(p + 64);
                 __builtin_prefetch(p + 128);
@@ -171,7 +167,7 @@ void index_insert(struct shmc *c, tslot *t, const keyhash *kh, uint64_t newword)
         if (atomic_compare_exchange_strong_explicit(victim, &vword, newword,
                                                     memory_order_acq_rel,
                                                     memory_order_relaxed)) {
-            uint64_t voff = ((vword & IW_LOC_MASK) - 1) << 3;
+            uint64_t voff = iw_off(vword);
             if (vbytes && voff < c->data_bytes)
                 seg_dec_live(c, voff, vbytes);
             if (best == 1)
@@ -187,13 +183,13 @@ bool index_unlink_item(struct shmc *c, shmc_item *it, uint64_t off)
 {
     keyhash kh;
     keyhash_of(c, (const uint8_t *)(it + 1), it->klen, &kh);
-    uint64_t loc = (off >> 3) + 1;
+    uint64_t loc = iw_loc(iw_make(0, off));
     uint64_t bs[2] = {kh.b1, kh.b2};
     for (int k = 0; k < 2; k++) {
         _Atomic uint64_t *b = bucket(c, bs[k]);
         for (unsigned i = 0; i < SHMC_BUCKET_WAYS; i++) {
             uint64_t w = atomic_load_explicit(&b[i], memory_order_acquire);
-            if ((w & IW_LOC_MASK) != loc)
+            if (iw_loc(w) != loc)
                 continue;
             if (atomic_compare_exchange_strong_explicit(&b[i], &w, 0, memory_order_acq_rel,
                                                         memory_order_relaxed))
@@ -210,7 +206,7 @@ uint64_t index_purge_range(struct shmc *c, uint64_t lo, uint64_t hi)
         uint64_t w = atomic_load_explicit(&c->index[i], memory_order_relaxed);
         if (!w)
             continue;
-        uint64_t off = ((w & IW_LOC_MASK) - 1) << 3;
+        uint64_t off = iw_off(w);
         if (off < lo || off >= hi)
             continue;
         if (atomic_compare_exchange_strong_explicit(&c->index[i], &w, 0, memory_order_acq_rel,

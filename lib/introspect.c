@@ -149,21 +149,9 @@ shmc_status shmc_keys_iter(shmc_t *c, uint64_t *cursor, shmc_key_fn fn, void *ct
             snprintf((rep)->first_error, sizeof (rep)->first_error, __VA_ARGS__); \
     } while (0)
 
-shmc_status shmc_verify(shmc_t *c, shmc_verify_report *rep)
+/* Segment states and heads (after recovery: what is left is damage). */
+static void verify_segments(struct shmc *c, shmc_verify_report *rep)
 {
-    if (!c || !rep)
-        return SHMC_EINVAL;
-    memset(rep, 0, sizeof *rep);
-    tslot *t;
-    shmc_status st = slot_get_outside(c, &t);
-    if (st != SHMC_OK)
-        return st;
-    /* Recovery first: reap dead slots, then take over their segments. */
-    for (uint32_t i = 0; i < c->nslots; i++)
-        if (atomic_load_explicit(&c->slots[i].gen, memory_order_relaxed))
-            slot_check_live(c, i);
-    alloc_recover(c, t);
-
     for (uint32_t s = 0; s < c->nsegs; s++) {
         uint64_t sw = atomic_load_explicit(&c->segs[s].state, memory_order_acquire);
         uint32_t state = sw_state(sw);
@@ -185,7 +173,12 @@ shmc_status shmc_verify(shmc_t *c, shmc_verify_report *rep)
             NOTE(rep, "head %u names segment %llu of %u", h, (unsigned long long)hw, c->nsegs);
         }
     }
+}
 
+/* Every index word: in range, a well-formed item, in a live segment, where
+ * its key hashes, and the only entry of its key.  Outside any read section. */
+static void verify_index(struct shmc *c, tslot *t, shmc_verify_report *rep)
+{
     read_enter(c, t);
     uint64_t ways = c->nbuckets * SHMC_BUCKET_WAYS;
     for (uint64_t i = 0; i < ways; i++) {
@@ -235,6 +228,25 @@ shmc_status shmc_verify(shmc_t *c, shmc_verify_report *rep)
         rep->items++;
     }
     read_exit(c, t);
+}
+
+shmc_status shmc_verify(shmc_t *c, shmc_verify_report *rep)
+{
+    if (!c || !rep)
+        return SHMC_EINVAL;
+    memset(rep, 0, sizeof *rep);
+    tslot *t;
+    shmc_status st = slot_get_outside(c, &t);
+    if (st != SHMC_OK)
+        return st;
+    /* Recovery first: reap dead slots, then take over their segments. */
+    for (uint32_t i = 0; i < c->nslots; i++)
+        if (atomic_load_explicit(&c->slots[i].gen, memory_order_relaxed))
+            slot_check_live(c, i);
+    alloc_recover(c, t);
+
+    verify_segments(c, rep);
+    verify_index(c, t, rep);
     bool bad = rep->bad_offsets || rep->bad_items || rep->misplaced || rep->in_dead_segments ||
                rep->duplicates || rep->segment_errors || rep->orphan_segments;
     return bad ? SHMC_ECORRUPT : SHMC_OK;

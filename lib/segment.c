@@ -378,6 +378,166 @@ static shmc_status attach_segment(int fd, const shmc_options *o, layout *L, uint
     return SHMC_OK;
 }
 
+/* Checks the caller's options; *o is a copy with the defaults left 0. */
+static shmc_status open_options(const shmc_options *opts, shmc_options *o)
+{
+    memset(o, 0, sizeof *o);
+    if (opts)
+        *o = *opts;
+    if (o->reserved_ ||
+        (o->flags & ~(SHMC_OPEN_CREATE_ONLY | SHMC_OPEN_ATTACH_ONLY | SHMC_OPEN_PREFAULT)) ||
+        (o->flags & SHMC_OPEN_CREATE_ONLY && o->flags & SHMC_OPEN_ATTACH_ONLY) ||
+        (o->mode & ~0777u))
+        return SHMC_EINVAL;
+    if (o->max_key > SHMC_MAX_KEY_LIMIT || o->max_value > SHMC_MAX_VALUE_LIMIT ||
+        o->slots > SHMC_MAX_SLOTS || o->locks > MAX_LOCKS)
+        return SHMC_EINVAL;
+    return SHMC_OK;
+}
+
+/* The layout we would create.  Only a creator needs it to be valid: an
+ * attacher compares its non-zero options with the segment instead. */
+static shmc_status wanted_layout(const shmc_options *o, layout *want)
+{
+    uint32_t mv = o->max_value ? o->max_value : SHMC_DEFAULT_MAX_VALUE;
+    uint64_t size = o->size ? o->size : DEFAULT_SIZE;
+    for (;;) {
+        shmc_status st = compute_layout(size, o->max_key ? o->max_key : SHMC_DEFAULT_MAX_KEY, mv,
+                                        o->slots ? o->slots : SHMC_DEFAULT_SLOTS,
+                                        o->locks ? o->locks : default_locks(size), want);
+        if (st != SHMC_ETOOSMALL || o->max_value || mv <= MIN_DEFAULT_MAX_VALUE)
+            return st;
+        mv /= 2; /* a default max_value shrinks to fit a small cache */
+    }
+}
+
+/* Opens the name's fd (creating the file unless told only to attach).
+ * SHMC_OK, or *again when the name vanished between two opens. */
+static shmc_status open_fd(const char *path, const shmc_options *o, uint32_t mode, int *fd,
+                           bool *again)
+{
+    *again = false;
+    *fd = -1;
+    if (!(o->flags & SHMC_OPEN_ATTACH_ONLY)) {
+        *fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+        if (*fd < 0 && errno != EEXIST)
+            return open_status(errno);
+        if (*fd < 0 && (o->flags & SHMC_OPEN_CREATE_ONLY))
+            return SHMC_EEXIST;
+    }
+    if (*fd < 0) {
+        *fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
+        if (*fd < 0) {
+            *again = errno == ENOENT && !(o->flags & SHMC_OPEN_ATTACH_ONLY);
+            return open_status(errno); /* again: unlinked between our two opens */
+        }
+    }
+    return SHMC_OK;
+}
+
+/* Closes an fd that is given up; -1 in *fd. */
+static void drop_fd(int *fd)
+{
+    flock(*fd, LOCK_UN);
+    close(*fd);
+    *fd = -1;
+}
+
+/* We hold LOCK_EX: nobody else uses the segment.  Attaches if READY, else
+ * initialises it (unless told only to attach: then *again while an empty
+ * file may still be a creator between its open and its LOCK_EX). */
+static shmc_status open_exclusive(int *fd, const char *path, const shmc_options *o,
+                                  const layout *want, shmc_status want_st, uint32_t mode,
+                                  uint64_t deadline, layout *L, uint8_t **base, bool *again)
+{
+    bool not_ready;
+    *again = false;
+    shmc_status s = attach_segment(*fd, o, L, base, &not_ready);
+    if (s != SHMC_OK && not_ready && (o->flags & SHMC_OPEN_ATTACH_ONLY)) {
+        /* Never create when told only to attach.  Anything not READY but
+         * an empty file has no creator left. */
+        struct stat sb;
+        bool empty = fstat(*fd, &sb) == 0 && sb.st_size == 0;
+        drop_fd(fd);
+        if (empty && now_ms() <= deadline) {
+            sleep_ms(1);
+            *again = true;
+        }
+        return SHMC_ENOENT;
+    }
+    if (s != SHMC_OK && not_ready) {
+        *L = *want;
+        s = want_st != SHMC_OK ? want_st : init_segment(*fd, L, mode, base);
+        if (s != SHMC_OK)
+            (void)shm_unlink(path); /* leave no unusable segment behind */
+        if (s == SHMC_OK)
+            atomic_store(&((shmc_hdr *)*base)->state, SHMC_STATE_READY);
+    }
+    if (s == SHMC_OK && flock(*fd, LOCK_SH) != 0)
+        s = errno_status(errno);
+    return s;
+}
+
+/* Opens or creates the segment: on SHMC_OK, *fd holds LOCK_SH and *base
+ * maps the validated layout *L. */
+static shmc_status open_segment(const char *path, const shmc_options *o, const layout *want,
+                                shmc_status want_st, layout *L, uint8_t **base, int *fd)
+{
+    uint32_t mode = o->mode ? o->mode : 0600;
+    uint64_t deadline = now_ms() + OPEN_DEADLINE_MS;
+    *L = *want;
+    for (;;) {
+        bool again;
+        shmc_status s = open_fd(path, o, mode, fd, &again);
+        if (again)
+            continue;
+        if (s != SHMC_OK)
+            return s;
+        if (flock(*fd, LOCK_EX | LOCK_NB) == 0) {
+            s = open_exclusive(fd, path, o, want, want_st, mode, deadline, L, base, &again);
+            if (again)
+                continue;
+            return s;
+        }
+        if (errno != EWOULDBLOCK)
+            return errno_status(errno);
+        /* In use, or being initialised: LOCK_SH waits for the initialiser. */
+        if (flock(*fd, LOCK_SH) != 0)
+            return errno_status(errno);
+        bool not_ready;
+        s = attach_segment(*fd, o, L, base, &not_ready);
+        if (s == SHMC_OK || !not_ready)
+            return s;
+        /* Not ready but we got LOCK_SH: another opener is between its open
+         * and its LOCK_EX.  Let it go first. */
+        drop_fd(fd);
+        if (now_ms() > deadline)
+            return SHMC_ETIMEDOUT;
+        sleep_ms(1);
+    }
+}
+
+/* Fills a handle on a mapped, validated segment. */
+static shmc_status handle_init(struct shmc *c, const layout *L, uint8_t *base, int fd,
+                               const shmc_options *o)
+{
+    bind_handle(c, L, base);
+    c->fd = fd;
+    c->hash_seed = c->hdr->hash_seed;
+    c->id = atomic_fetch_add(&next_handle_id, 1);
+    atomic_store(&c->refs, 1);
+    int r = pthread_key_create(&c->tkey, tslot_destructor);
+    if (r) {
+        errno = r;
+        return SHMC_ESYS;
+    }
+    membarrier_setup(c);
+    coord_bind(c);
+    c->prefault = (o->flags & SHMC_OPEN_PREFAULT) != 0;
+    handle_prefault(c);
+    return SHMC_OK;
+}
+
 shmc_status shmc_open(const char *name, const shmc_options *opts, shmc_t **out)
 {
     if (!out)
@@ -385,119 +545,25 @@ shmc_status shmc_open(const char *name, const shmc_options *opts, shmc_t **out)
     *out = NULL;
     char path[SHMC_MAX_NAME + 2];
     shmc_status s = validate_name(name, path, sizeof path);
+    shmc_options o;
+    if (s == SHMC_OK)
+        s = open_options(opts, &o);
     if (s != SHMC_OK)
         return s;
-    shmc_options o = {0};
-    if (opts)
-        o = *opts;
-    if (o.reserved_ ||
-        (o.flags & ~(SHMC_OPEN_CREATE_ONLY | SHMC_OPEN_ATTACH_ONLY | SHMC_OPEN_PREFAULT)) ||
-        (o.flags & SHMC_OPEN_CREATE_ONLY && o.flags & SHMC_OPEN_ATTACH_ONLY) ||
-        (o.mode & ~0777u))
-        return SHMC_EINVAL;
-    if (o.max_key > SHMC_MAX_KEY_LIMIT || o.max_value > SHMC_MAX_VALUE_LIMIT ||
-        o.slots > SHMC_MAX_SLOTS || o.locks > MAX_LOCKS)
-        return SHMC_EINVAL;
-    /* The layout we would create.  Only a creator needs it to be valid: an
-     * attacher compares its non-zero options with the segment instead. */
-    layout want;
-    uint32_t mv = o.max_value ? o.max_value : SHMC_DEFAULT_MAX_VALUE;
-    shmc_status want_st;
-    uint64_t size = o.size ? o.size : DEFAULT_SIZE;
-    for (;;) {
-        want_st = compute_layout(size, o.max_key ? o.max_key : SHMC_DEFAULT_MAX_KEY, mv,
-                                 o.slots ? o.slots : SHMC_DEFAULT_SLOTS,
-                                 o.locks ? o.locks : default_locks(size), &want);
-        if (want_st != SHMC_ETOOSMALL || o.max_value || mv <= MIN_DEFAULT_MAX_VALUE)
-            break;
-        mv /= 2; /* a default max_value shrinks to fit a small cache */
-    }
+    layout want, L;
+    shmc_status want_st = wanted_layout(&o, &want);
     if (want_st == SHMC_EINVAL)
         return want_st;
-    uint32_t mode = o.mode ? o.mode : 0600;
-
     struct shmc *c = calloc(1, sizeof *c);
     if (!c)
         return SHMC_ESYS;
-    uint64_t deadline = now_ms() + OPEN_DEADLINE_MS;
     uint8_t *base = NULL;
-    layout L = want;
     int fd = -1;
-    for (;;) {
-        if (!(o.flags & SHMC_OPEN_ATTACH_ONLY)) {
-            fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-            if (fd < 0 && errno != EEXIST) {
-                s = open_status(errno);
-                break;
-            }
-            if (fd < 0 && (o.flags & SHMC_OPEN_CREATE_ONLY)) {
-                s = SHMC_EEXIST;
-                break;
-            }
-        }
-        if (fd < 0) {
-            fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
-            if (fd < 0) {
-                if (errno == ENOENT && !(o.flags & SHMC_OPEN_ATTACH_ONLY))
-                    continue; /* unlinked between our two opens: try creating again */
-                s = open_status(errno);
-                break;
-            }
-        }
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
-            /* Nobody else uses it: initialise if not READY, else attach. */
-            bool not_ready;
-            s = attach_segment(fd, &o, &L, &base, &not_ready);
-            if (s != SHMC_OK && not_ready && (o.flags & SHMC_OPEN_ATTACH_ONLY)) {
-                /* Never create when told only to attach.  An empty file may
-                 * be a creator between its open and its LOCK_EX: give it
-                 * time.  Anything else not READY has no creator left. */
-                struct stat sb;
-                bool empty = fstat(fd, &sb) == 0 && sb.st_size == 0;
-                flock(fd, LOCK_UN);
-                close(fd);
-                fd = -1;
-                s = SHMC_ENOENT;
-                if (!empty || now_ms() > deadline)
-                    break;
-                sleep_ms(1);
-                continue;
-            }
-            if (s != SHMC_OK && not_ready) {
-                L = want;
-                s = want_st != SHMC_OK ? want_st : init_segment(fd, &L, mode, &base);
-                if (s != SHMC_OK)
-                    (void)shm_unlink(path); /* leave no unusable segment behind */
-                if (s == SHMC_OK)
-                    atomic_store(&((shmc_hdr *)base)->state, SHMC_STATE_READY);
-            }
-            if (s == SHMC_OK && flock(fd, LOCK_SH) != 0)
-                s = errno_status(errno);
-            break;
-        }
-        if (errno != EWOULDBLOCK) {
-            s = errno_status(errno);
-            break;
-        }
-        /* In use, or being initialised: LOCK_SH waits for the initialiser. */
-        if (flock(fd, LOCK_SH) != 0) {
-            s = errno_status(errno);
-            break;
-        }
-        bool not_ready;
-        s = attach_segment(fd, &o, &L, &base, &not_ready);
-        if (s == SHMC_OK || !not_ready)
-            break;
-        /* Not ready but we got LOCK_SH: another opener is between its open
-         * and its LOCK_EX.  Let it go first. */
-        flock(fd, LOCK_UN);
-        close(fd);
-        fd = -1;
-        if (now_ms() > deadline) {
-            s = SHMC_ETIMEDOUT;
-            break;
-        }
-        sleep_ms(1);
+    s = open_segment(path, &o, &want, want_st, &L, &base, &fd);
+    if (s == SHMC_OK) {
+        s = handle_init(c, &L, base, fd, &o);
+        if (s != SHMC_OK)
+            munmap(base, L.size);
     }
     if (s != SHMC_OK) {
         int e = errno;
@@ -507,23 +573,6 @@ shmc_status shmc_open(const char *name, const shmc_options *opts, shmc_t **out)
         errno = e;
         return s;
     }
-    bind_handle(c, &L, base);
-    c->fd = fd;
-    c->hash_seed = c->hdr->hash_seed;
-    c->id = atomic_fetch_add(&next_handle_id, 1);
-    atomic_store(&c->refs, 1);
-    int r = pthread_key_create(&c->tkey, tslot_destructor);
-    if (r) {
-        munmap(base, L.size);
-        close(fd);
-        free(c);
-        errno = r;
-        return SHMC_ESYS;
-    }
-    membarrier_setup(c);
-    coord_bind(c);
-    c->prefault = (o.flags & SHMC_OPEN_PREFAULT) != 0;
-    handle_prefault(c);
     *out = c;
     return SHMC_OK;
 }
