@@ -7,7 +7,9 @@
  * An overwritten or deleted item is dead bytes; memory comes back a whole
  * segment at a time:
  *
- *   FREE -> RESERVED -> OPEN (a head) -> SEALED -> EVICTING -> RETIRED -> FREE
+ *   FREE -> RESERVED -> OPEN (a head) -> SEALING -> SEALED -> EVICTING -> RETIRED -> FREE
+ *
+ * (SEALING: its owner stamps the seal epoch and age; layout.h: enum seg_state.)
  *
  * Every transition is a CAS on the segment's state word, which also names
  * the owning participant for the transient states, so there is no global
@@ -35,7 +37,7 @@
 #include <string.h>
 #include <time.h>
 
-/* (BOUND_MS: fuzz builds wait these out sooner, see internal.h.) */
+/* (BOUND_MS: fuzz builds wait these out sooner, see util.h.) */
 #define STALL_MS BOUND_MS(500u) /* no reader progress for this long = stalled */
 #define NOMEM_MAX_MS BOUND_MS(2000u) /* never wait longer than this in all ... */
 #define NOMEM_RUNNABLE_MAX_MS BOUND_MS(10000u) /* ... unless every reader in the way is
