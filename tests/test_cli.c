@@ -833,16 +833,8 @@ static void test_keys_iter_api(void **state)
 
 static void *map_file(const char *name, size_t *size)
 {
-    char path[256];
-    tu_shm_path(path, sizeof path, name);
-    int fd = open(path, O_RDWR);
-    assert_true(fd >= 0);
-    struct stat sb;
-    assert_int_equal(fstat(fd, &sb), 0);
-    void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    assert_true(p != MAP_FAILED);
-    close(fd);
-    *size = (size_t)sb.st_size;
+    void *p = tu_map_segment(name, size);
+    assert_non_null(p);
     return p;
 }
 
@@ -910,13 +902,6 @@ static void test_version_mismatch(void **state)
     tu_destroy(name);
 }
 
-static uint64_t hdr64(const uint8_t *p, size_t off)
-{
-    uint64_t v = 0;
-    memcpy(&v, p + off, 8);
-    return v;
-}
-
 static void test_verify_corrupt(void **state)
 {
     (void)state;
@@ -932,12 +917,12 @@ static void test_verify_corrupt(void **state)
     /* 1. index words pointing outside item storage */
     size_t n;
     uint8_t *p = map_file(name, &n);
-    uint64_t off_index = hdr64(p, offsetof(shmc_hdr, off_index));
-    uint64_t off_data = hdr64(p, offsetof(shmc_hdr, off_data));
+    uint64_t off_index = tu_load64(p, offsetof(shmc_hdr, off_index));
+    uint64_t off_data = tu_load64(p, offsetof(shmc_hdr, off_data));
     assert_true(off_index < off_data && off_data <= n);
     unsigned poked = 0;
     for (uint64_t o = off_index; o + 8 <= off_data && poked < 5; o += 8) {
-        uint64_t w = hdr64(p, o);
+        uint64_t w = tu_load64(p, o);
         if (!w)
             continue;
         w |= (1ull << 48) - 1; /* loc far beyond data */

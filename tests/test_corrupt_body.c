@@ -58,16 +58,8 @@ static int setup(void **state)
     for (uint32_t i = 0; i < 2000; i++)
         if (tu_set_value(f->c, "b-", i, buf, 50 + i % 2000, 0, i, 0) != SHMC_OK)
             return -1;
-    char path[256];
-    tu_shm_path(path, sizeof path, f->name);
-    int fd = open(path, O_RDWR);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0)
-        return -1;
-    f->size = (size_t)st.st_size;
-    f->raw = mmap(NULL, f->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    if (f->raw == MAP_FAILED)
+    f->raw = tu_map_segment(f->name, &f->size);
+    if (!f->raw)
         return -1;
     *state = f;
     return 0;
@@ -83,12 +75,7 @@ static int teardown(void **state)
     return 0;
 }
 
-static uint64_t hdr64(fx *f, size_t off)
-{
-    uint64_t v;
-    memcpy(&v, f->raw + off, 8);
-    return v;
-}
+static uint64_t hdr64(fx *f, size_t off) { return tu_load64(f->raw, off); }
 
 /* Every operation on every key returns a status.  When only index words were
  * damaged, a value that comes back must still be the right one (a bad word is
