@@ -111,6 +111,8 @@ typedef struct shmc_hdr {
     SHMC_HDR_FIELDS(SHMC_DECLARE_FIELD_, SHMC_DECLARE_GEOMETRY_)
 } shmc_hdr;
 _Static_assert(sizeof(shmc_hdr) <= SHMC_HDR_SIZE, "header too large");
+_Static_assert(offsetof(shmc_hdr, epoch) % 64 == 0 && offsetof(shmc_hdr, seal_seq) % 64 == 0 &&
+               offsetof(shmc_hdr, token_hi) % 64 == 0, "hot header words on their own lines");
 /* Fixed forever (shmc_peek and older builds read them to refuse a segment). */
 _Static_assert(offsetof(shmc_hdr, magic) == 0 && offsetof(shmc_hdr, layout_version) == 8 &&
                offsetof(shmc_hdr, hdr_size) == 12 && offsetof(shmc_hdr, layout_hash) == 16 &&
@@ -163,6 +165,10 @@ typedef struct shmc_counters {
 typedef struct shmc_slot {
     SHMC_SLOT_FIELDS(SHMC_DECLARE_FIELD_)
 } shmc_slot;
+/* The reader epoch (written on every read section) shares no line with the
+ * liveness words others poll, nor with the counters. */
+_Static_assert(offsetof(shmc_slot, epoch) == 64 && offsetof(shmc_slot, st) == 128 &&
+               offsetof(shmc_slot, hold) % 64 == 0, "slot cache lines");
 
 /* ---- stripe (per-key writer) lock ---- */
 #define SHMC_STRIPE_FIELDS(F) \
@@ -196,6 +202,9 @@ typedef struct shmc_centry {
     SHMC_CENTRY_FIELDS(SHMC_DECLARE_FIELD_)
 } shmc_centry;
 _Static_assert(sizeof(shmc_centry) == 256, "table entry is 4 cache lines");
+_Static_assert(offsetof(shmc_centry, state) == 0 && offsetof(shmc_centry, want) == 8 &&
+               offsetof(shmc_centry, name) == 64 && offsetof(shmc_centry, err_token) == 128,
+               "ownership words, then the name, then the fill error, by line");
 
 #define CE_KIND_LOCK 1u
 #define CE_KIND_FILL 2u
