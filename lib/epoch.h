@@ -8,7 +8,7 @@
  *  - Memory unlinked at global epoch t is reused only once every live
  *    participant shows 0 or an epoch >= t (min_reader_epoch > t - 1).
  *  - Read sections nest (tslot.depth); only the outermost publishes.
- * Calls slots.c (liveness of the readers it finds) and util.c.
+ * Calls slots.c (liveness of the readers it finds) only.
  */
 #ifndef SHMC_EPOCH_H
 #define SHMC_EPOCH_H

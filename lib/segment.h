@@ -8,7 +8,8 @@
  *    geometry never changes, and an attacher re-derives it from the creation
  *    parameters and compares every field (SHMC_HDR_GEOMETRY) before use.
  *  - Only the holder of flock(LOCK_EX) initialises; every user holds LOCK_SH.
- * Calls coord.c (hooks), epoch.c (membarrier), slots.c, handle.c, util.c.
+ * Calls coord.c (to bind its hooks), epoch.c (membarrier), slots.c, handle.c,
+ * util.c.
  */
 #ifndef SHMC_SEGMENT_H
 #define SHMC_SEGMENT_H
