@@ -380,6 +380,50 @@ static int conv_size(PyObject *o, void *out)
     return conv_u64(o, out);
 }
 
+/* The arguments of a METH_FASTCALL | METH_KEYWORDS call, by position or by
+ * name, into out[0..nnames) (NULL where not given): no argument tuple or
+ * dict is built.  The first nrequired are required.  Returns 0, or -1 with
+ * TypeError set. */
+static int parse_fast(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+                      PyObject *kwnames, const char *const *names, int nnames, int nrequired,
+                      PyObject **out)
+{
+    if (nargs > nnames) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %d arguments (%zd given)", fname,
+                     nnames, nargs);
+        return -1;
+    }
+    for (int i = 0; i < nnames; i++)
+        out[i] = i < nargs ? args[i] : NULL;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t j = 0; j < nkw; j++) {
+        PyObject *kn = PyTuple_GET_ITEM(kwnames, j);
+        int i = 0;
+        while (i < nnames && PyUnicode_CompareWithASCIIString(kn, names[i]) != 0)
+            i++;
+        if (i == nnames) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'",
+                         fname, kn);
+            return -1;
+        }
+        if (out[i]) {
+            PyErr_Format(PyExc_TypeError,
+                         "argument for %s() given by name ('%s') and position (%d)", fname,
+                         names[i], i + 1);
+            return -1;
+        }
+        out[i] = args[nargs + j];
+    }
+    for (int i = 0; i < nrequired; i++) {
+        if (!out[i]) {
+            PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s' (pos %d)",
+                         fname, names[i], i + 1);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* The Cache object                                                          */
 
@@ -830,20 +874,15 @@ static PyObject *Cache_detach_thread(CacheObject *s, PyObject *unused)
 
 /* --- get ------------------------------------------------------------------ */
 
-static PyObject *Cache_get(CacheObject *s, PyObject *args, PyObject *kw)
+/* The value of key k, or a new reference to dflt if absent. */
+static PyObject *do_get(CacheObject *s, const keyarg *k, PyObject *dflt)
 {
-    static char *kwlist[] = {"key", "default", NULL};
-    PyObject *key, *dflt = Py_None;
-    keyarg k;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O:get", kwlist, &key, &dflt) ||
-        get_key(key, &k) < 0)
-        return NULL;
     shmc_t *c = enter(s);
     if (!c)
         return NULL;
     PyObject *b = NULL;
     uint32_t fl = 0;
-    int r = fetch(c, &k, guess_for(s, GET_GUESS), &b, &fl, NULL);
+    int r = fetch(c, k, guess_for(s, GET_GUESS), &b, &fl, NULL);
     leave(s);
     if (r < 0)
         return NULL;
@@ -852,6 +891,17 @@ static PyObject *Cache_get(CacheObject *s, PyObject *args, PyObject *kw)
         return dflt;
     }
     return load_value(s, b, fl);
+}
+
+static PyObject *Cache_get(CacheObject *s, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames)
+{
+    static const char *const names[] = {"key", "default"};
+    PyObject *a[2];
+    keyarg k;
+    if (parse_fast("get", args, nargs, kwnames, names, 2, 1, a) < 0 || get_key(a[0], &k) < 0)
+        return NULL;
+    return do_get(s, &k, a[1] ? a[1] : Py_None);
 }
 
 static PyObject *Cache_get_raw(CacheObject *s, PyObject *args, PyObject *kw)
@@ -944,46 +994,51 @@ static PyObject *do_store(CacheObject *s, enum setop op, const keyarg *k, sval *
     }
 }
 
-static PyObject *store_method(CacheObject *s, PyObject *args, PyObject *kw, enum setop op,
-                              const char *fmt)
+static PyObject *store_method(CacheObject *s, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames, enum setop op, const char *fname)
 {
-    static char *kwlist[] = {"key", "value", "ttl", NULL};
-    PyObject *key, *value;
+    static const char *const names[] = {"key", "value", "ttl"};
+    PyObject *a[3];
     uint64_t ttl = 0;
     keyarg k;
     sval v;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, fmt, kwlist, &key, &value, conv_ttl, &ttl) ||
-        get_key(key, &k) < 0 || sval_from(s, value, &v) < 0)
+    if (parse_fast(fname, args, nargs, kwnames, names, 3, 2, a) < 0 ||
+        (a[2] && !conv_ttl(a[2], &ttl)) || get_key(a[0], &k) < 0 ||
+        sval_from(s, a[1], &v) < 0)
         return NULL;
     return do_store(s, op, &k, &v, ttl);
 }
 
-static PyObject *Cache_set(CacheObject *s, PyObject *args, PyObject *kw)
+static PyObject *Cache_set(CacheObject *s, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames)
 {
-    return store_method(s, args, kw, OP_SET, "OO|O&:set");
+    return store_method(s, args, nargs, kwnames, OP_SET, "set");
 }
 
-static PyObject *Cache_add(CacheObject *s, PyObject *args, PyObject *kw)
+static PyObject *Cache_add(CacheObject *s, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames)
 {
-    return store_method(s, args, kw, OP_ADD, "OO|O&:add");
+    return store_method(s, args, nargs, kwnames, OP_ADD, "add");
 }
 
-static PyObject *Cache_replace(CacheObject *s, PyObject *args, PyObject *kw)
+static PyObject *Cache_replace(CacheObject *s, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames)
 {
-    return store_method(s, args, kw, OP_REPLACE, "OO|O&:replace");
+    return store_method(s, args, nargs, kwnames, OP_REPLACE, "replace");
 }
 
-static PyObject *Cache_set_raw(CacheObject *s, PyObject *args, PyObject *kw)
+static PyObject *Cache_set_raw(CacheObject *s, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames)
 {
-    static char *kwlist[] = {"key", "data", "flags", "ttl", NULL};
-    PyObject *key, *data;
+    static const char *const names[] = {"key", "data", "flags", "ttl"};
+    PyObject *a[4];
     uint32_t flags = 0;
     uint64_t ttl = 0;
     keyarg k;
     sval v;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|O&O&:set_raw", kwlist, &key, &data,
-                                     conv_u32, &flags, conv_ttl, &ttl) ||
-        get_key(key, &k) < 0 || sval_raw(data, &v) < 0)
+    if (parse_fast("set_raw", args, nargs, kwnames, names, 4, 2, a) < 0 ||
+        (a[2] && !conv_u32(a[2], &flags)) || (a[3] && !conv_ttl(a[3], &ttl)) ||
+        get_key(a[0], &k) < 0 || sval_raw(a[1], &v) < 0)
         return NULL;
     v.flags = flags;
     return do_store(s, OP_SET, &k, &v, ttl);
@@ -1228,18 +1283,13 @@ static PyObject *Cache_ttl(CacheObject *s, PyObject *key)
 
 /* --- counters ----------------------------------------------------------------- */
 
-static PyObject *counter(CacheObject *s, PyObject *args, PyObject *kw, int decr)
+/* incr/decr of k by delta; with initial != NULL, an absent key is created
+ * holding initial (with ttl).  Returns the new value, None (absent) or NULL. */
+static PyObject *do_counter(CacheObject *s, const keyarg *kp, uint64_t delta,
+                            const uint64_t *initial, uint64_t ttl, int decr)
 {
-    static char *kwlist[] = {"key", "delta", "initial", "ttl", NULL};
-    PyObject *key, *initial = Py_None;
-    uint64_t delta = 1, ttl = 0, init = 0, result = 0;
-    keyarg k;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, decr ? "O|O&OO&:decr" : "O|O&OO&:incr", kwlist,
-                                     &key, conv_u64, &delta, &initial, conv_ttl, &ttl) ||
-        get_key(key, &k) < 0)
-        return NULL;
-    if (initial != Py_None && !conv_u64(initial, &init))
-        return NULL;
+    const keyarg k = *kp;
+    uint64_t init = initial ? *initial : 0, result = 0;
     shmc_t *c = enter(s);
     if (!c)
         return NULL;
@@ -1250,7 +1300,7 @@ static PyObject *counter(CacheObject *s, PyObject *args, PyObject *kw, int decr)
         st = decr ? shmc_decr(c, k.p, k.n, delta, 0, 0, 0, &result)
                   : shmc_incr(c, k.p, k.n, delta, 0, 0, 0, &result);
         err = errno;
-        if (st != SHMC_NOT_FOUND || initial == Py_None)
+        if (st != SHMC_NOT_FOUND || !initial)
             break;
         /* Create it holding `initial` as a decimal with FLAG_INT (the
          * library's SHMC_INCR_CREATE would store flags 0, which reads back
@@ -1275,14 +1325,33 @@ static PyObject *counter(CacheObject *s, PyObject *args, PyObject *kw, int decr)
     return raise_status(st, err);
 }
 
-static PyObject *Cache_incr(CacheObject *s, PyObject *args, PyObject *kw)
+static PyObject *counter(CacheObject *s, PyObject *const *args, Py_ssize_t nargs,
+                         PyObject *kwnames, int decr)
 {
-    return counter(s, args, kw, 0);
+    static const char *const names[] = {"key", "delta", "initial", "ttl"};
+    PyObject *a[4];
+    uint64_t delta = 1, ttl = 0, init = 0;
+    keyarg k;
+    if (parse_fast(decr ? "decr" : "incr", args, nargs, kwnames, names, 4, 1, a) < 0 ||
+        (a[1] && !conv_u64(a[1], &delta)) || (a[3] && !conv_ttl(a[3], &ttl)) ||
+        get_key(a[0], &k) < 0)
+        return NULL;
+    int has_init = a[2] && a[2] != Py_None;
+    if (has_init && !conv_u64(a[2], &init))
+        return NULL;
+    return do_counter(s, &k, delta, has_init ? &init : NULL, ttl, decr);
 }
 
-static PyObject *Cache_decr(CacheObject *s, PyObject *args, PyObject *kw)
+static PyObject *Cache_incr(CacheObject *s, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames)
 {
-    return counter(s, args, kw, 1);
+    return counter(s, args, nargs, kwnames, 0);
+}
+
+static PyObject *Cache_decr(CacheObject *s, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames)
+{
+    return counter(s, args, nargs, kwnames, 1);
 }
 
 static PyObject *affix(CacheObject *s, PyObject *args, int prepend)
@@ -1988,17 +2057,19 @@ static PyGetSetDef Cache_getset[] = {
 #define METH_KW(name, doc) \
     {#name, (PyCFunction)(void (*)(void))Cache_##name, METH_VARARGS | METH_KEYWORDS, doc}
 #define METH_1(name, doc) {#name, (PyCFunction)(void (*)(void))Cache_##name, METH_O, doc}
+#define METH_FAST(name, doc) \
+    {#name, (PyCFunction)(void (*)(void))Cache_##name, METH_FASTCALL | METH_KEYWORDS, doc}
 #define METH_0(name, doc) {#name, (PyCFunction)(void (*)(void))Cache_##name, METH_NOARGS, doc}
 
 static PyMethodDef Cache_methods[] = {
-    METH_KW(get, "get(key, default=None) -> the value, or default if absent or expired."),
+    METH_FAST(get, "get(key, default=None) -> the value, or default if absent or expired."),
     METH_KW(get_raw, "get_raw(key) -> (bytes, flags), or None if absent."),
     METH_KW(gets, "gets(key, default=None) -> (value, cas_token), or (default, None)."),
-    METH_KW(set, "set(key, value, ttl=None): store (ttl in seconds; None or 0 = never "
+    METH_FAST(set, "set(key, value, ttl=None): store (ttl in seconds; None or 0 = never "
                  "expires)."),
-    METH_KW(set_raw, "set_raw(key, data, flags=0, ttl=None): store bytes with your flags."),
-    METH_KW(add, "add(key, value, ttl=None) -> True if stored, False if the key exists."),
-    METH_KW(replace, "replace(key, value, ttl=None) -> True if stored, False if absent."),
+    METH_FAST(set_raw, "set_raw(key, data, flags=0, ttl=None): store bytes with your flags."),
+    METH_FAST(add, "add(key, value, ttl=None) -> True if stored, False if the key exists."),
+    METH_FAST(replace, "replace(key, value, ttl=None) -> True if stored, False if absent."),
     METH_KW(cas, "cas(key, value, token, ttl=None) -> new token (stored), False (the entry "
                  "changed) or None (absent)."),
     METH_KW(cas_value, "cas_value(key, expected, value, ttl=None) -> (True, None) if "
@@ -2010,9 +2081,9 @@ static PyMethodDef Cache_methods[] = {
     METH_1(exists, "exists(key) -> True if the key is present and not expired."),
     METH_KW(touch, "touch(key, ttl=None) -> True if the key was present (new TTL set)."),
     METH_1(ttl, "ttl(key) -> seconds left (inf: never expires), or None if absent."),
-    METH_KW(incr, "incr(key, delta=1, initial=None, ttl=None) -> new value, or None if "
+    METH_FAST(incr, "incr(key, delta=1, initial=None, ttl=None) -> new value, or None if "
                   "absent and initial is None.  Atomic across processes; wraps at 2**64."),
-    METH_KW(decr, "decr(key, delta=1, initial=None, ttl=None) -> new value (stops at 0)."),
+    METH_FAST(decr, "decr(key, delta=1, initial=None, ttl=None) -> new value (stops at 0)."),
     {"append", (PyCFunction)(void (*)(void))Cache_append, METH_VARARGS,
      "append(key, data) -> True if the key was present."},
     {"prepend", (PyCFunction)(void (*)(void))Cache_prepend, METH_VARARGS,
