@@ -501,7 +501,8 @@ static int sval_raw(PyObject *o, sval *v)
 
 static int sval_pickle(CacheObject *s, PyObject *o, sval *v)
 {
-    v->obj = PyObject_CallFunctionObjArgs(pickle_dumps, o, s->protocol, NULL);
+    PyObject *argv[2] = {o, s->protocol};
+    v->obj = PyObject_Vectorcall(pickle_dumps, argv, 2, NULL);
     if (!v->obj)
         return -1;
     if (!PyBytes_Check(v->obj)) {
@@ -2135,6 +2136,535 @@ static PyTypeObject CacheType = {
 };
 
 /* ------------------------------------------------------------------------ */
+/* The Django backend's hot paths                                            */
+
+/*
+ * _shmcache.DjangoBackend is the C base of shmcache.django.ShmCache (which
+ * also derives from Django's BaseCache): get, set, add, incr, get_many,
+ * has_key and delete make the key, validate it, convert the timeout and call
+ * the library in C, with no Python frame in between.  The attributes
+ * BaseCache.__init__ sets (key_prefix, version, key_func, default_timeout)
+ * are kept here; with Django's default key function the key is
+ * "<prefix>:<version>:<key>" built from a cached "<prefix>:<version>:".
+ * Anything unusual goes to the Python methods of the subclass (_key_py,
+ * validate_key, get_backend_timeout, _cas_add, _incr_py, _open_handle),
+ * so that the behaviour is the one written there: a subclass that
+ * overrides make_key, validate_key or get_backend_timeout has _fast false
+ * and every key and timeout goes through its methods.
+ */
+
+#define MEMCACHE_MAX_KEY_LENGTH 250
+
+static PyObject *dj_default_key_func;   /* django...base.default_key_func */
+static PyObject *dj_default_timeout;    /* django...base.DEFAULT_TIMEOUT */
+static PyObject *py_zero, *py_one;
+
+typedef struct BackendObject {
+    PyObject_HEAD
+    CacheObject *handle;   /* the process's shared handle, or NULL until first use */
+    PyObject *key_prefix, *version, *key_func, *default_timeout;
+    PyObject *prefix;      /* "<key_prefix>:<version>:", or NULL until needed */
+    int fast;              /* make_key, validate_key and get_backend_timeout are ShmCache's */
+} BackendObject;
+
+/* A new reference to the open handle (opened by self._open_handle()). */
+static CacheObject *be_handle(BackendObject *b)
+{
+    CacheObject *h = b->handle;
+    if (h && h->c && !h->closed) {
+        Py_INCREF(h);
+        return h;
+    }
+    PyObject *r = PyObject_CallMethod((PyObject *)b, "_open_handle", NULL);
+    if (!r)
+        return NULL;
+    if (!PyObject_TypeCheck(r, &CacheType)) {
+        PyErr_SetString(PyExc_TypeError, "_open_handle() must return a shmcache.Cache");
+        Py_DECREF(r);
+        return NULL;
+    }
+    Py_INCREF(r);
+    Py_XSETREF(b->handle, (CacheObject *)r);
+    return (CacheObject *)r;
+}
+
+/* 1 if Django's memcache_key_warnings() finds nothing in the str made and
+ * it is at most max_key bytes in UTF-8; 0 otherwise (validate_key() then
+ * says why). */
+static int be_key_ok(const CacheObject *h, PyObject *made)
+{
+    if (!PyUnicode_CheckExact(made))
+        return 0;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(made), bytes = n;
+    if (n > MEMCACHE_MAX_KEY_LENGTH)
+        return 0;
+    if (PyUnicode_IS_ASCII(made)) {
+        const unsigned char *p = PyUnicode_1BYTE_DATA(made);
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (p[i] < 33 || p[i] == 127)
+                return 0;
+    } else {
+        int kind = PyUnicode_KIND(made);
+        const void *data = PyUnicode_DATA(made);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_UCS4 ch = PyUnicode_READ(kind, data, i);
+            if (ch < 33 || ch == 127)
+                return 0;
+        }
+        if (!PyUnicode_AsUTF8AndSize(made, &bytes)) {   /* lone surrogates */
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    return !h->max_key || (size_t)bytes <= h->max_key;
+}
+
+/* The key made from (key, version) and validated: a new reference, or NULL
+ * with the exception (InvalidCacheKey...) set. */
+static PyObject *be_key(BackendObject *b, const CacheObject *h, PyObject *key,
+                        PyObject *version)
+{
+    if (version == Py_None)
+        version = NULL;
+    if (!b->fast || !b->key_func || !b->key_prefix || !b->version)
+        return PyObject_CallMethod((PyObject *)b, "_key_py", "OO", key,
+                                   version ? version : Py_None);
+    PyObject *made;
+    if (b->key_func == dj_default_key_func) {
+        if (version) {
+            made = PyUnicode_FromFormat("%S:%S:%S", b->key_prefix, version, key);
+        } else {
+            if (!b->prefix &&
+                !(b->prefix = PyUnicode_FromFormat("%S:%S:", b->key_prefix, b->version)))
+                return NULL;
+            if (PyUnicode_CheckExact(key)) {
+                made = PyUnicode_Concat(b->prefix, key);
+            } else {
+                PyObject *ks = PyObject_Str(key);   /* as '%s' % key does */
+                made = ks ? PyUnicode_Concat(b->prefix, ks) : NULL;
+                Py_XDECREF(ks);
+            }
+        }
+    } else {
+        PyObject *argv[3] = {key, b->key_prefix, version ? version : b->version};
+        made = PyObject_Vectorcall(b->key_func, argv, 3, NULL);
+    }
+    if (!made || be_key_ok(h, made))
+        return made;
+    PyObject *r = PyObject_CallMethod((PyObject *)b, "validate_key", "O", made);
+    if (!r) {
+        Py_DECREF(made);
+        return NULL;
+    }
+    Py_DECREF(r);
+    return made;
+}
+
+/* The TTL of a Django timeout (DEFAULT_TIMEOUT if t is NULL): 1 with *ms
+ * (0: never expires), 0 if it expires at once (<= 0: not stored), -1 on
+ * error. */
+static int be_ttl(BackendObject *b, PyObject *t, uint64_t *ms)
+{
+    PyObject *owned = NULL;
+    if (!b->fast) {
+        t = owned = PyObject_CallMethod((PyObject *)b, "get_backend_timeout", "O",
+                                        t ? t : dj_default_timeout);
+        if (!t)
+            return -1;
+    } else if (!t || t == dj_default_timeout) {
+        t = b->default_timeout;
+        if (!t) {
+            PyErr_SetString(PyExc_AttributeError, "default_timeout");
+            return -1;
+        }
+    }
+    int r;
+    if (t == Py_None) {
+        *ms = 0;
+        r = 1;
+    } else if (PyLong_CheckExact(t)) {
+        int of = 0;
+        long v = PyLong_AsLongAndOverflow(t, &of);
+        if (v == -1 && PyErr_Occurred())
+            r = -1;
+        else if (of < 0 || (!of && v <= 0))
+            r = 0;
+        else if (!of && v <= 1000000000000L) {
+            *ms = (uint64_t)v * 1000u;
+            r = 1;
+        } else {
+            r = conv_ttl(t, ms) ? 1 : -1;
+        }
+    } else {
+        int le = PyObject_RichCompareBool(t, py_zero, Py_LE);
+        r = le < 0 ? -1 : le ? 0 : conv_ttl(t, ms) ? 1 : -1;
+    }
+    Py_XDECREF(owned);
+    return r;
+}
+
+/* The value was too large or memory was pinned: like memcached, "not stored". */
+static int be_not_stored(void)
+{
+    return PyErr_ExceptionMatches(exc_by_status[SHMC_EVALLEN]) ||
+           PyErr_ExceptionMatches(exc_by_status[SHMC_ENOMEM]);
+}
+
+#define BE_PARSE(fname, nreq, ...)                                                      \
+    static const char *const names[] = {__VA_ARGS__};                                   \
+    enum { NA = sizeof names / sizeof names[0] };                                       \
+    PyObject *a[NA];                                                                     \
+    if (parse_fast(fname, args, nargs, kwnames, names, NA, nreq, a) < 0)                 \
+        return NULL
+
+/* Opens the handle and makes the key: on success h and made are new
+ * references and k points into made. */
+static int be_begin(BackendObject *b, PyObject *key, PyObject *version, CacheObject **h,
+                    PyObject **made, keyarg *k)
+{
+    if (!(*h = be_handle(b)))
+        return -1;
+    if (!(*made = be_key(b, *h, key, version)) || get_key(*made, k) < 0) {
+        Py_XDECREF(*made);
+        Py_DECREF(*h);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *Backend_get(BackendObject *b, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
+{
+    BE_PARSE("get", 1, "key", "default", "version");
+    CacheObject *h;
+    PyObject *made;
+    keyarg k;
+    if (be_begin(b, a[0], a[2], &h, &made, &k) < 0)
+        return NULL;
+    PyObject *r = do_get(h, &k, a[1] ? a[1] : Py_None);
+    Py_DECREF(made);
+    Py_DECREF(h);
+    return r;
+}
+
+static PyObject *be_store(BackendObject *b, PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames, enum setop op)
+{
+    BE_PARSE(op == OP_SET ? "set" : "add", 2, "key", "value", "timeout", "version");
+    CacheObject *h;
+    PyObject *made, *r = NULL;
+    keyarg k;
+    uint64_t ms = 0;
+    if (be_begin(b, a[0], a[3], &h, &made, &k) < 0)
+        return NULL;
+    int t = be_ttl(b, a[2], &ms);
+    if (t == 0) {
+        /* Expires at once: set removes the old value, add reports whether
+         * it would have been stored. */
+        r = op == OP_SET ? Cache_delete(h, made) : Cache_exists(h, made);
+        if (r) {
+            int present = r == Py_True;
+            Py_SETREF(r, op == OP_SET ? Py_NewRef(Py_None) : PyBool_FromLong(!present));
+        }
+    } else if (t > 0) {
+        sval v;
+        if (sval_from(h, a[1], &v) == 0)
+            r = do_store(h, op, &k, &v, ms);
+        if (!r && be_not_stored()) {
+            PyErr_Clear();
+            if (op == OP_SET) {
+                /* The old value must not stay behind. */
+                r = Cache_delete(h, made);
+                if (r)
+                    Py_SETREF(r, Py_NewRef(Py_None));
+            } else {
+                r = Py_NewRef(Py_False);
+            }
+        }
+    }
+    Py_DECREF(made);
+    Py_DECREF(h);
+    return r;
+}
+
+static PyObject *Backend_set(BackendObject *b, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
+{
+    return be_store(b, args, nargs, kwnames, OP_SET);
+}
+
+static PyObject *Backend_add(BackendObject *b, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
+{
+    return be_store(b, args, nargs, kwnames, OP_ADD);
+}
+
+static PyObject *Backend_incr(BackendObject *b, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames)
+{
+    BE_PARSE("incr", 1, "key", "delta", "version");
+    PyObject *delta = a[1] ? a[1] : py_one;
+    CacheObject *h;
+    PyObject *made, *r = NULL;
+    keyarg k;
+    if (be_begin(b, a[0], a[2], &h, &made, &k) < 0)
+        return NULL;
+    int of = 0;
+    long long d = 0;
+    if (PyLong_CheckExact(delta)) {
+        d = PyLong_AsLongLongAndOverflow(delta, &of);
+        if (d == -1 && PyErr_Occurred())
+            goto out;
+    }
+    if (!PyLong_CheckExact(delta)) {
+        /* A float, Decimal...: compare-and-swap in Python. */
+        r = PyObject_CallMethod((PyObject *)b, "_cas_add", "OOO", made, delta, a[0]);
+    } else if (of) {
+        r = PyObject_CallMethod((PyObject *)b, "_incr_py", "OOO", a[0], delta,
+                                a[2] ? a[2] : Py_None);
+    } else {
+        uint64_t u = d >= 0 ? (uint64_t)d : (uint64_t)0 - (uint64_t)d;
+        r = do_counter(h, &k, u, NULL, 0, d < 0);
+        if (!r && PyErr_ExceptionMatches(exc_by_status[SHMC_ENOTNUM])) {
+            PyErr_Clear();
+            r = PyObject_CallMethod((PyObject *)b, "_cas_add", "OOO", made, delta, a[0]);
+        } else if (r == Py_None) {
+            Py_CLEAR(r);
+            PyErr_Format(PyExc_ValueError, "Key '%S' not found", made);
+        }
+    }
+out:
+    Py_DECREF(made);
+    Py_DECREF(h);
+    return r;
+}
+
+static PyObject *Backend_get_many(BackendObject *b, PyObject *const *args, Py_ssize_t nargs,
+                                  PyObject *kwnames)
+{
+    BE_PARSE("get_many", 1, "keys", "version");
+    CacheObject *h = be_handle(b);
+    if (!h)
+        return NULL;
+    PyObject *key_map = PyDict_New(), *it = PyObject_GetIter(a[0]), *key;
+    PyObject *made_list = NULL, *found = NULL, *result = NULL;
+    if (!key_map || !it)
+        goto out;
+    while ((key = PyIter_Next(it))) {
+        PyObject *made = be_key(b, h, key, a[1]);
+        int bad = !made || PyDict_SetItem(key_map, made, key) < 0;
+        Py_XDECREF(made);
+        Py_DECREF(key);
+        if (bad)
+            goto out;
+    }
+    if (PyErr_Occurred() || !(made_list = PyDict_Keys(key_map)) ||
+        !(found = Cache_get_many(h, made_list)) || !(result = PyDict_New()))
+        goto out;
+    Py_ssize_t pos = 0;
+    PyObject *mk, *v;
+    while (PyDict_Next(found, &pos, &mk, &v)) {
+        PyObject *orig = PyDict_GetItemWithError(key_map, mk);
+        if (!orig || PyDict_SetItem(result, orig, v) < 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetObject(PyExc_KeyError, mk);
+            Py_CLEAR(result);
+            goto out;
+        }
+    }
+out:
+    Py_XDECREF(found);
+    Py_XDECREF(made_list);
+    Py_XDECREF(it);
+    Py_XDECREF(key_map);
+    Py_DECREF(h);
+    return result;
+}
+
+static PyObject *be_key_op(BackendObject *b, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames, const char *fname,
+                           PyObject *(*op)(CacheObject *, PyObject *))
+{
+    BE_PARSE(fname, 1, "key", "version");
+    CacheObject *h;
+    PyObject *made;
+    keyarg k;
+    if (be_begin(b, a[0], a[1], &h, &made, &k) < 0)
+        return NULL;
+    PyObject *r = op ? op(h, made) : Py_NewRef(made);
+    Py_DECREF(made);
+    Py_DECREF(h);
+    return r;
+}
+
+static PyObject *Backend_has_key(BackendObject *b, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *kwnames)
+{
+    return be_key_op(b, args, nargs, kwnames, "has_key", Cache_exists);
+}
+
+static PyObject *Backend_delete(BackendObject *b, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames)
+{
+    return be_key_op(b, args, nargs, kwnames, "delete", Cache_delete);
+}
+
+static PyObject *Backend__key(BackendObject *b, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames)
+{
+    return be_key_op(b, args, nargs, kwnames, "_key", NULL);
+}
+
+static int Backend_contains(BackendObject *b, PyObject *key)
+{
+    PyObject *argv[1] = {key};
+    PyObject *r = Backend_has_key(b, argv, 1, NULL);
+    if (!r)
+        return -1;
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return t;
+}
+
+/* Attributes set by BaseCache.__init__; a new key_prefix or version drops
+ * the cached key prefix. */
+#define BE_ATTR(field)                                                                   \
+    static PyObject *Backend_get_##field(BackendObject *b, void *unused)                 \
+    {                                                                                    \
+        (void)unused;                                                                    \
+        if (!b->field) {                                                                 \
+            PyErr_SetString(PyExc_AttributeError, #field);                               \
+            return NULL;                                                                 \
+        }                                                                                \
+        return Py_NewRef(b->field);                                                      \
+    }                                                                                    \
+    static int Backend_set_##field(BackendObject *b, PyObject *v, void *unused)          \
+    {                                                                                    \
+        (void)unused;                                                                    \
+        Py_XINCREF(v);                                                                   \
+        Py_XSETREF(b->field, v);                                                         \
+        Py_CLEAR(b->prefix);                                                             \
+        return 0;                                                                        \
+    }
+BE_ATTR(key_prefix)
+BE_ATTR(version)
+BE_ATTR(key_func)
+BE_ATTR(default_timeout)
+#undef BE_ATTR
+
+static PyObject *Backend_get_fast(BackendObject *b, void *unused)
+{
+    (void)unused;
+    return PyBool_FromLong(b->fast);
+}
+
+static int Backend_set_fast(BackendObject *b, PyObject *v, void *unused)
+{
+    (void)unused;
+    int t = v ? PyObject_IsTrue(v) : 0;
+    if (t < 0)
+        return -1;
+    b->fast = t;
+    return 0;
+}
+
+static PyObject *Backend_get_cache(BackendObject *b, void *unused)
+{
+    (void)unused;
+    return (PyObject *)be_handle(b);
+}
+
+static PyGetSetDef Backend_getset[] = {
+    {"key_prefix", (getter)Backend_get_key_prefix, (setter)Backend_set_key_prefix, NULL,
+     NULL},
+    {"version", (getter)Backend_get_version, (setter)Backend_set_version, NULL, NULL},
+    {"key_func", (getter)Backend_get_key_func, (setter)Backend_set_key_func, NULL, NULL},
+    {"default_timeout", (getter)Backend_get_default_timeout,
+     (setter)Backend_set_default_timeout, NULL, NULL},
+    {"_fast", (getter)Backend_get_fast, (setter)Backend_set_fast,
+     "True: keys and timeouts are made in C (the methods are not overridden).", NULL},
+    {"_cache", (getter)Backend_get_cache, NULL,
+     "The shmcache.Cache handle (opened by _open_handle() when needed).", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+#define BE_METH(name, doc) \
+    {#name, (PyCFunction)(void (*)(void))Backend_##name, METH_FASTCALL | METH_KEYWORDS, doc}
+
+static PyMethodDef Backend_methods[] = {
+    BE_METH(get, "get(key, default=None, version=None)"),
+    BE_METH(set, "set(key, value, timeout=DEFAULT_TIMEOUT, version=None)"),
+    BE_METH(add, "add(key, value, timeout=DEFAULT_TIMEOUT, version=None) -> bool"),
+    BE_METH(incr, "incr(key, delta=1, version=None) -> the new value"),
+    BE_METH(get_many, "get_many(keys, version=None) -> {key: value}"),
+    BE_METH(has_key, "has_key(key, version=None) -> bool"),
+    BE_METH(delete, "delete(key, version=None) -> bool"),
+    BE_METH(_key, "_key(key, version=None) -> the key made and validated"),
+    {NULL, NULL, 0, NULL},
+};
+
+static int Backend_traverse(BackendObject *b, visitproc visit, void *arg)
+{
+    Py_VISIT(b->handle);
+    Py_VISIT(b->key_prefix);
+    Py_VISIT(b->version);
+    Py_VISIT(b->key_func);
+    Py_VISIT(b->default_timeout);
+    Py_VISIT(b->prefix);
+    return 0;
+}
+
+static int Backend_clear(BackendObject *b)
+{
+    Py_CLEAR(b->handle);
+    Py_CLEAR(b->key_prefix);
+    Py_CLEAR(b->version);
+    Py_CLEAR(b->key_func);
+    Py_CLEAR(b->default_timeout);
+    Py_CLEAR(b->prefix);
+    return 0;
+}
+
+static void Backend_dealloc(BackendObject *b)
+{
+    PyObject_GC_UnTrack(b);
+    Backend_clear(b);
+    Py_TYPE(b)->tp_free((PyObject *)b);
+}
+
+static PySequenceMethods Backend_as_sequence = {
+    .sq_contains = (objobjproc)Backend_contains,
+};
+
+static PyTypeObject BackendType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "shmcache._shmcache.DjangoBackend",
+    .tp_basicsize = sizeof(BackendObject),
+    .tp_dealloc = (destructor)Backend_dealloc,
+    .tp_as_sequence = &Backend_as_sequence,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The C hot paths of shmcache.django.ShmCache (use that class).",
+    .tp_traverse = (traverseproc)Backend_traverse,
+    .tp_clear = (inquiry)Backend_clear,
+    .tp_methods = Backend_methods,
+    .tp_getset = Backend_getset,
+    .tp_new = PyType_GenericNew,
+};
+
+static PyObject *mod_django_setup(PyObject *m, PyObject *args)
+{
+    (void)m;
+    PyObject *kf, *dt;
+    if (!PyArg_ParseTuple(args, "OO:_django_setup", &kf, &dt))
+        return NULL;
+    Py_INCREF(kf);
+    Py_XSETREF(dj_default_key_func, kf);
+    Py_INCREF(dt);
+    Py_XSETREF(dj_default_timeout, dt);
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Module                                                                    */
 
 static PyObject *mod_destroy(PyObject *m, PyObject *name)
@@ -2171,6 +2701,8 @@ static PyMethodDef module_methods[] = {
     {"destroy", mod_destroy, METH_O,
      "destroy(name) -> True if the cache's name was removed, False if it did not exist."},
     {"strerror", mod_strerror, METH_O, "strerror(status) -> the library's sentence."},
+    {"_django_setup", mod_django_setup, METH_VARARGS,
+     "_django_setup(default_key_func, DEFAULT_TIMEOUT): Django's objects for DjangoBackend."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2239,7 +2771,13 @@ PyMODINIT_FUNC PyInit__shmcache(void)
         goto fail;
 
     if (PyType_Ready(&CacheType) < 0 ||
-        PyModule_AddObjectRef(m, "Cache", (PyObject *)&CacheType) < 0)
+        PyModule_AddObjectRef(m, "Cache", (PyObject *)&CacheType) < 0 ||
+        PyType_Ready(&BackendType) < 0 ||
+        PyModule_AddObjectRef(m, "DjangoBackend", (PyObject *)&BackendType) < 0)
+        goto fail;
+    if (!py_zero && !(py_zero = PyLong_FromLong(0)))
+        goto fail;
+    if (!py_one && !(py_one = PyLong_FromLong(1)))
         goto fail;
 
     PyObject *names = PyDict_New();
