@@ -2141,7 +2141,7 @@ static PyTypeObject CacheType = {
 /*
  * _shmcache.DjangoBackend is the C base of shmcache.django.ShmCache (which
  * also derives from Django's BaseCache): get, set, add, incr, get_many,
- * has_key and delete make the key, validate it, convert the timeout and call
+ * has_key, delete and get_or_set (its hits) make the key, validate it, convert the timeout and call
  * the library in C, with no Python frame in between.  The attributes
  * BaseCache.__init__ sets (key_prefix, version, key_func, default_timeout)
  * are kept here; with Django's default key function the key is
@@ -2439,6 +2439,40 @@ out:
     return r;
 }
 
+/* get_or_set: a hit is answered here; a miss (and a timeout <= 0) goes to
+ * _get_or_set_py, the singleflight fill. */
+static PyObject *Backend_get_or_set(BackendObject *b, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames)
+{
+    BE_PARSE("get_or_set", 2, "key", "default", "timeout", "version");
+    CacheObject *h;
+    PyObject *made, *r = NULL;
+    keyarg k;
+    uint64_t ms = 0;
+    if (be_begin(b, a[0], a[3], &h, &made, &k) < 0)
+        return NULL;
+    int t = be_ttl(b, a[2], &ms);
+    if (t > 0) {
+        shmc_t *c = enter(h);
+        if (c) {
+            PyObject *v = NULL;
+            uint32_t fl = 0;
+            int found = fetch(c, &k, guess_for(h, GET_GUESS), &v, &fl, NULL);
+            leave(h);
+            if (found > 0)
+                r = load_value(h, v, fl);
+            else if (found == 0)
+                t = 0;   /* a miss */
+        }
+    }
+    Py_DECREF(made);
+    Py_DECREF(h);
+    if (t != 0)
+        return r;
+    return PyObject_CallMethod((PyObject *)b, "_get_or_set_py", "OOOO", a[0], a[1],
+                               a[2] ? a[2] : dj_default_timeout, a[3] ? a[3] : Py_None);
+}
+
 static PyObject *Backend_get_many(BackendObject *b, PyObject *const *args, Py_ssize_t nargs,
                                   PyObject *kwnames)
 {
@@ -2597,6 +2631,7 @@ static PyMethodDef Backend_methods[] = {
     BE_METH(add, "add(key, value, timeout=DEFAULT_TIMEOUT, version=None) -> bool"),
     BE_METH(incr, "incr(key, delta=1, version=None) -> the new value"),
     BE_METH(get_many, "get_many(keys, version=None) -> {key: value}"),
+    BE_METH(get_or_set, "get_or_set(key, default, timeout=DEFAULT_TIMEOUT, version=None)"),
     BE_METH(has_key, "has_key(key, version=None) -> bool"),
     BE_METH(delete, "delete(key, version=None) -> bool"),
     BE_METH(_key, "_key(key, version=None) -> the key made and validated"),

@@ -238,7 +238,7 @@ class ShmCache(_shmcache.DjangoBackend, BaseCache):
     def clear(self):
         self._cache.flush()
 
-    def get_or_set(self, key, default, timeout=DEFAULT_TIMEOUT, version=None):
+    def _get_or_set_py(self, key, default, timeout=DEFAULT_TIMEOUT, version=None):
         """Returns the cached value; on a miss exactly one process (of all that
         miss the key at once) evaluates `default` and stores it, and the others
         get its value.  If the default raises in that process, the others get
@@ -288,9 +288,10 @@ class ShmCache(_shmcache.DjangoBackend, BaseCache):
         return value
 
     # The methods above are the reference versions of the C ones of
-    # _shmcache.DjangoBackend (get, set, add, delete, has_key, get_many and
-    # incr); _incr_py is also the C incr's fallback for a delta of 2**63 or
-    # more.
+    # _shmcache.DjangoBackend (get, set, add, delete, has_key, get_many,
+    # get_or_set and incr).  The C get_or_set answers hits and calls
+    # _get_or_set_py on a miss; the C incr calls _incr_py for a delta of
+    # 2**63 or more.
 
     def decr(self, key, delta=1, version=None):
         return self.incr(key, -delta, version)
