@@ -62,7 +62,7 @@ def parse_args(argv):
     p.add_argument("--rounds", type=int, help="rounds, best taken (default 2)")
     p.add_argument("--workers", type=int, default=4, help="processes (workers; default 4)")
     p.add_argument("--requests", type=int,
-                   help="get_or_set calls per worker (default 50000)")
+                   help="get_or_set calls per worker (default 100000)")
     p.add_argument("--zipf-keys", type=int, help="key space of the Zipf stream (default 1000)")
     p.add_argument("--zipf-s", type=float, default=1.0, help="Zipf exponent (default 1.0)")
     p.add_argument("--fill-ms", type=float, default=1.0,
@@ -72,7 +72,7 @@ def parse_args(argv):
     a = p.parse_args(argv)
     q = a.quick
     defaults = {"ops": (20000, 1000), "keys": (1000, 100), "rounds": (2, 1),
-                "requests": (50000, 1000), "zipf_keys": (1000, 200),
+                "requests": (100000, 1000), "zipf_keys": (1000, 200),
                 "micro_calls": (200000, 20000)}
     for name, (full, quick) in defaults.items():
         if getattr(a, name) is None:
