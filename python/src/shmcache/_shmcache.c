@@ -2229,26 +2229,39 @@ static PyObject *be_key(BackendObject *b, const CacheObject *h, PyObject *key,
     if (!b->fast || !b->key_func || !b->key_prefix || !b->version)
         return PyObject_CallMethod((PyObject *)b, "_key_py", "OO", key,
                                    version ? version : Py_None);
-    PyObject *made;
-    if (b->key_func == dj_default_key_func) {
+    /* Strong references: str() of a key or a key function may run code that
+     * sets these attributes. */
+    PyObject *made, *kf = Py_NewRef(b->key_func), *kp = Py_NewRef(b->key_prefix);
+    PyObject *ver = Py_NewRef(version ? version : b->version);
+    if (kf == dj_default_key_func) {
         if (version) {
-            made = PyUnicode_FromFormat("%S:%S:%S", b->key_prefix, version, key);
+            made = PyUnicode_FromFormat("%S:%S:%S", kp, ver, key);
         } else {
-            if (!b->prefix &&
-                !(b->prefix = PyUnicode_FromFormat("%S:%S:", b->key_prefix, b->version)))
-                return NULL;
-            if (PyUnicode_CheckExact(key)) {
-                made = PyUnicode_Concat(b->prefix, key);
+            PyObject *prefix = b->prefix;
+            if (prefix) {
+                Py_INCREF(prefix);
+            } else if ((prefix = PyUnicode_FromFormat("%S:%S:", kp, ver)) && !b->prefix &&
+                       b->key_prefix == kp && b->version == ver) {
+                b->prefix = Py_NewRef(prefix);
+            }
+            if (!prefix) {
+                made = NULL;
+            } else if (PyUnicode_CheckExact(key)) {
+                made = PyUnicode_Concat(prefix, key);
             } else {
                 PyObject *ks = PyObject_Str(key);   /* as '%s' % key does */
-                made = ks ? PyUnicode_Concat(b->prefix, ks) : NULL;
+                made = ks ? PyUnicode_Concat(prefix, ks) : NULL;
                 Py_XDECREF(ks);
             }
+            Py_XDECREF(prefix);
         }
     } else {
-        PyObject *argv[3] = {key, b->key_prefix, version ? version : b->version};
-        made = PyObject_Vectorcall(b->key_func, argv, 3, NULL);
+        PyObject *argv[3] = {key, kp, ver};
+        made = PyObject_Vectorcall(kf, argv, 3, NULL);
     }
+    Py_DECREF(kf);
+    Py_DECREF(kp);
+    Py_DECREF(ver);
     if (!made || be_key_ok(h, made))
         return made;
     PyObject *r = PyObject_CallMethod((PyObject *)b, "validate_key", "O", made);
@@ -2277,6 +2290,8 @@ static int be_ttl(BackendObject *b, PyObject *t, uint64_t *ms)
             PyErr_SetString(PyExc_AttributeError, "default_timeout");
             return -1;
         }
+        if (t != Py_None && !PyLong_CheckExact(t))
+            t = owned = Py_NewRef(t);   /* comparing it may run code */
     }
     int r;
     if (t == Py_None) {
