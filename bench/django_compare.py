@@ -561,6 +561,9 @@ def main(argv):
     except ImportError:
         say("django_compare: Django is not installed (Debian: python3-django)")
         return 2
+    # SIGTERM (timeout, kill) runs the clean-up below too: servers stopped,
+    # temporary directory and shmcache segment removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     tmp = tempfile.mkdtemp(prefix="shmcache-django-bench.")
     servers = Servers(tmp)
     shm_name = "django-compare-%d" % os.getpid()
