@@ -1498,14 +1498,16 @@ fail:
     return NULL;
 }
 
-static PyObject *Cache_set_many(CacheObject *s, PyObject *args, PyObject *kw)
+static PyObject *Cache_set_many(CacheObject *s, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames)
 {
-    static char *kwlist[] = {"mapping", "ttl", NULL};
-    PyObject *mapping;
+    static const char *const names[] = {"mapping", "ttl"};
+    PyObject *a[2];
     uint64_t ttl = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O&:set_many", kwlist, &mapping, conv_ttl,
-                                     &ttl))
+    if (parse_fast("set_many", args, nargs, kwnames, names, 2, 1, a) < 0 ||
+        (a[1] && !conv_ttl(a[1], &ttl)))
         return NULL;
+    PyObject *mapping = a[0];
     if (!PyObject_HasAttrString(mapping, "items")) {
         PyErr_Format(PyExc_TypeError, "set_many() expects a mapping, not %.100s",
                      Py_TYPE(mapping)->tp_name);
@@ -2090,7 +2092,7 @@ static PyMethodDef Cache_methods[] = {
     {"prepend", (PyCFunction)(void (*)(void))Cache_prepend, METH_VARARGS,
      "prepend(key, data) -> True if the key was present."},
     METH_1(get_many, "get_many(keys) -> {key: value} for the keys present."),
-    METH_KW(set_many, "set_many(mapping, ttl=None) -> list of the keys not stored."),
+    METH_FAST(set_many, "set_many(mapping, ttl=None) -> list of the keys not stored."),
     METH_1(delete_many, "delete_many(keys) -> number of keys deleted."),
     METH_0(flush, "flush(): remove every item."),
     METH_0(stats, "stats() -> dict of counters summed over every process."),
