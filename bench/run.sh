@@ -24,6 +24,11 @@
 #                    meson setup --buildtype=release if missing)
 #   --out DIR        results directory (default: BUILD/bench-results)
 #   --no-install     do not run apt-get (peers that are missing are skipped)
+#   --only django    only the Django-level comparison (bench/django_compare.py:
+#                    ShmCache vs LocMem, diskcache, django-redis, PyMemcache;
+#                    it starts its own redis-server and memcached); a full run
+#                    ends with it.  Needs the Python binding built in DIR for
+#                    a python3 with Django (PATH=/usr/bin:$PATH meson setup).
 #   --               everything after is passed to bench_compare
 #                    (e.g. -- --only kv,s2 --seconds 5; see bench_compare --help)
 set -euo pipefail
@@ -34,6 +39,7 @@ quick=0
 build="$root/build-bench"
 out=""
 install=1
+only=""
 extra=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -41,6 +47,7 @@ while [ $# -gt 0 ]; do
         --build) build=$2; shift ;;
         --out) out=$2; shift ;;
         --no-install) install=0 ;;
+        --only) only=$2; shift ;;
         --) shift; extra=("$@"); break ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
@@ -52,6 +59,31 @@ case $build in /*) ;; *) build="$PWD/$build" ;; esac
 case $out in /*) ;; *) out="$PWD/$out" ;; esac
 
 say() { printf 'run.sh: %s\n' "$*" >&2; }
+
+# ---- Django-level comparison (bench/django_compare.py) ----
+run_django() {
+    [ -f "$build/build.ninja" ] || PATH=/usr/bin:$PATH meson setup "$build" "$root" \
+        --buildtype=release >/dev/null
+    ninja -C "$build" >/dev/null
+    local py
+    for py in ${PYTHON:-} python3 /usr/bin/python3; do
+        if PYTHONPATH="$build/python/src" "$py" -c 'import django, shmcache.django' \
+            2>/dev/null; then
+            mkdir -p "$out"
+            PYTHONPATH="$build/python/src" "$py" "$here/django_compare.py" \
+                $([ $quick = 1 ] && echo --quick) --json "$out/django.json" \
+                | tee "$out/django.txt"
+            return "${PIPESTATUS[0]}"
+        fi
+    done
+    say "django: no python3 with Django can import shmcache from $build/python/src"
+    [ "${CI:-}" != true ]   # a failure on CI, a skip elsewhere
+}
+case $only in
+    "") ;;
+    django) run_django; exit ;;
+    *) echo "run.sh: unknown --only $only (try --help)" >&2; exit 2 ;;
+esac
 
 # ---- 1. dependencies ----
 need=()
@@ -150,4 +182,5 @@ if command -v gnuplot >/dev/null && [ -s "$out/scaling.dat" ]; then
 else
     say "no gnuplot or no kv figures: no chart"
 fi
+run_django || rc=$?
 exit $rc
