@@ -43,7 +43,6 @@
 #define NOMEM_RUNNABLE_MAX_MS BOUND_MS(10000u) /* ... unless every reader in the way is
                                                 * only waiting for a CPU (oversubscribed
                                                 * host) */
-#define RESERVE_SEGS 2u
 
 static inline uint32_t seg_of(const struct shmc *c, uint64_t off)
 {
@@ -397,14 +396,22 @@ static uint32_t take_free(struct shmc *c, tslot *t, scan *sc, bool want)
     return got;
 }
 
-/* A sealed segment with at most this many live bytes is compacted (its live
- * items moved forward) rather than evicted: moving them costs at most 3/4 of
- * a segment of copies and frees at least 1/4.  Only when every evictable
- * segment holds more live data than this is the storage full of live data,
- * and items are dropped (oldest segment first, second chance). */
-static inline uint64_t compact_live_max(const struct shmc *c)
+/* A sealed segment is compacted (its live items moved forward) rather than
+ * evicted when at least 1/8 of a segment in it is dead bytes (items replaced
+ * or deleted since): the move then costs at most 7/8 of a segment of copies,
+ * the bound second chance already had (evict_items), and destroys at least
+ * 1/8 of a segment of dead bytes for good.  Dead bytes, not free space: the
+ * slack a segment was sealed with (the next item did not fit) comes back
+ * with the copies, and a rule on live bytes alone (live <= 7/8) compacted
+ * one half-full segment of 15 KB items into the next for ever.  Dead bytes
+ * arise only from writes, so compaction cannot run without end.  Only when no
+ * evictable segment has that much dead data is the storage full of live
+ * data, and items are dropped (oldest segment first, second chance).
+ * (3/4 of live bytes instead of 7/8 was tried: on the overwrite-heavy
+ * hit-ratio trace it held 18 % fewer items, 0.7922 against 0.7984 hits.) */
+static inline bool worth_compacting(const struct shmc *c, uint64_t dead, uint64_t live)
 {
-    return c->seg_size - c->seg_size / 4;
+    return dead >= c->seg_size / 8 && live <= c->seg_size - c->seg_size / 8;
 }
 
 typedef struct victim {
@@ -414,14 +421,14 @@ typedef struct victim {
 
 /* Chooses the segment to evict among the sealed ones no writer can still be
  * appending to: a wholly expired one if any (dropped: costs no live item),
- * else the one with the fewest live bytes if it is mostly dead (compacted),
+ * else the one with the most dead bytes if worth compacting (compacted),
  * else the oldest (dropped, with second chance). */
 static victim pick_victim(struct shmc *c, tslot *t, scan *sc)
 {
     uint64_t now = now_ms();
     uint64_t h = grace_horizon(c, t, sc);
-    uint32_t oldest = 0, leanest = 0;
-    uint64_t oldest_seq = UINT64_MAX, least = UINT64_MAX, least_seq = UINT64_MAX;
+    uint32_t oldest = 0, deadest = 0;
+    uint64_t oldest_seq = UINT64_MAX, most = 0, most_live = 0;
     for (uint32_t s = 0; s < c->nsegs; s++) {
         shmc_segmeta *m = &c->segs[s];
         uint64_t sw = atomic_load_explicit(&m->state, memory_order_acquire);
@@ -434,18 +441,21 @@ static victim pick_victim(struct shmc *c, tslot *t, scan *sc)
         if (mx != 0 && mx != UINT64_MAX && mx < now)
             return (victim){s + 1, EV_DROP}; /* everything in it has expired */
         uint64_t lb = live_bytes(atomic_load_explicit(&m->live, memory_order_relaxed));
+        uint64_t used = atomic_load_explicit(&m->wpos, memory_order_relaxed);
+        used = used < c->seg_size ? used : c->seg_size;
+        uint64_t dead = used > lb ? used - lb : 0;
         if (seq < oldest_seq) {
             oldest_seq = seq;
             oldest = s + 1;
         }
-        if (lb < least || (lb == least && seq < least_seq)) {
-            least = lb;
-            least_seq = seq;
-            leanest = s + 1;
+        if (dead > most) {
+            most = dead;
+            most_live = lb;
+            deadest = s + 1;
         }
     }
-    if (leanest && least <= compact_live_max(c))
-        return (victim){leanest, EV_COMPACT};
+    if (deadest && worth_compacting(c, most, most_live))
+        return (victim){deadest, EV_COMPACT};
     return (victim){oldest, EV_DROP};
 }
 
@@ -532,6 +542,16 @@ void alloc_recover(struct shmc *c, tslot *t)
     take_free(c, t, &sc, false);
 }
 
+/* Free segments a writer that installs a fresh head keeps in reserve (by
+ * evicting one victim while its fresh head has room for the victim's moves):
+ * two, or one when segments are few and large (under 64: a segment is then
+ * over 1/64 of the storage, and a second idle one cost 7 % of the items a
+ * 32 MiB cache holds, with 14 segments of 2 MiB). */
+static uint32_t reserve_segs(const struct shmc *c)
+{
+    return c->nsegs >= 64 ? 2u : 1u;
+}
+
 /* Replaces head h (which showed old_hw) with a fresh segment. */
 static shmc_status replace_head(struct shmc *c, tslot *t, uint32_t h, uint64_t old_hw)
 {
@@ -557,7 +577,7 @@ static shmc_status replace_head(struct shmc *c, tslot *t, uint32_t h, uint64_t o
         }
         /* Keep a small reserve of free segments by evicting now, while our
          * fresh head has room to give recently read items a second chance. */
-        if (seen.free < RESERVE_SEGS && seen.retired < retired_cap(c)) {
+        if (seen.free < reserve_segs(c) && seen.retired < retired_cap(c)) {
             scan sc = {0};
             evict_one(c, t, &sc, false);
         }
