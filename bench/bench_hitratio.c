@@ -11,8 +11,8 @@
  *              one-off keys (never requested again), each a get and a set;
  *   overwrite  half the requests are sets of a Zipf key (an overwrite when it
  *              is present), half are gets (miss -> set).
- * The first quarter of each trace warms the caches up; the hit ratio is that
- * of the gets in the other three quarters.  The same trace goes to a fresh
+ * The first half of each trace warms the caches up (fills them); the hit
+ * ratio is that of the gets in the second half.  The same trace goes to a fresh
  * shmcache of --mib MiB (all-in: header, index and tables included), to a
  * memcached started with -m <same MiB> (run.sh starts it on a unix socket and
  * passes --memcached; its -m counts item memory only, not its hash table),
@@ -49,7 +49,7 @@ static struct {
 } cfg = {
     .mib = 32,
     .keys = 1000000,
-    .requests = 4000000,
+    .requests = 2000000,
     .scan_every = 200000,
     .scan_len = 100000,
     .alpha = 0.99,
@@ -141,7 +141,7 @@ static double ratio(const result *r)
 
 static void count(result *r, uint64_t i, bool hit)
 {
-    if (i < cfg.requests / 4)
+    if (i < cfg.requests / 2)
         return; /* warm-up */
     r->gets++;
     r->hits += hit;
@@ -203,8 +203,12 @@ static result run_memcached(const req *t)
 {
     result r = {0};
     pconn pc;
-    if (!cfg.mc_sock || pc_connect_unix(&pc, cfg.mc_sock, 5000) != 0)
+    if (!cfg.mc_sock)
         return r;
+    if (pc_connect_unix(&pc, cfg.mc_sock, 5000) != 0) {
+        fprintf(stderr, "bench_hitratio: cannot connect to memcached at %s\n", cfg.mc_sock);
+        return r;
+    }
     char key[KEY_LEN];
     unsigned char val[VALUE_LEN], buf[VALUE_LEN];
     memset(val, 'v', sizeof val);
@@ -222,9 +226,13 @@ static result run_memcached(const req *t)
             if (g == 1)
                 continue;
         }
-        if (mc_store(&pc, "set", key, KEY_LEN, val, VALUE_LEN, 0, 0, 0) < 0)
+        /* noreply: sent ahead of the next get, in order (one round trip
+         * per get, as a client that does not wait for its sets) */
+        if (mc_set_pipelined(&pc, key, KEY_LEN, val, VALUE_LEN, 0) < 0)
             goto out;
     }
+    if (mc_sync(&pc) != 0)
+        goto out;
     r.secs = now_s() - t0;
     r.ok = mc_stat(&pc, NULL, "curr_items", &r.items) == 0;
 out:
@@ -375,7 +383,7 @@ static void usage(FILE *f, const char *argv0)
             "  --mib M         memory of each cache (default 32): shmcache's whole segment,\n"
             "                  memcached's -m (run.sh starts it with the same M)\n"
             "  --keys N        Zipf key space (default 1000000)\n"
-            "  --requests N    requests per trace (default 4000000; first quarter warms up)\n"
+            "  --requests N    requests per trace (default 2000000; the first half warms up)\n"
             "  --alpha A       Zipf exponent (default 0.99)\n"
             "  --scan-every N  scan trace: a scan every N requests (default 200000)\n"
             "  --scan-len N    scan trace: one-off keys per scan (default 100000)\n"
@@ -463,7 +471,7 @@ int main(int argc, char **argv)
                       ", \"alpha\": %.3f, \"traces\": [", cfg.mib, cfg.keys, cfg.requests,
                 cfg.alpha);
     printf("hit ratio, cache-aside (get, miss -> set), %" PRIu64 " MiB each, Zipf %.2f over %"
-           PRIu64 " keys of %d B / %d B, %" PRIu64 " requests per trace (first 1/4 warm-up)\n",
+           PRIu64 " keys of %d B / %d B, %" PRIu64 " requests per trace (first half warm-up)\n",
            cfg.mib, cfg.alpha, cfg.keys, KEY_LEN, VALUE_LEN, cfg.requests);
     printf("%-10s %9s %10s %9s %9s %12s %12s %12s\n", "trace", "shmcache", "memcached",
            "exact LRU", "shm-mc", "shm items", "mc items", "LRU items");
