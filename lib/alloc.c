@@ -471,9 +471,10 @@ static bool evict_one(struct shmc *c, tslot *t, scan *sc, bool must_free)
     uint64_t sw = atomic_load_explicit(&m->state, memory_order_acquire);
     uint64_t mine = sw_make(SEG_EVICTING, slot_owner(t));
     if (sw_state(sw) == SEG_SEALED && cas_state(m, &sw, mine)) {
-        if (v.mode == EV_COMPACT)
+        bool retired = evict_and_retire(c, t, v.seg1 - 1, mine, v.mode, must_free);
+        if (retired && v.mode == EV_COMPACT)
             STAT_ADD(t, compactions, 1);
-        return evict_and_retire(c, t, v.seg1 - 1, mine, v.mode, must_free);
+        return retired;
     }
     return true;
 }
