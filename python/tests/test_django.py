@@ -41,6 +41,10 @@ class Point:
 
 def tearDownModule():
     shmcache.destroy(settings.SHMCACHE_NAME)
+    try:
+        shmcache.destroy(settings.CACHES["small_keys"]["LOCATION"])
+    except shmcache.CacheNotFoundError:
+        pass
 
 
 def count_pipe():
@@ -238,6 +242,25 @@ class BackendTests(unittest.TestCase):
             cache.set("\u00e9" * 240, 1)
         cache.set("\u00e9" * 100, 2)
         self.assertEqual(cache.get("\u00e9" * 100), 2)
+
+    def test_key_longer_than_max_key(self):
+        # OPTIONS MAX_KEY 64: a longer key is InvalidCacheKey from every call,
+        # ASCII or not (never the module's KeyLengthError).
+        small = caches["small_keys"]
+        self.assertEqual(small._cache.max_key, 64)
+        fits = "a" * (64 - len(small.make_key("")))
+        for bad in ("x" * 100, fits + "b", "\u00e9" * 40):
+            for op in (lambda k: small.get(k), lambda k: small.set(k, 1),
+                       lambda k: small.add(k, 1), lambda k: small.delete(k),
+                       lambda k: small.incr(k), lambda k: small.decr(k),
+                       lambda k: small.touch(k), lambda k: small.has_key(k),
+                       lambda k: small.get_many([k]), lambda k: small.set_many({k: 1}),
+                       lambda k: small.delete_many([k]), lambda k: small.get_or_set(k, 1)):
+                with self.assertRaises(InvalidCacheKey, msg=(bad, op)):
+                    op(bad)
+        small.set(fits, "fits")                           # exactly 64 bytes
+        self.assertEqual(small.get(fits), "fits")
+        small.clear()
 
     def test_get_or_set(self):
         calls = []
