@@ -83,13 +83,20 @@ def children_of(pid):
     return sorted(found)
 
 
-def alive(pid):
+def _stat(pid):
+    """(state, start time) of a process, or None if it is gone."""
     try:
         with open("/proc/%d/stat" % pid) as f:
             stat = f.read()
     except OSError:
-        return False
-    return stat[stat.rindex(")") + 2:].split()[0] != "Z"
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return fields[0], int(fields[19])
+
+
+def alive(pid):
+    st = _stat(pid)
+    return st is not None and st[0] != "Z"
 
 
 def wait_until(pred, timeout, what):
@@ -118,7 +125,7 @@ class Server:
         self.env = env
         self.log_path = os.path.join(tmpdir, name + ".log")
         self.proc = None
-        self.seen_workers = set()
+        self.seen_workers = {}          # pid: start time, to kill no other process
 
     @property
     def pid(self):
@@ -140,7 +147,10 @@ class Server:
 
     def workers(self):
         pids = children_of(self.pid)
-        self.seen_workers.update(pids)
+        for pid in pids:
+            st = _stat(pid)
+            if st is not None:
+                self.seen_workers.setdefault(pid, st[1])
         return pids
 
     def wait_ready(self, exclude=(), timeout=60):
@@ -206,8 +216,11 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-        for pid in self.seen_workers:                  # by PID, only our server's
-            if alive(pid) and pid in children_of(os.getpid()) + children_of(self.pid):
+        # A worker that outlived its master: by PID, if it is still the
+        # process we saw (same start time).
+        for pid, started in self.seen_workers.items():
+            st = _stat(pid)
+            if st is not None and st[0] != "Z" and st[1] == started:
                 os.kill(pid, signal.SIGKILL)
         self.log.close()
         self.proc = None
