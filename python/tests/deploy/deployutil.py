@@ -260,6 +260,7 @@ class DeployCase(unittest.TestCase):
 
     django = True
     opened_in_master = True
+    worker_user = None        # workers switch to this user (the master runs as root)
     tag = "x"
 
     @classmethod
@@ -269,6 +270,12 @@ class DeployCase(unittest.TestCase):
         cls.tmpdir = tempfile.mkdtemp(prefix="shmc-deploy-")
         cls.cache_name = "pyt-deploy-%s-%d" % (cls.tag, os.getpid())
         cls.compute_log = os.path.join(cls.tmpdir, "computations.log")
+        if cls.worker_user:
+            # Workers that drop privileges still write the computation log.
+            os.chmod(cls.tmpdir, 0o755)
+            fd = os.open(cls.compute_log, os.O_CREAT | os.O_WRONLY, 0o666)
+            os.fchmod(fd, 0o666)
+            os.close(fd)
         env = dict(os.environ)
         env.update(SHMCACHE_NAME=cls.cache_name, COMPUTE_LOG=cls.compute_log,
                    RATE_LIMIT="25", PYTHONDONTWRITEBYTECODE="1")
