@@ -16,7 +16,8 @@ import shmcache
 
 # Opened at import: in the master when the server preloads the app (gunicorn
 # preload_app, uWSGI without lazy-apps), else in each worker.
-cache = shmcache.Cache(os.environ.get("SHMCACHE_NAME", "wsgi-example"), size=64 << 20)
+cache = shmcache.Cache(os.environ.get("SHMCACHE_NAME", "wsgi-example"),
+                       size=int(os.environ.get("SHMCACHE_SIZE", 64 << 20)))
 OPENED_IN = os.getpid()
 COMPUTE_LOG = os.environ.get("COMPUTE_LOG")
 

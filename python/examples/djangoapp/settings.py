@@ -21,7 +21,8 @@ CACHES = {
         "LOCATION": os.environ.get("SHMCACHE_NAME", "djangoapp-cache"),
         "TIMEOUT": 300,
         "OPTIONS": {
-            "SIZE": 64 * 1024 * 1024,
+            # Reserved in /dev/shm when the cache is created.
+            "SIZE": int(os.environ.get("SHMCACHE_SIZE", 64 * 1024 * 1024)),
             # get_or_set(): how long the other workers wait for the one that
             # computes a missing value, and that one's deadline before another
             # takes over.  Keep them above the slowest computation.

@@ -278,7 +278,7 @@ class DeployCase(unittest.TestCase):
             os.close(fd)
         env = dict(os.environ)
         env.update(SHMCACHE_NAME=cls.cache_name, COMPUTE_LOG=cls.compute_log,
-                   RATE_LIMIT="25", PYTHONDONTWRITEBYTECODE="1")
+                   SHMCACHE_SIZE=str(16 << 20), RATE_LIMIT="25", PYTHONDONTWRITEBYTECODE="1")
         env.pop("DJANGO_SETTINGS_MODULE", None)
         # The servers run in tmpdir: make the import path absolute.
         env["PYTHONPATH"] = os.pathsep.join(
@@ -333,6 +333,7 @@ class DeployCase(unittest.TestCase):
     def test_opened_in(self):
         """The cache is opened in the master (inherited by every worker) or
         in each worker, as configured."""
+        self.assertEqual(self.cache.info()["size"], 16 << 20)     # SHMCACHE_SIZE
         infos = parallel(lambda i: self.server.info(), [(i,) for i in range(16)], 8)
         workers = set(self.server.workers())
         for info in infos:
