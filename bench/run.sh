@@ -24,6 +24,9 @@
 #                    meson setup --buildtype=release if missing)
 #   --out DIR        results directory (default: BUILD/bench-results)
 #   --no-install     do not run apt-get (peers that are missing are skipped)
+#   --only tier      only the Redis tier section: bench_tier (3 hosts x 2 workers
+#                    through shmcache_tier vs. every worker on Redis directly;
+#                    needs hiredis at build time; see bench/README.md)
 #   --               everything after is passed to bench_compare
 #                    (e.g. -- --only kv,s2 --seconds 5; see bench_compare --help)
 set -euo pipefail
@@ -34,6 +37,7 @@ quick=0
 build="$root/build-bench"
 out=""
 install=1
+only=""
 extra=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -41,6 +45,7 @@ while [ $# -gt 0 ]; do
         --build) build=$2; shift ;;
         --out) out=$2; shift ;;
         --no-install) install=0 ;;
+        --only) only=$2; shift ;;
         --) shift; extra=("$@"); break ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
@@ -74,7 +79,14 @@ if [ ! -f "$build/build.ninja" ]; then
     say "configuring $build (release)"
     meson setup "$build" "$root" --buildtype=release >/dev/null
 fi
-ninja -C "$build" bench/bench_compare >/dev/null
+if [ "$only" = tier ]; then
+    ninja -C "$build" tier/bench_tier >/dev/null \
+        || { say "bench_tier not built (hiredis missing?)"; exit 1; }
+elif [ -n "$only" ]; then
+    say "unknown --only $only (try --only tier)"; exit 2
+else
+    ninja -C "$build" bench/bench_compare >/dev/null
+fi
 bin="$build/bench/bench_compare"
 
 # ---- 3. servers ----
@@ -137,6 +149,12 @@ say "servers: memcached $(memcached -V 2>/dev/null | cut -d' ' -f2), redis $(red
 
 # ---- 4. run ----
 mkdir -p "$out"
+if [ "$only" = tier ]; then
+    targs=(--redis "$tmp/redis.sock" --name "$name-tier")
+    [ $quick = 1 ] && targs+=(--seconds 1 --keys 2000)
+    "$build/tier/bench_tier" "${targs[@]}" "${extra[@]}" | tee "$out/tier.txt"
+    exit "${PIPESTATUS[0]}"
+fi
 rc=0
 "$bin" "${args[@]}" "${extra[@]}" | tee "$out/output.txt" || rc=$?
 
