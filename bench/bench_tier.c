@@ -2,7 +2,7 @@
  * bench_tier.c — the Redis tier (include/shmcache_tier.h) against every
  * worker talking to Redis directly, on one machine.
  *
- *   bench_tier --redis /path/redis.sock [--seconds 5] [--hosts 3] [--workers 2]
+ *   bench_tier --redis /path/redis.sock [--seconds 5] [--warmup 1] [--hosts 3] [--workers 2]
  *              [--keys 10000] [--write-pct 5] [--value 100] [--zipf 0.99]
  *              [--name PREFIX]
  *
@@ -10,7 +10,8 @@
  * each host has `workers` forked worker processes (each a listener
  * candidate).  Every worker runs the same workload for `seconds`: Zipf(s)
  * key choice over `keys` keys that exist in Redis, `write-pct` % writes
- * (SET of a new value), the rest reads.  Two runs, same workload:
+ * (SET of a new value), the rest reads; nothing is counted during the
+ * first `warmup` seconds (the hosts' caches fill).  Two runs, same workload:
  *
  *   tier    reads via shmc_tier_get (host L1, read-through), writes via
  *           shmc_tier_set (write-through, invalidation);
@@ -45,12 +46,12 @@
 
 static struct {
     const char *redis;
-    double seconds;
+    double seconds, warmup;
     int hosts, workers;
     uint32_t keys, write_pct, value;
     double zipf;
     const char *name;
-} cfg = {NULL, 5.0, 3, 2, 10000, 5, 100, 0.99, "shmc-bench-tier"};
+} cfg = {NULL, 5.0, 1.0, 3, 2, 10000, 5, 100, 0.99, "shmc-bench-tier"};
 
 static uint64_t now_ns(void)
 {
@@ -65,7 +66,7 @@ typedef struct wstat {
 } wstat;
 
 typedef struct shared {
-    volatile int go, stop, ready;
+    volatile int go, measure, stop, ready;
     wstat w[64];
     hist inval;
     uint64_t probes;
@@ -164,7 +165,17 @@ static void worker(int id, int host, int tiered)
     while (!sh->go)
         usleep(1000);
     uint64_t seq = 0;
+    int measuring = 0;
+    shmc_tier_stats base;
+    memset(&base, 0, sizeof base);
     while (!sh->stop) {
+        if (!measuring && sh->measure) {
+            /* the warm-up is over: count from here */
+            measuring = 1;
+            memset(w, 0, sizeof *w);
+            if (tiered)
+                shmc_tier_stats_get(t, &base);
+        }
         char key[32];
         int kl = snprintf(key, sizeof key, "k%u", zipf_key(&seed));
         int write = (uint32_t)(rng_next(&seed) % 100) < cfg.write_pct;
@@ -207,8 +218,8 @@ static void worker(int id, int host, int tiered)
     if (tiered) {
         shmc_tier_stats s;
         shmc_tier_stats_get(t, &s);
-        w->gets = s.gets;
-        w->l1 = s.l1_hits + s.l1_waits;
+        w->gets = s.gets - base.gets;
+        w->l1 = s.l1_hits + s.l1_waits - base.l1_hits - base.l1_waits;
         shmc_tier_close(t);
         shmc_close(c);
     } else {
@@ -332,9 +343,11 @@ static void run(int tiered)
             kill(pids[i], SIGKILL);
         exit(1);
     }
+    sh->go = 1;
+    usleep((useconds_t)(cfg.warmup * 1e6));
     uint64_t cmd0 = redis_commands();
     uint64_t t0 = now_ns();
-    sh->go = 1;
+    sh->measure = 1;
     usleep((useconds_t)(cfg.seconds * 1e6));
     sh->stop = 1;
     uint64_t t1 = now_ns();
@@ -391,6 +404,8 @@ int main(int argc, char **argv)
             cfg.redis = v;
         else if (!strcmp(a, "--seconds"))
             cfg.seconds = atof(v);
+        else if (!strcmp(a, "--warmup"))
+            cfg.warmup = atof(v);
         else if (!strcmp(a, "--hosts"))
             cfg.hosts = atoi(v);
         else if (!strcmp(a, "--workers"))
@@ -406,8 +421,8 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--name"))
             cfg.name = v;
         else {
-            fprintf(stderr, "usage: bench_tier --redis SOCK [--seconds S] [--hosts N] "
-                            "[--workers N] [--keys N] [--write-pct P] [--value B] [--zipf S] "
+            fprintf(stderr, "usage: bench_tier --redis SOCK [--seconds S] [--warmup S] "
+                            "[--hosts N] [--workers N] [--keys N] [--write-pct P] [--value B] [--zipf S] "
                             "[--name PREFIX]\n");
             return 2;
         }
@@ -415,7 +430,7 @@ int main(int argc, char **argv)
     }
     if (!cfg.redis || cfg.hosts < 2 || cfg.hosts > 8 || cfg.workers < 1 ||
         cfg.hosts * cfg.workers > 48 || cfg.keys < 1 || cfg.write_pct > 100 ||
-        !(cfg.seconds > 0)) {
+        !(cfg.seconds > 0) || !(cfg.warmup >= 0)) {
         fprintf(stderr, "bench_tier: bad arguments (need --redis; 2..8 hosts; <= 48 workers)\n");
         return 2;
     }
@@ -434,8 +449,9 @@ int main(int argc, char **argv)
     for (int h = 0; h < cfg.hosts; h++)
         snprintf(cache_names[h], sizeof cache_names[h], "%s-%d-h%d", cfg.name, (int)getpid(), h);
     printf("bench_tier: %d hosts x %d workers, %u keys Zipf(%.2f), %u%% writes, %u-byte "
-           "values, %.1f s per run, %ld CPUs\n",
+           "values, %.1f s per run after %.1f s of warm-up, %ld CPUs\n",
            cfg.hosts, cfg.workers, cfg.keys, cfg.zipf, cfg.write_pct, cfg.value, cfg.seconds,
+           cfg.warmup,
            sysconf(_SC_NPROCESSORS_ONLN));
     printf("%-7s %10s %10s %12s %9s %9s %10s %8s %7s\n", "mode", "requests", "req/s",
            "redis_cmd/req", "p50_us", "p99_us", "max_us", "", "errors");

@@ -54,8 +54,8 @@
  *     Redis;
  *   - never: a value older than one that a reader of the same host already
  *     got after the listener applied its invalidation.  Every copy carries
- *     the listener epoch and the invalidation generation of its key's
- *     bucket read *before* its Redis read; an invalidation (or a local
+ *     the listener epoch and its key's invalidation generation (a counter
+ *     per key in the host's cache), both read *before* its Redis read; an invalidation (or a local
  *     write) increments that generation before anything else, and a copy
  *     whose tags are not current is never returned.  So a fill that raced
  *     with an invalidation can store its older value, but no reader uses it.

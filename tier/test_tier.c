@@ -695,6 +695,44 @@ static void test_no_listener_reads_redis(void **state)
     host_close(&h);
 }
 
+/* The sidecar: shmc-tier-listen takes part in the same election. */
+static void test_sidecar(void **state)
+{
+    (void)state;
+    const char *bin = getenv("SHMC_TIER_LISTEN");
+    assert_non_null(bin);
+    flushall();
+    host h;
+    host_open(&h, "tier-side", SHMC_TIER_NO_LISTENER);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl(bin, bin, h.name, g_sock, g_prefix, "600", (char *)NULL);
+        _exit(127);
+    }
+    assert_int_equal(shmc_tier_wait_listener(h.t, 5000), SHMC_OK);
+    assert_int_equal(live_listener(&h), pid);
+    assert_int_equal(TSET(h.t, "k", "v1"), SHMC_OK);
+    assert_true(tget_is(h.t, "k", "v1"));
+    redisContext *rc = raw();
+    raw_cmd(rc, "SET tt:k v2");
+    assert_true(wait_value(h.t, "k", "v2", SLACK_MS) >= 0);
+    redisFree(rc);
+    kill(pid, SIGTERM);
+    assert_int_equal(tu_wait(pid, 10000), 0);
+    shmc_tier_stats s;
+    shmc_tier_stats_get(h.t, &s);
+    assert_false(s.listener_live); /* it stood down on its way out */
+    /* bad arguments */
+    pid = fork();
+    if (pid == 0) {
+        execl(bin, bin, h.name, (char *)NULL);
+        _exit(127);
+    }
+    assert_int_equal(tu_wait(pid, 10000), 2);
+    host_close(&h);
+}
+
 int main(void)
 {
     g_server = getenv("SHMC_REDIS_SERVER");
@@ -714,6 +752,7 @@ int main(void)
         cmocka_unit_test(test_listener_killed_and_stopped),
         cmocka_unit_test(test_redis_restart),
         cmocka_unit_test(test_concurrent_writers_converge),
+        cmocka_unit_test(test_sidecar),
     };
     return cmocka_run_group_tests_name("shmcache tier (Redis)", tests, group_setup,
                                        group_teardown);

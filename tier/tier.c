@@ -7,8 +7,9 @@
  *
  *   heartbeat record  "\0shmc-tier\0<prefix>\0hb" -> struct hb (epoch, live,
  *                     deadline, listener token), changed only by CAS;
- *   bucket generation "\0shmc-tier\0<prefix>\0g<xx>" -> 8-byte counter, one of
- *                     256 buckets by key hash, incremented per invalidation;
+ *   key generation    "\0shmc-tier\0<prefix>\0g<16 hex>" -> 8-byte counter per
+ *                     key (named by a 64-bit hash of it), incremented by every
+ *                     invalidation of the key;
  *   copy of a key     "<prefix><key>" -> struct rec_hdr + value bytes; valid
  *                     only while its (epoch, generation) equal the current ones.
  */
@@ -28,7 +29,6 @@
 
 #define TIER_NS "\0shmc-tier\0"
 #define TIER_NS_LEN 11u
-#define NBUCKETS 256u
 #define REC_MAGIC 0x53544931u /* "STI1" */
 #define REC_FLAGS 0x7431u     /* shmcache flags of a tier copy */
 #define HB_MAGIC 0x53544842454154ull
@@ -60,7 +60,7 @@ struct shmc_tier {
     uint32_t flags;
     uint32_t max_key, max_value;
     /* internal keys */
-    uint8_t *lockname, *hbkey, *genkey; /* genkey: last 2 bytes = bucket (hex) */
+    uint8_t *lockname, *hbkey, *genkey; /* genkey: last 16 bytes = key hash (hex) */
     size_t locklen, hbklen, genklen;
     /* this process's Redis connection */
     pthread_mutex_t mu;
@@ -112,12 +112,14 @@ const char *shmc_tier_strerror(shmc_status st)
 
 /* ---- keys ---------------------------------------------------------------- */
 
-static uint32_t bucket_of(const uint8_t *k, size_t n)
+/* 64-bit FNV-1a of the full key: names the key's generation counter (two
+ * keys that collide only share invalidations, which is safe). */
+static uint64_t bucket_of(const uint8_t *k, size_t n)
 {
-    uint32_t h = 2166136261u;
+    uint64_t h = 14695981039346656037ull;
     for (size_t i = 0; i < n; i++)
-        h = (h ^ k[i]) * 16777619u;
-    return (h ^ (h >> 16)) % NBUCKETS;
+        h = (h ^ k[i]) * 1099511628211ull;
+    return h;
 }
 
 /* Internal key: TIER_NS + prefix + "\0" + suffix. */
@@ -215,18 +217,18 @@ static int hb_update(shmc_tier_t *t, uint64_t token, enum hb_op op, struct hb *o
     return -2;
 }
 
-static uint8_t *genkey_for(shmc_tier_t *t, uint32_t b, uint8_t *buf)
+static uint8_t *genkey_for(shmc_tier_t *t, uint64_t b, uint8_t *buf)
 {
     static const char hex[] = "0123456789abcdef";
     memcpy(buf, t->genkey, t->genklen);
-    buf[t->genklen - 2] = (uint8_t)hex[(b >> 4) & 15];
-    buf[t->genklen - 1] = (uint8_t)hex[b & 15];
+    for (int i = 0; i < 16; i++)
+        buf[t->genklen - 1 - i] = (uint8_t)hex[(b >> (4 * i)) & 15];
     return buf;
 }
 
-/* The generation of bucket b; a missing counter is made with the current
+/* The generation of key hash b; a missing counter is made with the current
  * time in ns, greater than any value it had before (it counts by one). */
-static int gen_read(shmc_tier_t *t, uint32_t b, uint64_t *g)
+static int gen_read(shmc_tier_t *t, uint64_t b, uint64_t *g)
 {
     uint8_t k[SHMC_MAX_KEY_LIMIT];
     genkey_for(t, b, k);
@@ -533,7 +535,7 @@ shmc_status shmc_tier_open(shmc_t *c, const shmc_tier_options *o, shmc_tier_t **
     shmc_status st = shmc_info_get(c, &info);
     if (st != SHMC_OK)
         return st;
-    if (o->prefix_len + TIER_NS_LEN + 4 > info.max_key || o->prefix_len + 1 > info.max_key)
+    if (o->prefix_len + TIER_NS_LEN + 18 > info.max_key || o->prefix_len + 1 > info.max_key)
         return SHMC_EKEYLEN;
     shmc_tier_t *t = calloc(1, sizeof *t);
     if (!t)
@@ -556,7 +558,7 @@ shmc_status shmc_tier_open(shmc_t *c, const shmc_tier_options *o, shmc_tier_t **
     if (t->prefix && t->plen)
         memcpy(t->prefix, o->prefix, t->plen);
     t->hbkey = ikey(t, "hb", &t->hbklen);
-    t->genkey = ikey(t, "g00", &t->genklen);
+    t->genkey = ikey(t, "g0123456789abcdef", &t->genklen);
     /* lock names are their own namespace: "shmc-tier:" + prefix */
     t->locklen = 10 + t->plen;
     t->lockname = malloc(t->locklen);
