@@ -65,8 +65,10 @@ struct shmc_tier {
     /* this process's Redis connection */
     pthread_mutex_t mu;
     redisContext *rc;
-    pid_t pid;      /* process that owns rc, mu and the thread */
-    pid_t started;  /* process whose first call started the listener */
+    pid_t pid;             /* process that owns rc, mu and the thread */
+    unsigned owner_gen;    /* g_fork_gen of that process */
+    unsigned started_gen;  /* g_fork_gen of the process whose first call started the
+                            * listener (0: none yet) */
     pthread_mutex_t start_mu;
     pthread_t th;
     int th_running;
@@ -353,16 +355,27 @@ static redisContext *redis_connect(shmc_tier_t *t)
 
 static void tier_start_listener(shmc_tier_t *t);
 
+/* Incremented in every child of a fork(): tells a handle that it was
+ * inherited, without a getpid() system call on every operation. */
+static unsigned g_fork_gen = 1;
+static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
+
+static void on_fork_child(void) { __atomic_fetch_add(&g_fork_gen, 1, __ATOMIC_RELAXED); }
+
+static void register_atfork(void) { pthread_atfork(NULL, NULL, on_fork_child); }
+
+static unsigned fork_gen(void) { return __atomic_load_n(&g_fork_gen, __ATOMIC_RELAXED); }
+
 /* Every call starts here: after fork() the child drops the parent's
  * connection (never sends on it) and takes part in the listener election. */
 static void tier_enter(shmc_tier_t *t)
 {
-    pid_t me = getpid();
-    if (__atomic_load_n(&t->started, __ATOMIC_ACQUIRE) == me)
+    unsigned gen = fork_gen();
+    if (__atomic_load_n(&t->started_gen, __ATOMIC_ACQUIRE) == gen)
         return;
     pthread_mutex_lock(&t->start_mu);
-    if (t->started != me) {
-        if (t->pid != me) {
+    if (t->started_gen != gen) {
+        if (t->owner_gen != gen) {
             /* a child: the parent's connection and thread are not ours */
             pthread_mutex_init(&t->mu, NULL);
             if (t->rc)
@@ -371,10 +384,11 @@ static void tier_enter(shmc_tier_t *t)
             t->th_running = 0;
             t->listening = 0;
             t->stop = 0;
-            t->pid = me;
+            t->pid = getpid();
+            t->owner_gen = gen;
         }
         tier_start_listener(t);
-        __atomic_store_n(&t->started, me, __ATOMIC_RELEASE);
+        __atomic_store_n(&t->started_gen, gen, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&t->start_mu);
 }
@@ -578,7 +592,9 @@ shmc_status shmc_tier_open(shmc_t *c, const shmc_tier_options *o, shmc_tier_t **
     }
     pthread_mutex_init(&t->mu, NULL);
     pthread_mutex_init(&t->start_mu, NULL);
+    pthread_once(&g_atfork_once, register_atfork);
     t->pid = getpid();
+    t->owner_gen = fork_gen();
     *out = t;
     return SHMC_OK;
 }
@@ -604,7 +620,7 @@ shmc_status shmc_tier_close(shmc_tier_t *t)
 {
     if (!t)
         return SHMC_OK;
-    if (t->th_running && t->pid == getpid()) {
+    if (t->th_running && t->owner_gen == fork_gen()) {
         __atomic_store_n(&t->stop, 1, __ATOMIC_RELEASE);
         pthread_join(t->th, NULL);
     }
@@ -1265,7 +1281,7 @@ shmc_status shmc_tier_stats_get(shmc_tier_t *t, shmc_tier_stats *st)
     st->redis_errors = __atomic_load_n(&t->n_errors, __ATOMIC_RELAXED);
     st->invalidations = __atomic_load_n(&t->n_inval, __ATOMIC_RELAXED);
     st->listener_epochs = __atomic_load_n(&t->n_epochs, __ATOMIC_RELAXED);
-    st->listener_here = __atomic_load_n(&t->listening, __ATOMIC_RELAXED) && t->pid == getpid();
+    st->listener_here = __atomic_load_n(&t->listening, __ATOMIC_RELAXED) && t->owner_gen == fork_gen();
     struct hb h;
     if (hb_read(t, &h) == 0) {
         st->epoch = h.epoch;
