@@ -200,6 +200,38 @@ SHMC_TIER_API shmc_status shmc_tier_touch(shmc_tier_t *t, const void *key, size_
  * Errors: SHMC_TIER_EREDIS, SHMC_TIER_EREPLY, SHMC_ESYS. */
 SHMC_TIER_API shmc_status shmc_tier_clear(shmc_tier_t *t);
 
+/* Cluster-wide singleflight: one computation per cluster, not per host. */
+typedef struct shmc_tier_fill_opts {
+    uint64_t ttl_ms;   /* TTL of the computed value in Redis (0 = no expiry) */
+    uint64_t fill_ms;  /* lease of the cluster fill lock: after it another caller
+                        * anywhere computes (default 10000) */
+    uint64_t wait_ms;  /* longest wait for another caller's computation
+                        * (default 10000) */
+} shmc_tier_fill_opts;
+
+/* Returns the value of key (as shmc_tier_get); when Redis has none, exactly
+ * one caller in the whole cluster computes it with fn while the others wait:
+ * the caller that takes the fill lock "shmc-fill:<prefix><key>" in Redis
+ * (SET NX PX fill_ms with a random owner token) re-reads Redis, calls
+ * fn (with no lock of this library held), writes the value through
+ * (shmc_tier_set with ttl_ms) and releases the lock only if it still owns
+ * it (compare-and-delete in one EVAL).  The other callers, on every host,
+ * poll the key through their host's cache every 5 ms (a cached "absent"
+ * costs no Redis command until the write's invalidation arrives) and try to
+ * take the lock every 50 ms, so that a lock whose owner died is taken over
+ * when its lease ends.  fn returns 0 with out->val (malloc()ed; the library
+ * frees it) or an error code (and out->message): that call then returns
+ * SHMC_EFILL with the error in *f (f may be NULL), the lock is released, and
+ * the waiting callers go on (one of them computes next).
+ * On SHMC_OK *val is malloc()ed (free() it), *vlen its length.
+ * Errors: as shmc_tier_get and shmc_tier_set; SHMC_EFILL; SHMC_ETIMEDOUT (no
+ *   value after wait_ms); SHMC_EINVAL (fn NULL).  Thread-safe; may sleep up
+ *   to wait_ms. */
+SHMC_TIER_API shmc_status shmc_tier_get_or_fill(shmc_tier_t *t, const void *key, size_t klen,
+                                                shmc_fill_fn fn, void *ctx,
+                                                const shmc_tier_fill_opts *opts, void **val,
+                                                size_t *vlen, shmc_fill *f);
+
 /* Drops every copy of the tracked prefix from the host's cache (Redis is not
  * changed): the next reads fetch from Redis.  Errors: SHMC_ENOSLOTS,
  * SHMC_ESYS. */

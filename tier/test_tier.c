@@ -695,6 +695,129 @@ static void test_no_listener_reads_redis(void **state)
     host_close(&h);
 }
 
+/* Cluster-wide singleflight: one computation in the whole cluster. */
+typedef struct sf_shared {
+    volatile int calls;
+    volatile int stuck_pid;
+    volatile int start;
+    char cache[NHOSTS][256];
+} sf_shared;
+
+static sf_shared *g_sf;
+
+static int32_t sf_compute(void *ctx, const void *key, size_t klen, shmc_fill_out *out)
+{
+    (void)key;
+    (void)klen;
+    int mode = *(int *)ctx;
+    int n = __atomic_fetch_add(&g_sf->calls, 1, __ATOMIC_SEQ_CST);
+    if (mode == 1 && n == 0) { /* the first one hangs and is SIGKILLed */
+        g_sf->stuck_pid = getpid();
+        for (;;)
+            pause();
+    }
+    if (mode == 2) {
+        snprintf(out->message, sizeof out->message, "no value");
+        return 42;
+    }
+    tu_sleep_ms(200); /* long enough for every other caller to be waiting */
+    out->val = strdup("computed");
+    out->vlen = 8;
+    return 0;
+}
+
+static int sf_worker(void *arg)
+{
+    int idx = *(int *)arg;
+    int mode = idx >> 8;
+    int hostn = (idx & 0xff) / 2;
+    shmc_t *c = NULL;
+    if (shmc_open(g_sf->cache[hostn], NULL, &c) != SHMC_OK)
+        return 1;
+    shmc_tier_options o = topts(0);
+    shmc_tier_t *t = NULL;
+    if (shmc_tier_open(c, &o, &t) != SHMC_OK || shmc_tier_wait_listener(t, 5000) != SHMC_OK)
+        return 2;
+    while (!g_sf->start)
+        tu_sleep_ms(1);
+    shmc_tier_fill_opts fo = {.ttl_ms = 0, .fill_ms = 500, .wait_ms = 20000};
+    void *v = NULL;
+    size_t n = 0;
+    shmc_status st = shmc_tier_get_or_fill(t, mode ? "sf2" : "sf", mode ? 3 : 2, sf_compute,
+                                           &mode, &fo, &v, &n, NULL);
+    int rc = 0;
+    if (st != SHMC_OK || n != 8 || memcmp(v, "computed", 8) != 0)
+        rc = 3;
+    free(v);
+    shmc_tier_close(t);
+    shmc_close(c);
+    return rc;
+}
+
+static void test_cluster_singleflight(void **state)
+{
+    (void)state;
+    flushall();
+    g_sf = tu_shared_alloc(sizeof *g_sf);
+    host h[NHOSTS];
+    for (int i = 0; i < NHOSTS; i++) {
+        host_open(&h[i], "tier-sf", 0);
+        memcpy(g_sf->cache[i], h[i].name, sizeof g_sf->cache[i]);
+        assert_int_equal(shmc_tier_wait_listener(h[i].t, 5000), SHMC_OK);
+    }
+    for (int mode = 0; mode < 2; mode++) {
+        g_sf->calls = 0;
+        g_sf->stuck_pid = 0;
+        g_sf->start = 0;
+        pid_t kids[NHOSTS * 2];
+        int args[NHOSTS * 2];
+        for (int i = 0; i < NHOSTS * 2; i++) {
+            args[i] = (mode << 8) | i;
+            assert_true((kids[i] = tu_fork(sf_worker, &args[i])) > 0);
+        }
+        g_sf->start = 1;
+        if (mode == 1) {
+            /* the first computer hangs: SIGKILL it; another, on any host,
+             * computes once its lock's lease (500 ms) ends */
+            for (int i = 0; i < 5000 && !g_sf->stuck_pid; i++)
+                tu_sleep_ms(2);
+            pid_t stuck = g_sf->stuck_pid;
+            assert_true(stuck > 0);
+            kill(stuck, SIGKILL);
+            for (int i = 0; i < NHOSTS * 2; i++) {
+                int want = kids[i] == stuck ? TU_SIGNALLED + SIGKILL : 0;
+                assert_int_equal(tu_wait(kids[i], 60000), want);
+            }
+            assert_int_equal(g_sf->calls, 2);
+        } else {
+            for (int i = 0; i < NHOSTS * 2; i++)
+                assert_int_equal(tu_wait(kids[i], 60000), 0);
+            assert_int_equal(g_sf->calls, 1); /* one computation for 3 hosts x 2 workers */
+        }
+    }
+    /* an error of fn: returned to its caller, nothing stored, lock released */
+    int mode = 2;
+    void *v = NULL;
+    size_t n;
+    shmc_fill f;
+    memset(&f, 0, sizeof f);
+    shmc_tier_fill_opts fo = {.fill_ms = 60000};
+    assert_int_equal(shmc_tier_get_or_fill(h[0].t, "sf3", 3, sf_compute, &mode, &fo, &v, &n, &f),
+                     SHMC_EFILL);
+    assert_int_equal(f.error, 42);
+    assert_string_equal(f.message, "no value");
+    mode = 0;
+    assert_int_equal(shmc_tier_get_or_fill(h[1].t, "sf3", 3, sf_compute, &mode, &fo, &v, &n, &f),
+                     SHMC_OK); /* at once: the lock was released */
+    free(v);
+    assert_true(tget_is(h[2].t, "sf3", "computed"));
+    assert_int_equal(shmc_tier_get_or_fill(h[0].t, "sf3", 3, NULL, NULL, &fo, &v, &n, &f),
+                     SHMC_EINVAL);
+    for (int i = 0; i < NHOSTS; i++)
+        host_close(&h[i]);
+    tu_shared_free(g_sf, sizeof *g_sf);
+}
+
 /* The sidecar: shmc-tier-listen takes part in the same election. */
 static void test_sidecar(void **state)
 {
@@ -752,6 +875,7 @@ int main(void)
         cmocka_unit_test(test_listener_killed_and_stopped),
         cmocka_unit_test(test_redis_restart),
         cmocka_unit_test(test_concurrent_writers_converge),
+        cmocka_unit_test(test_cluster_singleflight),
         cmocka_unit_test(test_sidecar),
     };
     return cmocka_run_group_tests_name("shmcache tier (Redis)", tests, group_setup,

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/random.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1057,6 +1058,149 @@ shmc_status shmc_tier_clear(shmc_tier_t *t)
     (void)hb_update(t, 0, OP_BUMP, NULL);
     shmc_status fs = flush_prefix(t);
     return st != SHMC_OK ? st : fs;
+}
+
+/* ---- cluster-wide singleflight ------------------------------------------------ */
+
+static void fill_token(char *tok, size_t n)
+{
+    unsigned char r[16];
+    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
+        uint64_t x = mono_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)tok;
+        for (size_t i = 0; i < sizeof r; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            r[i] = (unsigned char)x;
+        }
+    }
+    static const char hex[] = "0123456789abcdef";
+    size_t i = 0;
+    for (; i < sizeof r && 2 * i + 2 < n; i++) {
+        tok[2 * i] = hex[r[i] >> 4];
+        tok[2 * i + 1] = hex[r[i] & 15];
+    }
+    tok[2 * i] = 0;
+}
+
+/* SET lock token NX PX ms: 1 taken, 0 held by another, <0 error (status) */
+static int lock_try_redis(shmc_tier_t *t, const uint8_t *lk, size_t ln, const char *tok,
+                          uint64_t ms, shmc_status *st)
+{
+    char px[24];
+    int pl = snprintf(px, sizeof px, "%llu", (unsigned long long)ms);
+    const char *argv[6] = {"SET", (const char *)lk, tok, "NX", "PX", px};
+    size_t argvlen[6] = {3, ln, strlen(tok), 2, 2, (size_t)pl};
+    redisReply *r = NULL;
+    *st = redis_one(t, 6, argv, argvlen, &r);
+    if (*st != SHMC_OK)
+        return -1;
+    int taken = r->type == REDIS_REPLY_STATUS;
+    if (r->type == REDIS_REPLY_ERROR) {
+        *st = SHMC_TIER_EREPLY;
+        taken = -1;
+    }
+    freeReplyObject(r);
+    return taken;
+}
+
+static void lock_release_redis(shmc_tier_t *t, const uint8_t *lk, size_t ln, const char *tok)
+{
+    static const char script[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                                 "return redis.call('DEL', KEYS[1]) else return 0 end";
+    const char *argv[5] = {"EVAL", script, "1", (const char *)lk, tok};
+    size_t argvlen[5] = {4, sizeof script - 1, 1, ln, strlen(tok)};
+    redisReply *r = NULL;
+    if (redis_one(t, 5, argv, argvlen, &r) == SHMC_OK)
+        freeReplyObject(r);
+}
+
+shmc_status shmc_tier_get_or_fill(shmc_tier_t *t, const void *key, size_t klen, shmc_fill_fn fn,
+                                  void *ctx, const shmc_tier_fill_opts *opts, void **val,
+                                  size_t *vlen, shmc_fill *f)
+{
+    if (!t || !fn || !val || !vlen)
+        return SHMC_EINVAL;
+    *val = NULL;
+    *vlen = 0;
+    uint8_t k[SHMC_MAX_KEY_LIMIT];
+    size_t n;
+    shmc_status st = full_key(t, key, klen, k, &n);
+    if (st != SHMC_OK)
+        return st;
+    uint64_t ttl = opts ? opts->ttl_ms : 0;
+    uint64_t fill_ms = opts && opts->fill_ms ? opts->fill_ms : 10000;
+    uint64_t wait_ms = opts && opts->wait_ms ? opts->wait_ms : 10000;
+    /* the lock's name: "shmc-fill:" + prefix + key (outside the tracked
+     * prefix unless that is empty) */
+    uint8_t *lk = malloc(10 + n);
+    if (!lk)
+        return SHMC_ESYS;
+    memcpy(lk, "shmc-fill:", 10);
+    memcpy(lk + 10, k, n);
+    size_t ln = 10 + n;
+    char tok[40];
+    fill_token(tok, sizeof tok);
+    uint64_t deadline = mono_ms() + wait_ms, next_try = 0;
+    for (;;) {
+        st = shmc_tier_get(t, key, klen, val, vlen);
+        if (st != SHMC_NOT_FOUND)
+            break; /* the value, or an error */
+        uint64_t now = mono_ms();
+        if (now >= next_try) {
+            next_try = now + 50;
+            int taken = lock_try_redis(t, lk, ln, tok, fill_ms, &st);
+            if (taken < 0)
+                break;
+            if (taken) {
+                /* ours: Redis may have got the value just before */
+                st = bypass_get(t, k, n, val, vlen);
+                if (st != SHMC_NOT_FOUND) {
+                    lock_release_redis(t, lk, ln, tok);
+                    break;
+                }
+                shmc_fill_out out;
+                memset(&out, 0, sizeof out);
+                out.ttl_ms = ttl;
+                int32_t err = fn(ctx, key, klen, &out);
+                if (err != 0) {
+                    free(out.val);
+                    lock_release_redis(t, lk, ln, tok);
+                    if (f) {
+                        f->error = err;
+                        out.message[sizeof out.message - 1] = 0;
+                        memcpy(f->message, out.message, sizeof f->message);
+                    }
+                    st = SHMC_EFILL;
+                    break;
+                }
+                st = shmc_tier_set(t, key, klen, out.val, out.vlen, out.ttl_ms);
+                lock_release_redis(t, lk, ln, tok);
+                if (st != SHMC_OK) {
+                    free(out.val);
+                    break;
+                }
+                if (!out.val) {
+                    out.val = malloc(1);
+                    if (!out.val) {
+                        st = SHMC_ESYS;
+                        break;
+                    }
+                }
+                *val = out.val;
+                *vlen = out.vlen;
+                st = SHMC_OK;
+                break;
+            }
+        }
+        if (mono_ms() >= deadline) {
+            st = SHMC_ETIMEDOUT;
+            break;
+        }
+        sleep_ms(5);
+    }
+    free(lk);
+    return st;
 }
 
 /* ---- the listener ------------------------------------------------------------ */

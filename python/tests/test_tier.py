@@ -269,6 +269,40 @@ class TierTests(unittest.TestCase):
         for t in tiers.values():
             t.close()
 
+    def test_cluster_singleflight(self):
+        """Workers of three hosts miss one key at once: one computation."""
+        r, w = os.pipe()
+
+        def worker(i):
+            t = Tier(HOSTS[i % 3], REDIS_URL, prefix="t:", lease=0.6)
+            t.wait_listener(5)
+
+            def compute():
+                os.write(w, b"x")
+                time.sleep(0.3)
+                return {"by": i}
+
+            value = t.get_or_fill("sf", compute, ttl=30)
+            t.close()
+            return value
+
+        results = run_children(6, worker, timeout=60)
+        os.close(w)
+        calls = b""
+        while True:
+            chunk = os.read(r, 100)
+            if not chunk:
+                break
+            calls += chunk
+        os.close(r)
+        self.assertEqual(len(calls), 1)
+        self.assertEqual(len(set(v["by"] for v in results)), 1)
+        self.assertEqual(self.a.get("sf"), results[0])
+        with self.assertRaises(ZeroDivisionError):
+            self.a.get_or_fill("boom", lambda: 1 / 0)
+        self.assertIsNone(self.b.get("boom"))
+        self.assertEqual(self.b.get_or_fill("boom", lambda: 7), 7)
+
     def test_redis_down_is_an_error(self):
         self.a.set("k", "v")
         self.assertEqual(self.a.get("k"), "v")
@@ -504,6 +538,27 @@ class BackendTests(unittest.TestCase):
         h2.delete("shared")
         for backend in (cache, h1):
             self.assertIsNone(wait_for(lambda: backend.get("shared"), None))
+
+    def test_get_or_set_computes_once_across_hosts(self):
+        r, w = os.pipe()
+
+        def worker(i):
+            backend = caches[("default", "host1", "host2")[i % 3]]
+
+            def expensive():
+                os.write(w, b"x")
+                time.sleep(0.3)
+                return "page-%d" % i
+
+            return backend.get_or_set("page", expensive, 30)
+
+        results = run_children(6, worker, timeout=60)
+        os.close(w)
+        calls = os.read(r, 100)
+        os.close(r)
+        self.assertEqual(len(calls), 1)
+        self.assertEqual(len(set(results)), 1)
+        self.assertEqual(cache.get("page"), results[0])
 
     def test_configuration_errors(self):
         from shmcache.django import TieredCache

@@ -11,6 +11,7 @@
 #include <Python.h>
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -325,6 +326,95 @@ static PyObject *Tier_touch(TierObject *self, PyObject *args, PyObject *kw)
     Py_RETURN_TRUE;
 }
 
+/* get_or_fill: fn runs in the calling thread, with the GIL taken back. */
+typedef struct fill_ctx {
+    PyObject *fn;
+    PyObject *exc_type, *exc_value, *exc_tb; /* fn's exception, re-raised */
+} fill_ctx;
+
+static int32_t call_fill(void *p, const void *key, size_t klen, shmc_fill_out *out)
+{
+    (void)key;
+    (void)klen;
+    fill_ctx *fc = p;
+    PyGILState_STATE g = PyGILState_Ensure();
+    int32_t rc = 0;
+    PyObject *r = PyObject_CallNoArgs(fc->fn);
+    if (r && !PyBytes_Check(r)) {
+        Py_DECREF(r);
+        r = NULL;
+        PyErr_SetString(PyExc_TypeError, "the fill function must return bytes");
+    }
+    if (!r) {
+        PyErr_Fetch(&fc->exc_type, &fc->exc_value, &fc->exc_tb);
+        snprintf(out->message, sizeof out->message, "the fill function raised");
+        rc = 1;
+    } else {
+        Py_ssize_t n = PyBytes_GET_SIZE(r);
+        out->val = malloc(n ? (size_t)n : 1);
+        if (!out->val) {
+            rc = 2;
+            snprintf(out->message, sizeof out->message, "out of memory");
+        } else {
+            memcpy(out->val, PyBytes_AS_STRING(r), (size_t)n);
+            out->vlen = (size_t)n;
+        }
+        Py_DECREF(r);
+    }
+    PyGILState_Release(g);
+    return rc;
+}
+
+static PyObject *Tier_get_or_fill(TierObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"key", "fn", "ttl", "fill_timeout", "wait", NULL};
+    Py_buffer k;
+    PyObject *fn, *ttl = Py_None;
+    double fill_timeout = 10.0, wait = 10.0;
+    if (closed(self))
+        return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*O|Odd", kwlist, &k, &fn, &ttl, &fill_timeout,
+                                     &wait))
+        return NULL;
+    shmc_tier_fill_opts fo;
+    memset(&fo, 0, sizeof fo);
+    if (!PyCallable_Check(fn) || ttl_arg(ttl, &fo.ttl_ms) < 0 || !(fill_timeout > 0) ||
+        !(wait > 0) || fill_timeout > 1e6 || wait > 1e6) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError,
+                            "fn must be callable, fill_timeout and wait > 0 seconds");
+        PyBuffer_Release(&k);
+        return NULL;
+    }
+    fo.fill_ms = (uint64_t)ceil(fill_timeout * 1000);
+    fo.wait_ms = (uint64_t)ceil(wait * 1000);
+    fill_ctx fc = {fn, NULL, NULL, NULL};
+    void *v = NULL;
+    size_t n = 0;
+    shmc_fill f;
+    memset(&f, 0, sizeof f);
+    shmc_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = shmc_tier_get_or_fill(self->t, k.buf, (size_t)k.len, call_fill, &fc, &fo, &v, &n, &f);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&k);
+    if (fc.exc_type) {
+        free(v);
+        PyErr_Restore(fc.exc_type, fc.exc_value, fc.exc_tb);
+        return NULL;
+    }
+    if (st != SHMC_OK) {
+        if (st == SHMC_ETIMEDOUT) {
+            PyErr_SetString(PyExc_TimeoutError, "no value after the wait (another caller fills)");
+            return NULL;
+        }
+        return raise_status(st);
+    }
+    PyObject *r = PyBytes_FromStringAndSize(v, (Py_ssize_t)n);
+    free(v);
+    return r;
+}
+
 static PyObject *Tier_clear(TierObject *self, PyObject *unused)
 {
     (void)unused;
@@ -418,6 +508,9 @@ static PyMethodDef Tier_methods[] = {
      "incr(key, delta=1, create=False) -> int, or None when missing (without create)"},
     {"touch", (PyCFunction)(void (*)(void))Tier_touch, METH_VARARGS | METH_KEYWORDS,
      "touch(key, ttl=None) -> bool (it existed)"},
+    {"get_or_fill", (PyCFunction)(void (*)(void))Tier_get_or_fill, METH_VARARGS | METH_KEYWORDS,
+     "get_or_fill(key, fn, ttl=None, fill_timeout=10.0, wait=10.0) -> bytes: on a miss in "
+     "Redis one caller in the cluster calls fn() (bytes) while the others wait"},
     {"clear", (PyCFunction)Tier_clear, METH_NOARGS,
      "clear(): deletes the prefix's keys in Redis and on this host"},
     {"flush_local", (PyCFunction)Tier_flush_local, METH_NOARGS,

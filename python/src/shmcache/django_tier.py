@@ -25,8 +25,9 @@ applied Redis's invalidation (see python/README.md, "Tiered cache").  When
 Redis cannot be reached, reads and writes raise shmcache.tier.RedisError.
 
 OPTIONS (case-insensitive): REDIS (required), PREFIX (default ""), MAX_STALE,
-LEASE, REDIS_TIMEOUT (seconds), PASSWORD, SIZE (bytes of the host's cache
-when it is created), LISTENER (False: a sidecar shmc-tier-listen listens);
+LEASE, REDIS_TIMEOUT, FILL_WAIT, FILL_TIMEOUT (seconds), PASSWORD, SIZE (bytes
+of the host's cache when it is created), LISTENER (False: a sidecar
+shmc-tier-listen listens);
 MAX_ENTRIES and CULL_FREQUENCY are accepted and ignored.
 """
 
@@ -75,9 +76,14 @@ class TieredCache(BaseCache):
             raise ImproperlyConfigured(
                 "shmcache.django.TieredCache needs LOCATION: the host cache's name")
         kwargs = {}
+        self._fill_wait = self._fill_timeout = 10.0
         for key, value in options.items():
             if key in _OPTIONS:
                 kwargs[_OPTIONS[key]] = value
+            elif key == "fill_wait":
+                self._fill_wait = float(value)
+            elif key == "fill_timeout":
+                self._fill_timeout = float(value)
             elif key not in _IGNORED:
                 raise ImproperlyConfigured("unknown TieredCache OPTIONS key %r" % key)
         if "redis" not in kwargs:
@@ -179,6 +185,22 @@ class TieredCache(BaseCache):
 
     def decr(self, key, delta=1, version=None):
         return self.incr(key, -delta, version)
+
+    def get_or_set(self, key, default, timeout=DEFAULT_TIMEOUT, version=None):
+        """Cluster-wide singleflight: on a miss exactly one caller among all
+        the hosts evaluates `default` (if callable) and stores it; the others
+        wait for its value (FILL_WAIT, default 10 s).  A timeout <= 0 computes
+        without storing."""
+        k = self._tier_key(key, version)
+        ttl = self._ttl(timeout)
+        fn = default if callable(default) else (lambda: default)
+        if ttl is _EXPIRED:
+            data = self._tier._t.get(k)
+            return fn() if data is None else loads(data)
+        data = self._tier._t.get_or_fill(
+            k, lambda: dumps(fn(), self.pickle_protocol), ttl, self._fill_timeout,
+            self._fill_wait)
+        return loads(data)
 
     def clear(self):
         self._tier.clear()

@@ -109,6 +109,15 @@ class Tier:
         """New TTL in Redis (None: no expiry).  True if the key existed."""
         return self._t.touch(_key(key), ttl)
 
+    def get_or_fill(self, key, fn, ttl=None, fill_timeout=10.0, wait=10.0):
+        """The value of key; when Redis has none, exactly one caller in the
+        whole cluster (every host) calls fn() and writes its result through,
+        while the others wait for it (at most `wait` s: TimeoutError).  If
+        the computing caller dies, another takes over after fill_timeout s.
+        fn's exception is raised in its own caller only."""
+        return loads(self._t.get_or_fill(_key(key), lambda: dumps(fn()), ttl,
+                                         float(fill_timeout), float(wait)))
+
     def clear(self):
         """Deletes every key of the prefix in Redis, and the host's copies."""
         self._t.clear()
