@@ -361,9 +361,42 @@ static void tier_start_listener(shmc_tier_t *t);
 static unsigned g_fork_gen = 1;
 static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
 
-static void on_fork_child(void) { __atomic_fetch_add(&g_fork_gen, 1, __ATOMIC_RELAXED); }
+/* Listener threads hold g_busy (shared) while they work, and let it go
+ * around their waits (lock, poll, sleep); fork() takes it exclusively, so a
+ * child never inherits a listener's half-done malloc or hiredis call (some
+ * allocators, e.g. ASan's, are not fork-safe with other threads inside). */
+static pthread_rwlock_t g_busy;
 
-static void register_atfork(void) { pthread_atfork(NULL, NULL, on_fork_child); }
+static void busy_enter(void) { pthread_rwlock_rdlock(&g_busy); }
+static void busy_leave(void) { pthread_rwlock_unlock(&g_busy); }
+
+static void on_fork_prepare(void) { pthread_rwlock_wrlock(&g_busy); }
+static void on_fork_parent(void) { pthread_rwlock_unlock(&g_busy); }
+
+static void busy_init(void)
+{
+    pthread_rwlockattr_t a;
+    pthread_rwlockattr_init(&a);
+    /* a waiting fork() goes before new shared holders: never starved */
+    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&g_busy, &a);
+    pthread_rwlockattr_destroy(&a);
+}
+
+static void on_fork_child(void)
+{
+    /* the child's only thread has another TID than the parent's locker:
+     * unlocking would be taken for a reader's unlock; start afresh */
+    memset(&g_busy, 0, sizeof g_busy);
+    busy_init();
+    __atomic_fetch_add(&g_fork_gen, 1, __ATOMIC_RELAXED);
+}
+
+static void register_atfork(void)
+{
+    busy_init();
+    pthread_atfork(on_fork_prepare, on_fork_parent, on_fork_child);
+}
 
 static unsigned fork_gen(void) { return __atomic_load_n(&g_fork_gen, __ATOMIC_RELAXED); }
 
@@ -1309,7 +1342,9 @@ static void listen_held(shmc_tier_t *t, uint64_t token, volatile int *stop)
                 next_beat = now + beat_every;
             }
             if (lconn_open(t, &lc) != 0) {
+                busy_leave();
                 sleep_ms(TICK_MS);
+                busy_enter();
                 continue;
             }
             /* a new epoch: no copy made before is used any more */
@@ -1362,7 +1397,9 @@ static void listen_held(shmc_tier_t *t, uint64_t token, volatile int *stop)
             int to = (int)(next_beat > mono_ms() ? next_beat - mono_ms() : 0);
             if (to > TICK_MS)
                 to = TICK_MS;
+            busy_leave();
             int pr = poll(&p, 1, to);
+            busy_enter();
             if (pr < 0 && errno != EINTR)
                 lost = 1;
             if (pr <= 0)
@@ -1390,6 +1427,7 @@ shmc_status shmc_tier_listen(shmc_tier_t *t, volatile int *stop)
 {
     if (!t || !stop)
         return SHMC_EINVAL;
+    pthread_once(&g_atfork_once, register_atfork);
     pipe_guard g;
     pipe_block(&g);
     while (!__atomic_load_n(stop, __ATOMIC_ACQUIRE)) {
@@ -1402,8 +1440,10 @@ shmc_status shmc_tier_listen(shmc_tier_t *t, volatile int *stop)
             sleep_ms(TICK_MS);
             continue;
         }
+        busy_enter();
         listen_held(t, token, stop);
         (void)shmc_lock_release(t->c, t->lockname, t->locklen, token);
+        busy_leave();
     }
     pipe_unblock(&g);
     return SHMC_OK;
