@@ -608,7 +608,7 @@ static int cw_worker(void *p)
     tu_rng_seed(&r, (uint64_t)(a->host * 10 + a->worker + 1));
     int rc = 0;
     for (int i = 0; i < OPS; i++) {
-        char k[8], v[32];
+        char k[16], v[32];
         snprintf(k, sizeof k, "c%u", tu_rng_below(&r, NKEYS));
         if (tu_rng_below(&r, 100) < 30) {
             snprintf(v, sizeof v, "h%dw%d-%d", a->host, a->worker, i);
@@ -658,7 +658,7 @@ static void test_concurrent_writers_converge(void **state)
     /* every host converges to Redis's value of every key */
     redisContext *rc = raw();
     for (int k = 0; k < NKEYS; k++) {
-        char key[8];
+        char key[16];
         snprintf(key, sizeof key, "c%d", k);
         redisReply *r = redisCommand(rc, "GET tt:%s", key);
         assert_non_null(r);
