@@ -554,6 +554,10 @@ static void test_redis_restart(void **state)
         assert_true(tget_is(h[i].t, "k", "before"));
         assert_true(tget_is(h[i].t, "k", "before")); /* cached */
     }
+    /* a third host whose connection stays idle across the restart */
+    host idle;
+    host_open(&idle, "tier-restart-idle", SHMC_TIER_NO_LISTENER);
+    assert_int_equal(TSET(idle.t, "j", "1"), SHMC_OK);
     redis_stop(); /* no persistence: the data is lost */
     /* the listeners notice; reads fail rather than serve the old copy */
     for (int i = 0; i < 2; i++) {
@@ -578,6 +582,10 @@ static void test_redis_restart(void **state)
     assert_int_equal(TSET(h[1].t, "k", "after"), SHMC_OK);
     for (int i = 0; i < 2; i++)
         assert_true(wait_value(h[i].t, "k", "after", SLACK_MS) >= 0);
+    /* its first write after the restart is not sent on the dead connection */
+    assert_int_equal(TSET(idle.t, "j", "2"), SHMC_OK);
+    assert_true(tget_is(idle.t, "j", "2"));
+    host_close(&idle);
     for (int i = 0; i < 2; i++)
         host_close(&h[i]);
 }

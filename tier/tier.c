@@ -431,10 +431,18 @@ static void tier_enter(shmc_tier_t *t)
  * each in r[].  Returns SHMC_OK (replies set; the caller frees them) or
  * SHMC_TIER_EREDIS (no replies).  Caller holds t->mu. */
 static shmc_status redis_pipe(shmc_tier_t *t, int ncmd, const int *argc, const char ***argv,
-                              const size_t **argvlen, redisReply **r)
+                              const size_t **argvlen, redisReply **r, int idempotent)
 {
     for (int attempt = 0; attempt < 2; attempt++) {
         int fresh = 0;
+        if (t->rc && !t->rc->err) {
+            /* an idle connection with something to read was closed by the
+             * server (restart, idle timeout) or is out of step: never send
+             * on it */
+            struct pollfd p = {t->rc->fd, POLLIN, 0};
+            if (poll(&p, 1, 0) != 0)
+                t->rc->err = REDIS_ERR_EOF;
+        }
         if (t->rc && t->rc->err) {
             redisFree(t->rc);
             t->rc = NULL;
@@ -464,10 +472,9 @@ static shmc_status redis_pipe(shmc_tier_t *t, int ncmd, const int *argc, const c
         count(&t->n_errors, 1);
         redisFree(t->rc);
         t->rc = NULL;
-        /* a connection that was already open may have been closed by the
-         * server (restart, idle timeout): retry once on a new one, but only
-         * if nothing was answered (the commands may have been applied) */
-        if (fresh || got > 0)
+        /* reads are retried once on a new connection; a write may have been
+         * applied before the connection broke: its caller gets the error */
+        if (fresh || !idempotent)
             break;
     }
     return SHMC_TIER_EREDIS;
@@ -509,12 +516,12 @@ static void pipe_unblock(pipe_guard *g)
 }
 
 static shmc_status redis_one(shmc_tier_t *t, int argc, const char **argv, const size_t *argvlen,
-                             redisReply **r)
+                             redisReply **r, int idempotent)
 {
     pipe_guard g;
     pipe_block(&g);
     pthread_mutex_lock(&t->mu);
-    shmc_status st = redis_pipe(t, 1, &argc, &argv, &argvlen, r);
+    shmc_status st = redis_pipe(t, 1, &argc, &argv, &argvlen, r, idempotent);
     pthread_mutex_unlock(&t->mu);
     pipe_unblock(&g);
     return st;
@@ -534,7 +541,7 @@ static shmc_status redis_get_pttl(shmc_tier_t *t, const uint8_t *k, size_t n, re
     pipe_guard g;
     pipe_block(&g);
     pthread_mutex_lock(&t->mu);
-    shmc_status st = redis_pipe(t, 2, argc, argv, argvlen, r);
+    shmc_status st = redis_pipe(t, 2, argc, argv, argvlen, r, 1);
     pthread_mutex_unlock(&t->mu);
     pipe_unblock(&g);
     if (st != SHMC_OK)
@@ -681,7 +688,7 @@ static shmc_status bypass_get(shmc_tier_t *t, const uint8_t *k, size_t n, void *
     const char *argv[2] = {"GET", (const char *)k};
     size_t argvlen[2] = {3, n};
     redisReply *r = NULL;
-    shmc_status st = redis_one(t, 2, argv, argvlen, &r);
+    shmc_status st = redis_one(t, 2, argv, argvlen, &r, 1);
     if (st != SHMC_OK)
         return st;
     if (r->type == REDIS_REPLY_NIL) {
@@ -853,7 +860,7 @@ static shmc_status write_cmd(shmc_tier_t *t, const uint8_t *k, size_t n, int arg
                              const char **argv, const size_t *argvlen, redisReply **r)
 {
     tier_enter(t);
-    shmc_status st = redis_one(t, argc, argv, argvlen, r);
+    shmc_status st = redis_one(t, argc, argv, argvlen, r, 0);
     invalidate_local(t, k, n);
     if (st == SHMC_OK && (*r)->type == REDIS_REPLY_ERROR) {
         st = map_error_reply(*r);
@@ -1045,7 +1052,7 @@ shmc_status shmc_tier_clear(shmc_tier_t *t)
         const char *argv[6] = {"SCAN", cursor, "MATCH", pat, "COUNT", "1000"};
         size_t argvlen[6] = {4, strlen(cursor), 5, pl, 5, 4};
         redisReply *r = NULL;
-        st = redis_one(t, 6, argv, argvlen, &r);
+        st = redis_one(t, 6, argv, argvlen, &r, 1);
         if (st != SHMC_OK)
             break;
         if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
@@ -1076,7 +1083,7 @@ shmc_status shmc_tier_clear(shmc_tier_t *t)
                 al[i + 1] = keys->element[i]->len;
             }
             redisReply *d = NULL;
-            st = redis_one(t, (int)m, av, al, &d);
+            st = redis_one(t, (int)m, av, al, &d, 1);
             free(av);
             free(al);
             if (st == SHMC_OK) {
@@ -1125,7 +1132,7 @@ static int lock_try_redis(shmc_tier_t *t, const uint8_t *lk, size_t ln, const ch
     const char *argv[6] = {"SET", (const char *)lk, tok, "NX", "PX", px};
     size_t argvlen[6] = {3, ln, strlen(tok), 2, 2, (size_t)pl};
     redisReply *r = NULL;
-    *st = redis_one(t, 6, argv, argvlen, &r);
+    *st = redis_one(t, 6, argv, argvlen, &r, 0);
     if (*st != SHMC_OK)
         return -1;
     int taken = r->type == REDIS_REPLY_STATUS;
@@ -1144,7 +1151,7 @@ static void lock_release_redis(shmc_tier_t *t, const uint8_t *lk, size_t ln, con
     const char *argv[5] = {"EVAL", script, "1", (const char *)lk, tok};
     size_t argvlen[5] = {4, sizeof script - 1, 1, ln, strlen(tok)};
     redisReply *r = NULL;
-    if (redis_one(t, 5, argv, argvlen, &r) == SHMC_OK)
+    if (redis_one(t, 5, argv, argvlen, &r, 0) == SHMC_OK)
         freeReplyObject(r);
 }
 
@@ -1444,6 +1451,10 @@ shmc_status shmc_tier_listen(shmc_tier_t *t, volatile int *stop)
         listen_held(t, token, stop);
         (void)shmc_lock_release(t->c, t->lockname, t->locklen, token);
         busy_leave();
+        /* lost the lock, or the host's cache refused the heartbeat: let
+         * another candidate go first rather than spin */
+        if (!__atomic_load_n(stop, __ATOMIC_ACQUIRE))
+            sleep_ms(TICK_MS);
     }
     pipe_unblock(&g);
     return SHMC_OK;
