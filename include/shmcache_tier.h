@@ -71,6 +71,13 @@
  * like any other).  The host's copy carries a 24-byte header: a value of
  * the cache's max_value - 24 bytes at most is cached; larger values are
  * served from Redis on every read (still correct).  Flags are not stored.
+ * Each key read or written through the tier also has an 8-byte generation
+ * counter item in the host's cache (evicted like any item; a new one never
+ * repeats an old value).
+ *
+ * Redis: 6.0 or later (CLIENT TRACKING); unix socket or TCP, AUTH and
+ * SELECT; no TLS.  The tier adds no Redis keys of its own except the fill
+ * locks of shmc_tier_get_or_fill ("shmc-fill:<prefix><key>", with a lease).
  *
  * Thread and process safety: a handle may be used by every thread of the
  * process that opened it (Redis commands of one process are serialised on
@@ -143,7 +150,8 @@ SHMC_TIER_API shmc_status shmc_tier_open(shmc_t *c, const shmc_tier_options *o,
                                          shmc_tier_t **out);
 
 /* Stops this process's listener thread (releasing the listener lock, so that
- * another process takes over at once), closes the Redis connection and frees
+ * another process takes over at once; this may wait up to timeout_ms for a
+ * Redis call of that thread to end), closes the Redis connection and frees
  * the handle.  Other threads must not use it any more.  NULL is accepted.
  * A child that inherited the handle over fork() may close it too (it closes
  * only its own connection).  Returns SHMC_OK. */

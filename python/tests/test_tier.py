@@ -479,6 +479,10 @@ class BackendTests(unittest.TestCase):
                     op(bad)
         cache.set("y" * 240, 1)
         self.assertEqual(cache.get("y" * 240), 1)
+        with self.assertRaises(InvalidCacheKey):    # 244 characters + "dj:" > 250 bytes
+            cache.set("y" * 245, 1)
+        with self.assertRaises(InvalidCacheKey):    # 240 characters, 480 bytes
+            cache.set("\u00e9" * 240, 1)
 
     def test_get_or_set(self):
         calls = []

@@ -42,6 +42,8 @@ from django.core.cache.backends.base import (
 )
 from django.core.exceptions import ImproperlyConfigured
 
+import shmcache
+
 from .tier import Tier, dumps, loads
 
 _OPTIONS = {"redis": "redis", "prefix": "prefix", "max_stale": "max_stale",
@@ -130,7 +132,12 @@ class TieredCache(BaseCache):
         return default if data is None else loads(data)
 
     def _tier_key(self, key, version):
-        return self._key(key, version).encode("utf-8")
+        k = self._key(key, version).encode("utf-8")
+        if len(k) + len(self._tier.prefix) > shmcache.DEFAULT_MAX_KEY:
+            raise InvalidCacheKey(
+                "Cache key is longer than %d bytes in UTF-8 with the prefix: %r"
+                % (shmcache.DEFAULT_MAX_KEY, k))
+        return k
 
     def set(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
         k = self._tier_key(key, version)
