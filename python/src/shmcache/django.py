@@ -319,3 +319,9 @@ class ShmCache(_shmcache.DjangoBackend, BaseCache):
     def close(self, **kwargs):
         # Called at the end of every request: keep the shared handle open.
         pass
+
+
+try:  # the Redis tier is built only when hiredis was found
+    from .django_tier import TieredCache  # noqa: E402,F401
+except ImportError:
+    pass
