@@ -33,6 +33,9 @@
 #                    same zipf, scan and overwrite traces replayed against
 #                    shmcache and a memcached given the same memory, -m 32,
 #                    plus an exact LRU; about 5 minutes, --quick 30 s)
+#   --only tier      only the Redis tier section: bench_tier (3 hosts x 2 workers
+#                    through shmcache_tier vs. every worker on Redis directly;
+#                    needs hiredis at build time; see bench/README.md)
 #   --               everything after is passed to bench_compare
 #                    (e.g. -- --only kv,s2 --seconds 5; see bench_compare --help)
 set -euo pipefail
@@ -106,7 +109,7 @@ run_hitratio() {
     return $rc
 }
 case $only in
-    "") ;;
+    ""|tier) ;;
     django) run_django; exit ;;
     hitratio) run_hitratio; exit ;;
     *) echo "run.sh: unknown --only $only (try --help)" >&2; exit 2 ;;
@@ -133,7 +136,14 @@ if [ ! -f "$build/build.ninja" ]; then
     say "configuring $build (release)"
     meson setup "$build" "$root" --buildtype=release >/dev/null
 fi
-ninja -C "$build" bench/bench_compare >/dev/null
+if [ "$only" = tier ]; then
+    ninja -C "$build" tier/bench_tier >/dev/null \
+        || { say "bench_tier not built (hiredis missing?)"; exit 1; }
+elif [ -n "$only" ]; then
+    say "unknown --only $only (try --help)"; exit 2
+else
+    ninja -C "$build" bench/bench_compare >/dev/null
+fi
 bin="$build/bench/bench_compare"
 
 # ---- 3. servers ----
@@ -196,6 +206,12 @@ say "servers: memcached $(memcached -V 2>/dev/null | cut -d' ' -f2), redis $(red
 
 # ---- 4. run ----
 mkdir -p "$out"
+if [ "$only" = tier ]; then
+    targs=(--redis "$tmp/redis.sock" --name "$name-tier")
+    [ $quick = 1 ] && targs+=(--seconds 1 --keys 2000)
+    "$build/tier/bench_tier" "${targs[@]}" "${extra[@]}" | tee "$out/tier.txt"
+    exit "${PIPESTATUS[0]}"
+fi
 rc=0
 "$bin" "${args[@]}" "${extra[@]}" | tee "$out/output.txt" || rc=$?
 

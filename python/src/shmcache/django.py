@@ -139,7 +139,7 @@ class ShmCache(_shmcache.DjangoBackend, BaseCache):
     def validate_key(self, key):
         for warning in memcache_key_warnings(key):
             raise InvalidCacheKey(warning)
-        if len(key.encode("utf-8")) > self._cache.max_key:
+        if (len(key) if key.isascii() else len(key.encode("utf-8"))) > self._cache.max_key:
             raise InvalidCacheKey(
                 "Cache key is longer than %d bytes in UTF-8: %r" % (self._cache.max_key, key))
 
@@ -319,3 +319,9 @@ class ShmCache(_shmcache.DjangoBackend, BaseCache):
     def close(self, **kwargs):
         # Called at the end of every request: keep the shared handle open.
         pass
+
+
+try:  # the Redis tier is built only when hiredis was found
+    from .django_tier import TieredCache  # noqa: E402,F401
+except ImportError:
+    pass
