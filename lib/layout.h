@@ -67,6 +67,7 @@ typedef struct shmc_hdr {
     uint32_t membarrier;         /* 160 1: readers may rely on membarrier */
     uint32_t ncoord;             /* 164 entries of the lock/flight table */
     uint64_t off_coord;          /* 168 */
+    uint64_t max_items;          /* 176 options.max_items (0: index sized by storage) */
     /* hot shared words, each on its own cache line */
     _Alignas(64) _Atomic uint64_t epoch;        /* global reclamation epoch, starts at 1 */
     _Alignas(64) _Atomic uint64_t seal_seq;     /* sequence for sealed-segment age */

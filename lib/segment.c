@@ -28,7 +28,11 @@
 #define SEGS_TARGET 128u            /* segment size aims at size / 128 */
 #define MIN_SIZE (1ull << 20)
 #define MIN_DEFAULT_MAX_VALUE (64u << 10)
-#define INDEX_BYTES_PER_SLOT 80u    /* one index way per 80 bytes of data */
+#define INDEX_BYTES_PER_SLOT 80u    /* one index way per 80 bytes of data (default) */
+/* With options.max_items: the index is at most this full when it holds them. */
+#define INDEX_LOAD_NUM 3u
+#define INDEX_LOAD_DEN 4u
+#define MAX_ITEMS_LIMIT (1ull << 40)
 #define OPEN_DEADLINE_MS BOUND_MS(5000u)
 
 static _Atomic uint64_t next_handle_id = 1;
@@ -67,6 +71,7 @@ uint64_t layout_hash(void)
         sizeof(shmc_item), offsetof(shmc_item, expire_ms), offsetof(shmc_item, cas),
         sizeof(shmc_centry), offsetof(shmc_centry, err_token), sizeof(shmc_hold),
         offsetof(shmc_slot, hold), offsetof(shmc_hdr, token_hi), offsetof(shmc_hdr, ncoord),
+        offsetof(shmc_hdr, max_items), INDEX_LOAD_NUM, INDEX_LOAD_DEN,
         SHMC_HOLDS,
         sizeof(pthread_mutex_t), SHMC_BUCKET_WAYS, SHMC_STRIPES, SHMC_MAX_HEADS,
         IW_LOC_BITS, INDEX_BYTES_PER_SLOT, MIN_SEG_SIZE, MAX_SEG_SIZE, SEGS_TARGET,
@@ -76,7 +81,7 @@ uint64_t layout_hash(void)
 }
 
 typedef struct layout {
-    uint64_t size, seg_size, nbuckets, data_bytes;
+    uint64_t size, seg_size, nbuckets, data_bytes, max_items;
     uint64_t off_slots, off_stripes, off_coord, off_heads, off_segs, off_index, off_data;
     uint32_t seg_shift, nsegs, nheads, max_key, max_value, nslots, ncoord;
 } layout;
@@ -92,12 +97,22 @@ static uint32_t default_locks(uint64_t size)
 
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
 
+/* Index buckets for max_items items at a load of at most
+ * INDEX_LOAD_NUM/INDEX_LOAD_DEN (0: none asked for). */
+static uint64_t buckets_for_items(uint64_t max_items)
+{
+    uint64_t ways = (max_items * INDEX_LOAD_DEN + INDEX_LOAD_NUM - 1) / INDEX_LOAD_NUM;
+    uint64_t nb = (ways + SHMC_BUCKET_WAYS - 1) / SHMC_BUCKET_WAYS;
+    return nb < 2 ? 2 : nb;
+}
+
 static shmc_status compute_layout(uint64_t size, uint32_t max_key, uint32_t max_value,
-                                  uint32_t nslots, uint32_t ncoord, layout *L)
+                                  uint32_t nslots, uint32_t ncoord, uint64_t max_items,
+                                  layout *L)
 {
     if (max_key == 0 || max_key > SHMC_MAX_KEY_LIMIT || max_value > SHMC_MAX_VALUE_LIMIT ||
         nslots == 0 || nslots > 65535 || size > (1ull << 46) || ncoord == 0 ||
-        ncoord > MAX_LOCKS)
+        ncoord > MAX_LOCKS || max_items > MAX_ITEMS_LIMIT)
         return SHMC_EINVAL;
     if (size < MIN_SIZE)
         return SHMC_ETOOSMALL;
@@ -107,6 +122,7 @@ static shmc_status compute_layout(uint64_t size, uint32_t max_key, uint32_t max_
     L->max_value = max_value;
     L->nslots = nslots;
     L->ncoord = ncoord;
+    L->max_items = max_items;
     /* Segments: the eviction unit.  About size/128 each (fine-grained
      * eviction, cheap segment scans), within [64 KiB, 16 MiB], and never
      * smaller than the largest item. */
@@ -131,15 +147,24 @@ static shmc_status compute_layout(uint64_t size, uint32_t max_key, uint32_t max_
     uint64_t fixed = L->off_heads + SHMC_MAX_HEADS * sizeof(shmc_head) + 2 * 4096;
     if (size <= fixed)
         return SHMC_ETOOSMALL;
-    uint64_t per_seg = seg + sizeof(shmc_segmeta) + seg / INDEX_BYTES_PER_SLOT * 8 + SHMC_CL;
+    /* The index: sized to max_items if given, else by storage. */
+    uint64_t fixed_nb = max_items ? buckets_for_items(max_items) : 0;
+    fixed += fixed_nb * SHMC_BUCKET_WAYS * 8;
+    if (size <= fixed)
+        return SHMC_ETOOSMALL;
+    uint64_t per_seg = seg + sizeof(shmc_segmeta) + SHMC_CL +
+                       (max_items ? 0 : seg / INDEX_BYTES_PER_SLOT * 8);
     uint64_t nsegs = (size - fixed) / per_seg;
     for (; nsegs > 0; nsegs--) {
         uint32_t heads = nsegs >= 32 ? SHMC_MAX_HEADS : (nsegs >= 16 ? 2 : 1);
         uint64_t data = nsegs * seg;
-        uint64_t ways = data / INDEX_BYTES_PER_SLOT;
-        uint64_t nb = (ways + SHMC_BUCKET_WAYS - 1) / SHMC_BUCKET_WAYS;
-        if (nb < 2)
-            nb = 2;
+        uint64_t nb = fixed_nb;
+        if (!nb) {
+            uint64_t ways = data / INDEX_BYTES_PER_SLOT;
+            nb = (ways + SHMC_BUCKET_WAYS - 1) / SHMC_BUCKET_WAYS;
+            if (nb < 2)
+                nb = 2;
+        }
         L->nheads = heads;
         L->off_segs = align_up(L->off_heads + SHMC_MAX_HEADS * sizeof(shmc_head), SHMC_CL);
         L->off_index = align_up(L->off_segs + nsegs * sizeof(shmc_segmeta), SHMC_CL);
@@ -246,6 +271,7 @@ static shmc_status init_segment(int fd, const layout *L, uint32_t mode, uint8_t 
     h->seg_shift = L->seg_shift;
     h->nsegs = L->nsegs;
     h->nbuckets = L->nbuckets;
+    h->max_items = L->max_items;
     h->hash_seed = random_seed();
     h->off_slots = L->off_slots;
     h->off_stripes = L->off_stripes;
@@ -296,7 +322,8 @@ static shmc_status check_header(const shmc_hdr *h, uint64_t fsize, layout *L)
     uint64_t ns = pid_namespace();
     if (h->pidns && ns && h->pidns != ns)
         return SHMC_ENAMESPACE;
-    if (compute_layout(h->size, h->max_key, h->max_value, h->nslots, h->ncoord, L) != SHMC_OK)
+    if (compute_layout(h->size, h->max_key, h->max_value, h->nslots, h->ncoord, h->max_items,
+                       L) != SHMC_OK)
         return SHMC_ECORRUPT;
     if (L->seg_size != h->seg_size || L->seg_shift != h->seg_shift || L->nsegs != h->nsegs ||
         L->nheads != h->nheads || L->nbuckets != h->nbuckets || L->off_slots != h->off_slots ||
@@ -319,6 +346,8 @@ static shmc_status check_wanted(const layout *have, const shmc_options *o)
     if (o->slots && o->slots != have->nslots)
         return SHMC_EMISMATCH;
     if (o->locks && o->locks != have->ncoord)
+        return SHMC_EMISMATCH;
+    if (o->max_items && o->max_items != have->max_items)
         return SHMC_EMISMATCH;
     return SHMC_OK;
 }
@@ -450,7 +479,7 @@ shmc_status shmc_open(const char *name, const shmc_options *opts, shmc_t **out)
         (o.mode & ~0777u))
         return SHMC_EINVAL;
     if (o.max_key > SHMC_MAX_KEY_LIMIT || o.max_value > SHMC_MAX_VALUE_LIMIT ||
-        o.slots > 65535 || o.locks > MAX_LOCKS)
+        o.slots > 65535 || o.locks > MAX_LOCKS || o.max_items > MAX_ITEMS_LIMIT)
         return SHMC_EINVAL;
     /* The layout we would create.  Only a creator needs it to be valid: an
      * attacher compares its non-zero options with the segment instead. */
@@ -461,7 +490,7 @@ shmc_status shmc_open(const char *name, const shmc_options *opts, shmc_t **out)
     for (;;) {
         want_st = compute_layout(size, o.max_key ? o.max_key : SHMC_DEFAULT_MAX_KEY, mv,
                                  o.slots ? o.slots : SHMC_DEFAULT_SLOTS,
-                                 o.locks ? o.locks : default_locks(size), &want);
+                                 o.locks ? o.locks : default_locks(size), o.max_items, &want);
         if (want_st != SHMC_ETOOSMALL || o.max_value || mv <= MIN_DEFAULT_MAX_VALUE)
             break;
         mv /= 2; /* a default max_value shrinks to fit a small cache */
@@ -677,5 +706,8 @@ shmc_status shmc_info_get(shmc_t *c, shmc_info *info)
     info->segments = c->nsegs;
     info->index_slots = (uint32_t)(c->nbuckets * SHMC_BUCKET_WAYS);
     info->locks = c->ncoord;
+    info->max_items = c->hdr->max_items
+                          ? c->hdr->max_items
+                          : c->nbuckets * SHMC_BUCKET_WAYS * INDEX_LOAD_NUM / INDEX_LOAD_DEN;
     return SHMC_OK;
 }
