@@ -157,14 +157,13 @@ static bool rescue(struct shmc *c, tslot *t, shmc_item *it, uint64_t off, uint64
     uint64_t noff;
     if (alloc_in_head(c, t, total, &noff)) {
         shmc_item *copy = (shmc_item *)(c->data + noff);
-        /* Copy around `accessed`: readers may be storing to it right now. */
-        const size_t a = offsetof(shmc_item, accessed);
-        memcpy(copy, it, a);
-        atomic_store_explicit(&copy->accessed, 0, memory_order_relaxed);
-        memcpy((uint8_t *)copy + a + 1, (const uint8_t *)it + a + 1, total - a - 1);
+        /* A counter's cell is frozen first and its last state copied, so no
+         * increment is lost (item_move_copy). */
+        bool copied = item_move_copy(c, t, it, copy, total);
         seg_inc_live(c, noff, total, copy->expire_ms);
         uint64_t w = ow;
-        done = atomic_compare_exchange_strong_explicit(where, &w, make_word(kh.tag, noff),
+        done = copied &&
+               atomic_compare_exchange_strong_explicit(where, &w, make_word(kh.tag, noff),
                                                        memory_order_acq_rel,
                                                        memory_order_relaxed);
         seg_dec_live(c, done ? off : noff, total);
@@ -203,7 +202,7 @@ static void evict_items(struct shmc *c, tslot *t, uint32_t s)
         if (total <= rescue_budget && rescue(c, t, it, base + pos, total, now)) {
             rescue_budget -= total;
             STAT_ADD(t, st_rescued, 1);
-        } else if (index_unlink_item(c, it, base + pos)) {
+        } else if (index_unlink_item(c, t, it, base + pos)) {
             seg_dec_live(c, base + pos, total);
             if (it->expire_ms && it->expire_ms <= now)
                 STAT_ADD(t, st_expirations, 1);
@@ -213,7 +212,7 @@ static void evict_items(struct shmc *c, tslot *t, uint32_t s)
         pos += total;
     }
     if (LIVE_ITEMS(atomic_load_explicit(&m->live, memory_order_acquire))) {
-        uint64_t n = index_purge_range(c, base, base + c->seg_size);
+        uint64_t n = index_purge_range(c, t, base, base + c->seg_size);
         STAT_ADD(t, st_evictions, n);
         atomic_fetch_add_explicit(&c->hdr->purges, 1, memory_order_relaxed);
     }

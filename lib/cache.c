@@ -13,6 +13,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,6 +51,7 @@ typedef struct cond {
     size_t elen;
     bool abs_expire;            /* the ttl argument is an absolute expiry (rewrites) */
     uint8_t kind;               /* item kind to write (ITEM_KIND_*) */
+    uint64_t cell_value;        /* ITEM_KIND_CELL_*: the number (val is ignored) */
     uint64_t cur_cas;           /* out: the current entry's token, 0 if none */
     void *cur;                  /* out (optional): the current value on refusal */
     size_t curlen, *cur_vlen;
@@ -59,6 +61,38 @@ static shmc_status store(struct shmc *c, const void *key, size_t klen, const voi
 static shmc_item *write_item(struct shmc *c, tslot *t, uint64_t off, const void *key, size_t klen,
                              const void *val, size_t vlen, uint32_t flags, uint64_t expire,
                              uint8_t kind);
+static shmc_item *write_cell_item(struct shmc *c, tslot *t, uint64_t off, const void *key,
+                                  size_t klen, uint64_t value, uint32_t flags, uint64_t expire,
+                                  uint8_t kind);
+static size_t counter_format(uint64_t v, uint8_t kind, uint8_t out[24]);
+static uint64_t next_cas(tslot *t);
+
+static inline bool kind_is_cell(uint8_t kind)
+{
+    return kind == ITEM_KIND_CELL_DEC || kind == ITEM_KIND_CELL_BIN;
+}
+
+/* Counters live in cells when a cell item fits under max_value. */
+static inline bool cells_ok(const struct shmc *c)
+{
+    return c->max_value >= CELL_VLEN;
+}
+
+/* The value of an item as readers see it: its bytes, or a counter cell's
+ * number formatted into tmp (with the cell's token in *tok). */
+static inline const uint8_t *item_value(shmc_item *it, uint8_t tmp[24], uint32_t *vlen,
+                                        uint64_t *tok)
+{
+    if (caa_unlikely(item_is_cell(it))) {
+        cell_t x = cell_read(item_cell(it));
+        *tok = cell_tok(x) & ~CELL_FROZEN;
+        *vlen = (uint32_t)counter_format(cell_val(x), it->kind, tmp);
+        return tmp;
+    }
+    *tok = it->cas;
+    *vlen = it->vlen;
+    return (const uint8_t *)(it + 1) + it->klen;
+}
 
 /* The start of every keyed operation: validate the key, take the calling
  * thread's slot, hash the key. */
@@ -73,8 +107,10 @@ static shmc_status op_begin(struct shmc *c, const void *key, size_t klen, tslot 
 }
 
 /* The item a get callback is visiting, for callers that need more than the
- * value (its CAS token, its expiry).  Valid only inside the callback. */
+ * value (its expiry, kind), and its CAS token.  Valid only inside the
+ * callback. */
 static __thread const shmc_item *visiting;
+static __thread uint64_t visiting_cas;
 
 /* Called inside the read section with the value in place. */
 typedef shmc_status (*visit_fn)(void *ctx, const uint8_t *val, uint32_t vlen, uint32_t flags);
@@ -90,8 +126,11 @@ static shmc_status get_visit(struct shmc *c, const void *key, size_t klen, visit
     uint64_t w, now = 0;
     shmc_item *it;
     if (index_find(c, &kh, key, klen, &w, &it) && !expired(it, &now)) {
+        uint8_t tmp[24];
+        uint32_t vlen;
+        const uint8_t *val = item_value(it, tmp, &vlen, &visiting_cas);
         visiting = it;
-        st = fn(ctx, (const uint8_t *)(it + 1) + it->klen, it->vlen, it->flags);
+        st = fn(ctx, val, vlen, it->flags);
         mark_accessed(it);
         STAT_ADD(t, st_hits, 1);
     } else {
@@ -166,12 +205,14 @@ typedef struct entry_copy {
 static shmc_status entry_out(void *p, const uint8_t *val, uint32_t vlen, uint32_t flags)
 {
     entry_copy *e = p;
-    e->cas = visiting->cas;
+    e->cas = visiting_cas;
     e->expire = visiting->expire_ms;
     e->kind = visiting->kind;
     struct alloc_ctx a = {&e->val, &e->vlen, &e->flags};
     return alloc_out(&a, val, vlen, flags);
 }
+
+static bool counter_parse(const entry_copy *e, uint64_t *v);
 
 static shmc_status read_entry(shmc_t *c, const void *key, size_t klen, entry_copy *e)
 {
@@ -212,7 +253,7 @@ struct gets_ctx {
 static shmc_status gets_out(void *p, const uint8_t *val, uint32_t vlen, uint32_t flags)
 {
     struct gets_ctx *x = p;
-    *x->cas = visiting->cas;
+    *x->cas = visiting_cas;
     return copy_out(&x->copy, val, vlen, flags);
 }
 
@@ -253,6 +294,8 @@ static shmc_status retouch(shmc_t *c, const void *key, size_t klen, uint64_t ttl
         if (st != SHMC_OK)
             return st;
         cond cd = {.mode = STORE_CAS, .token = e.cas, .kind = e.kind};
+        if (kind_is_cell(e.kind) && !counter_parse(&e, &cd.cell_value))
+            cd.kind = ITEM_KIND_PLAIN; /* cannot happen: a cell reads as a number */
         st = store(c, key, klen, e.val, e.vlen, e.flags, ttl_ms, &cd);
         if (st == SHMC_OK && keep) {
             *keep = e;
@@ -340,7 +383,7 @@ shmc_status shmc_prepend(shmc_t *c, const void *key, size_t klen, const void *da
  * bytes; any other value must be 1-20 ASCII decimal digits <= 2^64-1. */
 static bool counter_value(uint8_t kind, const uint8_t *p, size_t n, uint64_t *v)
 {
-    if (kind == ITEM_KIND_COUNTER) {
+    if (kind == ITEM_KIND_COUNTER || kind == ITEM_KIND_CELL_BIN) {
         if (n != 8)
             return false;
         uint64_t x = 0;
@@ -371,7 +414,7 @@ static bool counter_parse(const entry_copy *e, uint64_t *v)
 
 static size_t counter_format(uint64_t v, uint8_t kind, uint8_t out[24])
 {
-    if (kind == ITEM_KIND_COUNTER) {
+    if (kind == ITEM_KIND_COUNTER || kind == ITEM_KIND_CELL_BIN) {
         for (int i = 0; i < 8; i++)
             out[i] = (uint8_t)(v >> (8 * i));
         return 8;
@@ -387,12 +430,122 @@ static size_t counter_format(uint64_t v, uint8_t kind, uint8_t out[24])
     return n;
 }
 
-/* The common case in one pass: under the key's stripe lock, read the
- * counter, append the new value to our open segment (the no-wait fast path
- * of allocation, so holding the lock cannot stall anyone) and publish it.
- * No retries under contention, no copy of the old value.  Returns false,
- * having changed nothing, when the open segment is full or an evictor moved
- * the entry; the caller then takes the general path. */
+/* The kind a counter is written as: a cell when cells fit (cells_ok),
+ * binary or decimal as it was. */
+static uint8_t counter_kind(uint8_t kind, bool cell)
+{
+    bool bin = kind == ITEM_KIND_COUNTER || kind == ITEM_KIND_CELL_BIN;
+    return cell ? (bin ? ITEM_KIND_CELL_BIN : ITEM_KIND_CELL_DEC)
+                : (bin ? ITEM_KIND_COUNTER : ITEM_KIND_PLAIN);
+}
+
+/* incr wraps modulo 2^64; decr stops at 0 (as memcached does). */
+static inline uint64_t counter_step(uint64_t v, uint64_t delta, bool down)
+{
+    return down ? (v > delta ? v - delta : 0) : v + delta;
+}
+
+/* One in-place update of a counter cell: read it (with the CAS itself, so
+ * that the cache line comes over once, for writing), check the section,
+ * compute, and CAS value and a fresh token together; retried while other
+ * incrementers win.  False, having written nothing, when the cell is frozen
+ * (being moved or replaced) or the read section is no longer valid: the
+ * caller then takes the locked path. */
+static bool cell_add(struct shmc *c, tslot *t, shmc_item *it, uint64_t delta, bool down,
+                     uint64_t *result)
+{
+    cell_t *p = item_cell(it);
+    cell_t x = cell_cas(p, 0, 0); /* an exclusive load: writes 0 over 0 at most */
+    uint64_t tok = 0;
+    for (;;) {
+        if (cell_tok(x) & CELL_FROZEN)
+            return false;
+        /* After reading, before writing: an ejected section's item may have
+         * been reused meanwhile (issue 16); the CAS then fails anyway unless
+         * the same 16 bytes came back, which needs the same unique token. */
+        if (!read_section_valid(c, t))
+            return false;
+        uint64_t nv = counter_step(cell_val(x), delta, down);
+        if (!tok)
+            tok = next_cas(t);
+        cell_t was = cell_cas(p, x, cell_make(nv, tok));
+        if (was == x) {
+            *result = nv;
+            return true;
+        }
+        x = was;
+    }
+}
+
+bool cell_freeze(struct shmc *c, tslot *t, shmc_item *it)
+{
+    if (!item_is_cell(it))
+        return true;
+    cell_t *p = item_cell(it);
+    cell_t x = cell_read(p);
+    for (;;) {
+        if (cell_tok(x) & CELL_FROZEN)
+            return true;
+        if (!read_section_valid(c, t))
+            return false;
+        cell_t was = cell_cas(p, x, cell_make(cell_val(x), cell_tok(x) | CELL_FROZEN));
+        if (was == x)
+            return true;
+        x = was;
+    }
+}
+
+bool item_move_copy(struct shmc *c, tslot *t, shmc_item *from, shmc_item *to, uint64_t total)
+{
+    /* Copy around `accessed` (readers may be storing to it right now) and,
+     * for a counter, around its cell, which incrementers may be changing. */
+    const size_t a = offsetof(shmc_item, accessed);
+    bool cell = item_is_cell(from);
+    size_t end = cell ? sizeof(shmc_item) + from->klen : total;
+    memcpy(to, from, a);
+    atomic_store_explicit(&to->accessed, 0, memory_order_relaxed);
+    memcpy((uint8_t *)to + a + 1, (const uint8_t *)from + a + 1, end - a - 1);
+    if (!cell)
+        return true;
+    memset((uint8_t *)to + end, 0, total - end);
+    if (!cell_freeze(c, t, from))
+        return false;
+    /* Frozen: no update lands on `from` any more, so this is its last state. */
+    cell_t x = cell_read(item_cell(from));
+    *item_cell(to) = cell_make(cell_val(x), cell_tok(x) & ~CELL_FROZEN);
+    return true;
+}
+
+/* The fast path: a counter cell updated in place, with no lock and no
+ * allocation.  False when the key is not a live counter cell (or the cell is
+ * frozen): the caller takes the locked path. */
+static bool counter_inplace(shmc_t *c, const void *key, size_t klen, uint64_t delta, bool down,
+                            uint64_t *result)
+{
+    tslot *t;
+    keyhash kh;
+    if (op_begin(c, key, klen, &t, &kh) != SHMC_OK)
+        return false; /* the locked path reports the error */
+    read_enter(c, t);
+    uint64_t w, now = 0;
+    shmc_item *it;
+    bool done = index_find(c, &kh, key, klen, &w, &it) && item_is_cell(it) &&
+                !expired(it, &now) && cell_add(c, t, it, delta, down, result);
+    if (done) {
+        mark_accessed(it);
+        STAT_ADD(t, st_sets, 1);
+    }
+    read_exit(c, t);
+    return done;
+}
+
+/* The locked path, in one pass under the key's stripe lock: a live cell is
+ * updated in place; anything else (a missing key with SHMC_INCR_CREATE, a
+ * decimal value set by shmc_set, a frozen cell) is replaced by a new counter
+ * cell appended with the no-wait allocation fast path (so holding the lock
+ * cannot stall anyone) and published by CAS.  Returns false, having changed
+ * nothing, when the open segment is full or a mover changed the entry; the
+ * caller then takes the general path. */
 static bool counter_locked(shmc_t *c, const void *key, size_t klen, uint64_t delta, bool down,
                            uint64_t initial, uint64_t ttl_ms, unsigned opts, uint64_t *result,
                            shmc_status *out)
@@ -427,17 +580,29 @@ static bool counter_locked(shmc_t *c, const void *key, size_t klen, uint64_t del
         if (ttl_ms && expire < ttl_ms)
             expire = UINT64_MAX;
     } else {
-        uint64_t v;
-        if (!counter_value(old->kind, (const uint8_t *)(old + 1) + old->klen, old->vlen, &v)) {
+        if (item_is_cell(old) && cell_add(c, t, old, delta, down, result)) {
+            mark_accessed(old);
+            STAT_ADD(t, st_sets, 1);
+            *out = SHMC_OK;
+            goto unlock;
+        }
+        uint8_t tmp[24];
+        uint32_t vlen;
+        uint64_t tok, v;
+        /* A frozen cell stays as it is: its number is final. */
+        const uint8_t *val = item_value(old, tmp, &vlen, &tok);
+        if (!counter_value(old->kind, val, vlen, &v)) {
             *out = SHMC_ENOTNUM;
             goto unlock;
         }
-        nv = down ? (v > delta ? v - delta : 0) : v + delta;
+        nv = counter_step(v, delta, down);
         kind = old->kind;
         flags = old->flags;
         expire = old->expire_ms;
     }
     uint8_t buf[24];
+    bool cell = cells_ok(c);
+    kind = counter_kind(kind, cell);
     size_t len = counter_format(nv, kind, buf);
     if (len > c->max_value) {
         /* As store() would say: an item over max_value would be written and
@@ -445,17 +610,23 @@ static bool counter_locked(shmc_t *c, const void *key, size_t klen, uint64_t del
         *out = SHMC_EVALLEN;
         goto unlock;
     }
-    uint64_t total = item_total((uint32_t)klen, (uint32_t)len), off;
+    uint64_t total = item_total((uint32_t)klen, cell ? CELL_VLEN : (uint32_t)len), off;
     if (!alloc_in_head(c, t, total, &off)) {
         done = false;
         goto unlock;
     }
-    write_item(c, t, off, key, klen, buf, len, flags, expire, kind);
+    if (cell)
+        write_cell_item(c, t, off, key, klen, nv, flags, expire, kind);
+    else
+        write_item(c, t, off, key, klen, buf, len, flags, expire, kind);
     uint64_t nw = make_word(kh.tag, off);
     if (slot) {
         uint64_t ooff = ((ow & IW_LOC_MASK) - 1) << 3;
         uint64_t obytes = item_total(old->klen, old->vlen);
-        if (!atomic_compare_exchange_strong_explicit(slot, &ow, nw, memory_order_acq_rel,
+        /* An unfrozen cell took the in-place branch, so old is frozen or no
+         * cell (an expired cell: freezing it keeps late updates off it). */
+        if (!cell_freeze(c, t, old) ||
+            !atomic_compare_exchange_strong_explicit(slot, &ow, nw, memory_order_acq_rel,
                                                      memory_order_relaxed)) {
             seg_dec_live(c, off, total); /* moved by an evictor: dead bytes */
             done = false;
@@ -480,9 +651,13 @@ static shmc_status counter_add(shmc_t *c, const void *key, size_t klen, uint64_t
 {
     if (!result || (opts & ~(SHMC_INCR_CREATE | SHMC_INCR_BINARY)))
         return SHMC_EINVAL;
+    if (counter_inplace(c, key, klen, delta, down, result))
+        return SHMC_OK;
     shmc_status fast;
     if (counter_locked(c, key, klen, delta, down, initial, ttl_ms, opts, result, &fast))
         return fast;
+    /* The general path: a read and a compare-and-swap, retried. */
+    bool cell = cells_ok(c);
     uint8_t buf[24];
     for (;;) {
         entry_copy e;
@@ -490,8 +665,9 @@ static shmc_status counter_add(shmc_t *c, const void *key, size_t klen, uint64_t
         if (st == SHMC_NOT_FOUND) {
             if (!(opts & SHMC_INCR_CREATE))
                 return st;
-            uint8_t kind = opts & SHMC_INCR_BINARY ? ITEM_KIND_COUNTER : ITEM_KIND_PLAIN;
-            cond cd = {.mode = STORE_ADD, .kind = kind};
+            uint8_t kind = counter_kind(
+                opts & SHMC_INCR_BINARY ? ITEM_KIND_COUNTER : ITEM_KIND_PLAIN, cell);
+            cond cd = {.mode = STORE_ADD, .kind = kind, .cell_value = initial};
             st = store(c, key, klen, buf, counter_format(initial, kind, buf), 0, ttl_ms, &cd);
             if (st == SHMC_OK)
                 *result = initial;
@@ -506,10 +682,11 @@ static shmc_status counter_add(shmc_t *c, const void *key, size_t klen, uint64_t
             free(e.val);
             return SHMC_ENOTNUM;
         }
-        /* incr wraps modulo 2^64; decr stops at 0 (as memcached does) */
-        uint64_t nv = down ? (v > delta ? v - delta : 0) : v + delta;
-        cond cd = {.mode = STORE_CAS, .token = e.cas, .abs_expire = true, .kind = e.kind};
-        st = store(c, key, klen, buf, counter_format(nv, e.kind, buf), e.flags, e.expire, &cd);
+        uint64_t nv = counter_step(v, delta, down);
+        uint8_t kind = counter_kind(e.kind, cell);
+        cond cd = {.mode = STORE_CAS, .token = e.cas, .abs_expire = true, .kind = kind,
+                   .cell_value = nv};
+        st = store(c, key, klen, buf, counter_format(nv, kind, buf), e.flags, e.expire, &cd);
         free(e.val);
         if (st == SHMC_OK) {
             *result = nv;
@@ -547,7 +724,8 @@ static uint64_t next_cas(tslot *t)
 {
     uint64_t seq = atomic_load_explicit(&t->s->st_cas_seq, memory_order_relaxed) + 1;
     atomic_store_explicit(&t->s->st_cas_seq, seq, memory_order_relaxed);
-    return (seq << 16) | (uint64_t)(t->idx + 1);
+    /* The top bit is a counter cell's CELL_FROZEN (2^47 tokens per slot). */
+    return ((seq << 16) | (uint64_t)(t->idx + 1)) & ~CELL_FROZEN;
 }
 
 /* ---- writes ---- */
@@ -574,6 +752,18 @@ static shmc_item *write_item(struct shmc *c, tslot *t, uint64_t off, const void 
     return it;
 }
 
+/* write_item for a counter cell holding `value` (kind ITEM_KIND_CELL_*);
+ * the allocation is item_total(klen, CELL_VLEN). */
+static shmc_item *write_cell_item(struct shmc *c, tslot *t, uint64_t off, const void *key,
+                                  size_t klen, uint64_t value, uint32_t flags, uint64_t expire,
+                                  uint8_t kind)
+{
+    uint8_t zero[CELL_VLEN] = {0};
+    shmc_item *it = write_item(c, t, off, key, klen, zero, CELL_VLEN, flags, expire, kind);
+    *item_cell(it) = cell_make(value, it->cas); /* unpublished: a plain store */
+    return it;
+}
+
 /* Whether a write under `cd` may replace `old` (NULL: absent).  Called under
  * the key's stripe lock.  On refusal, the status to return, with the current
  * entry's token and (if asked) value reported through cd. */
@@ -581,28 +771,30 @@ static shmc_status store_allowed(cond *cd, shmc_item *old, bool old_expired)
 {
     bool present = old && !old_expired;
     shmc_status st;
-    cd->cur_cas = present ? old->cas : 0;
+    uint8_t tmp[24];
+    uint32_t vlen = 0;
+    uint64_t tok = 0;
+    const uint8_t *val = present ? item_value(old, tmp, &vlen, &tok) : NULL;
+    cd->cur_cas = tok;
     switch (cd->mode) {
     case STORE_SET: st = SHMC_OK; break;
     case STORE_ADD: st = present ? SHMC_EXISTS : SHMC_OK; break;
     case STORE_REPLACE: st = present ? SHMC_OK : SHMC_NOT_FOUND; break;
     case STORE_CAS:
-        st = !present ? SHMC_NOT_FOUND : old->cas == cd->token ? SHMC_OK : SHMC_STALE;
+        st = !present ? SHMC_NOT_FOUND : tok == cd->token ? SHMC_OK : SHMC_STALE;
         break;
     case STORE_VALUE:
         st = !present ? SHMC_NOT_FOUND
-             : (old->vlen == cd->elen &&
-                (cd->elen == 0 ||
-                 memcmp((const uint8_t *)(old + 1) + old->klen, cd->expected, cd->elen) == 0))
+             : (vlen == cd->elen && (cd->elen == 0 || memcmp(val, cd->expected, cd->elen) == 0))
                  ? SHMC_OK
                  : SHMC_STALE;
         break;
     default: st = SHMC_EINVAL; break;
     }
     if (st != SHMC_OK && present && cd->cur_vlen) {
-        *cd->cur_vlen = old->vlen;
-        if (old->vlen <= cd->curlen && old->vlen)
-            memcpy(cd->cur, (const uint8_t *)(old + 1) + old->klen, old->vlen);
+        *cd->cur_vlen = vlen;
+        if (vlen <= cd->curlen && vlen)
+            memcpy(cd->cur, val, vlen);
     }
     return st;
 }
@@ -644,7 +836,8 @@ static shmc_status store(struct shmc *c, const void *key, size_t klen, const voi
         return SHMC_EINVAL;
     if (vlen > c->max_value)
         return SHMC_EVALLEN;
-    uint64_t total = item_total((uint32_t)klen, (uint32_t)vlen);
+    bool cell = kind_is_cell(cd->kind);
+    uint64_t total = item_total((uint32_t)klen, cell ? CELL_VLEN : (uint32_t)vlen);
     uint64_t expire = 0;
     if (cd->abs_expire) {
         expire = ttl_ms;
@@ -653,6 +846,7 @@ static shmc_status store(struct shmc *c, const void *key, size_t klen, const voi
         expire = ttl_ms > UINT64_MAX - now ? UINT64_MAX : now + ttl_ms;
     }
 
+again:
     read_enter(c, t);
     if (cd->mode != STORE_SET) {
         st = precheck(c, &kh, key, klen, cd);
@@ -667,8 +861,12 @@ static shmc_status store(struct shmc *c, const void *key, size_t klen, const voi
         read_exit(c, t);
         return st;
     }
-    shmc_item *it = write_item(c, t, off, key, klen, val, vlen, flags, expire, cd->kind);
+    shmc_item *it = cell ? write_cell_item(c, t, off, key, klen, cd->cell_value, flags, expire,
+                                           cd->kind)
+                         : write_item(c, t, off, key, klen, val, vlen, flags, expire, cd->kind);
     uint64_t nw = make_word(kh.tag, off);
+    uint64_t new_cas = it->cas;
+    bool restart = false;
 
     st = stripe_lock(c, kh.stripe);
     if (st != SHMC_OK) {
@@ -691,6 +889,22 @@ static shmc_status store(struct shmc *c, const void *key, size_t klen, const voi
             index_insert(c, t, &kh, nw);
             break;
         }
+        /* A counter cell changes in place without the lock: freeze it, so
+         * that no increment lands on it once replaced, and check the
+         * condition again against its final state (a refused write leaves
+         * it frozen; the next increment replaces it under the lock). */
+        if (item_is_cell(old) && !was_expired &&
+            !(cell_tok(cell_read(item_cell(old))) & CELL_FROZEN)) {
+            if (!cell_freeze(c, t, old)) {
+                restart = true; /* our section is no longer valid */
+                break;
+            }
+            continue;
+        }
+        if (!cell_freeze(c, t, old)) {
+            restart = true;
+            break;
+        }
         uint64_t ooff = ((ow & IW_LOC_MASK) - 1) << 3;
         uint64_t obytes = item_total(old->klen, old->vlen);
         /* Fails only if an evictor removed (or moved) the old entry. */
@@ -704,9 +918,14 @@ static shmc_status store(struct shmc *c, const void *key, size_t klen, const voi
     }
     stripe_unlock(c, kh.stripe);
     read_exit(c, t);
+    if (restart) {
+        /* Ejected (see read_section_valid): what we wrote is dead bytes in
+         * memory that may be reused already, so it is not counted off. */
+        goto again;
+    }
     if (st == SHMC_OK) {
         STAT_ADD(t, st_sets, 1);
-        cd->cur_cas = it->cas;
+        cd->cur_cas = new_cas;
     }
     return st;
 }
@@ -787,6 +1006,13 @@ static shmc_status delete_if(struct shmc *c, const void *key, size_t klen, cond 
                 break;
             st = SHMC_NOT_FOUND;
         }
+        /* A counter cell: freeze it (no increment lands on it once it is
+         * gone), then decide on its final state. */
+        if (item_is_cell(old) && !(cell_tok(cell_read(item_cell(old))) & CELL_FROZEN)) {
+            if (!cell_freeze(c, t, old))
+                break; /* ejected (read_section_valid): nothing deleted */
+            continue;
+        }
         if (atomic_compare_exchange_strong_explicit(slot, &ow, 0, memory_order_acq_rel,
                                                     memory_order_relaxed)) {
             seg_dec_live(c, ooff, obytes);
@@ -848,6 +1074,8 @@ shmc_status shmc_flush(shmc_t *c)
             uint64_t off;
             shmc_item *it = item_at(c, w, &off);
             uint64_t bytes = it ? item_total(it->klen, it->vlen) : 0;
+            if (it && !cell_freeze(c, t, it))
+                continue;
             if (atomic_compare_exchange_strong_explicit(&c->index[j], &w, 0, memory_order_acq_rel,
                                                         memory_order_relaxed)) {
                 if (it)
@@ -904,7 +1132,11 @@ shmc_status shmc_get_many(shmc_t *c, shmc_get_req *reqs, size_t n)
                 continue;
             }
             struct copy_ctx x = {r->buf, r->buflen, &r->vlen, &r->flags};
-            r->status = copy_out(&x, (const uint8_t *)(it + 1) + it->klen, it->vlen, it->flags);
+            uint8_t tmp[24];
+            uint32_t vlen;
+            uint64_t tok;
+            const uint8_t *val = item_value(it, tmp, &vlen, &tok);
+            r->status = copy_out(&x, val, vlen, it->flags);
             mark_accessed(it);
             hits++;
         }

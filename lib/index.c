@@ -56,7 +56,8 @@ shmc_item *item_at(struct shmc *c, uint64_t word, uint64_t *off_out)
         return NULL;
     shmc_item *it = (shmc_item *)(c->data + off);
     if (it->magic != ITEM_MAGIC || it->klen == 0 || it->klen > c->max_key ||
-        it->vlen > c->max_value || in_seg + item_total(it->klen, it->vlen) > c->seg_size)
+        it->vlen > c->max_value || in_seg + item_total(it->klen, it->vlen) > c->seg_size ||
+        (item_is_cell(it) && it->vlen != CELL_VLEN))
         return NULL;
     *off_out = off;
     return it;
@@ -172,6 +173,11 @@ void index_insert(struct shmc *c, tslot *t, const keyhash *kh, uint64_t newword)
         }
         if (!found)
             continue;
+        /* A counter cell is frozen before it goes (see cell_freeze). */
+        uint64_t voff0;
+        shmc_item *vit = item_at(c, vword, &voff0);
+        if (vit && !cell_freeze(c, t, vit))
+            continue;
         if (atomic_compare_exchange_strong_explicit(victim, &vword, newword,
                                                     memory_order_acq_rel,
                                                     memory_order_relaxed)) {
@@ -187,7 +193,7 @@ void index_insert(struct shmc *c, tslot *t, const keyhash *kh, uint64_t newword)
     }
 }
 
-bool index_unlink_item(struct shmc *c, shmc_item *it, uint64_t off)
+bool index_unlink_item(struct shmc *c, tslot *t, shmc_item *it, uint64_t off)
 {
     keyhash kh;
     keyhash_of(c, (const uint8_t *)(it + 1), it->klen, &kh);
@@ -199,6 +205,8 @@ bool index_unlink_item(struct shmc *c, shmc_item *it, uint64_t off)
             uint64_t w = atomic_load_explicit(&b[i], memory_order_acquire);
             if ((w & IW_LOC_MASK) != loc)
                 continue;
+            if (!cell_freeze(c, t, it))
+                return false;
             if (atomic_compare_exchange_strong_explicit(&b[i], &w, 0, memory_order_acq_rel,
                                                         memory_order_relaxed))
                 return true;
@@ -207,7 +215,7 @@ bool index_unlink_item(struct shmc *c, shmc_item *it, uint64_t off)
     return false;
 }
 
-uint64_t index_purge_range(struct shmc *c, uint64_t lo, uint64_t hi)
+uint64_t index_purge_range(struct shmc *c, tslot *t, uint64_t lo, uint64_t hi)
 {
     uint64_t n = 0, ways = c->nbuckets * SHMC_BUCKET_WAYS;
     for (uint64_t i = 0; i < ways; i++) {
@@ -216,6 +224,10 @@ uint64_t index_purge_range(struct shmc *c, uint64_t lo, uint64_t hi)
             continue;
         uint64_t off = ((w & IW_LOC_MASK) - 1) << 3;
         if (off < lo || off >= hi)
+            continue;
+        uint64_t ioff;
+        shmc_item *it = item_at(c, w, &ioff);
+        if (it && !cell_freeze(c, t, it))
             continue;
         if (atomic_compare_exchange_strong_explicit(&c->index[i], &w, 0, memory_order_acq_rel,
                                                     memory_order_relaxed))

@@ -105,9 +105,17 @@ shmc_status shmc_keys_iter(shmc_t *c, uint64_t *cursor, shmc_key_fn fn, void *ct
             k->klen = klen;
             k->vlen = it->vlen;
             k->flags = it->flags;
-            k->counter = it->kind == ITEM_KIND_COUNTER;
+            k->counter = it->kind == ITEM_KIND_COUNTER || it->kind == ITEM_KIND_CELL_BIN;
             k->ttl_left = it->expire_ms ? it->expire_ms - now : SHMC_TTL_NONE;
-            k->cas = it->cas;
+            k->cas = item_token(it);
+            if (item_is_cell(it)) {
+                /* A counter reads as its number: 8 bytes, or its decimal digits. */
+                uint64_t v = cell_val(cell_read(item_cell(it)));
+                uint32_t n = 1;
+                for (; v >= 10; v /= 10)
+                    n++;
+                k->vlen = it->kind == ITEM_KIND_CELL_BIN ? 8 : n;
+            }
             memcpy(buf + used, (const uint8_t *)(it + 1), klen);
             used += klen;
         }

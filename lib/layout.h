@@ -183,7 +183,8 @@ _Static_assert(sizeof(shmc_segmeta) == 64, "segmeta is one cache line");
 #define LIVE_BYTES(w) ((w) & ((1ull << LIVE_SHIFT) - 1))
 
 /* An item in a storage segment, followed by key bytes then value bytes,
- * padded to 8.  Immutable once published, except `accessed`. */
+ * padded to 8.  Immutable once published, except `accessed` and the cell of
+ * a counter item (ITEM_KIND_CELL_*, see internal.h). */
 typedef struct shmc_item {
     uint32_t magic;              /* ITEM_MAGIC */
     uint16_t klen;
@@ -198,6 +199,8 @@ typedef struct shmc_item {
 #define ITEM_MAGIC 0x6d657469u   /* "item" */
 #define ITEM_KIND_PLAIN   0u     /* bytes; a counter if they are decimal digits */
 #define ITEM_KIND_COUNTER 1u     /* an 8-byte little-endian binary counter */
+#define ITEM_KIND_CELL_DEC 2u    /* in-place counter read as decimal text (internal.h) */
+#define ITEM_KIND_CELL_BIN 3u    /* in-place counter read as 8 little-endian bytes */
 _Static_assert(sizeof(shmc_item) == 32, "item header is 32 bytes");
 
 #endif
