@@ -516,6 +516,20 @@ bool item_move_copy(struct shmc *c, tslot *t, shmc_item *from, shmc_item *to, ui
     return true;
 }
 
+/* Whether an item sits in the older half of the sealed segments, which
+ * eviction (oldest first) reaches next.  A counter updated in place stays
+ * where it was written, and a second-chance copy is not always possible (the
+ * evicting writer's open segment can be full): so a counter that ages is
+ * rewritten once by the locked path, into an open segment, and is then
+ * updated in place there. */
+static inline bool item_aging(struct shmc *c, shmc_item *it)
+{
+    uint64_t off = (uint64_t)((uint8_t *)it - c->data);
+    uint64_t seq = atomic_load_explicit(&c->segs[off >> c->seg_shift].seq, memory_order_relaxed);
+    return seq && atomic_load_explicit(&c->hdr->seal_seq, memory_order_relaxed) - seq >
+                      c->nsegs / 2;
+}
+
 /* The fast path: a counter cell updated in place, with no lock and no
  * allocation.  False when the key is not a live counter cell (or the cell is
  * frozen): the caller takes the locked path. */
@@ -530,7 +544,8 @@ static bool counter_inplace(shmc_t *c, const void *key, size_t klen, uint64_t de
     uint64_t w, now = 0;
     shmc_item *it;
     bool done = index_find(c, &kh, key, klen, &w, &it) && item_is_cell(it) &&
-                !expired(it, &now) && cell_add(c, t, it, delta, down, result);
+                !expired(it, &now) && !item_aging(c, it) &&
+                cell_add(c, t, it, delta, down, result);
     if (done) {
         mark_accessed(it);
         STAT_ADD(t, st_sets, 1);
@@ -580,10 +595,17 @@ static bool counter_locked(shmc_t *c, const void *key, size_t klen, uint64_t del
         if (ttl_ms && expire < ttl_ms)
             expire = UINT64_MAX;
     } else {
-        if (item_is_cell(old) && cell_add(c, t, old, delta, down, result)) {
+        if (item_is_cell(old) && !item_aging(c, old) &&
+            cell_add(c, t, old, delta, down, result)) {
             mark_accessed(old);
             STAT_ADD(t, st_sets, 1);
             *out = SHMC_OK;
+            goto unlock;
+        }
+        /* To be replaced: freeze first, so that the number read below is
+         * final (an unlocked incrementer may be at it right now). */
+        if (!cell_freeze(c, t, old)) {
+            done = false;
             goto unlock;
         }
         uint8_t tmp[24];
@@ -623,8 +645,8 @@ static bool counter_locked(shmc_t *c, const void *key, size_t klen, uint64_t del
     if (slot) {
         uint64_t ooff = ((ow & IW_LOC_MASK) - 1) << 3;
         uint64_t obytes = item_total(old->klen, old->vlen);
-        /* An unfrozen cell took the in-place branch, so old is frozen or no
-         * cell (an expired cell: freezing it keeps late updates off it). */
+        /* old is no cell, or frozen above, or expired (freezing it keeps
+         * late updates off it). */
         if (!cell_freeze(c, t, old) ||
             !atomic_compare_exchange_strong_explicit(slot, &ow, nw, memory_order_acq_rel,
                                                      memory_order_relaxed)) {
