@@ -138,7 +138,7 @@ typedef struct shmc_options {
                            * held or waited on plus keys being filled, at once
                            * (default size/64 KiB within [64, 4096]; at most 1M) */
     uint32_t reserved_;   /* must be 0 */
-    uint64_t max_items;   /* items the key index holds (at most 3/4 full, so a set
+    uint64_t max_items;   /* items the key index holds (at most 2/3 full, so a set
                            * never finds both of a key's buckets full before that).
                            * 0 = derived from size: one index slot per 80 bytes of
                            * storage (about 0.5 full with 150-byte items).  Sizing
@@ -226,7 +226,7 @@ typedef struct shmc_info {
     uint32_t index_slots;   /* capacity of the key index */
     uint32_t locks;         /* entries of the lock and singleflight table */
     uint64_t max_items;     /* items the index holds: options.max_items if it was
-                             * given at creation, else 3/4 of index_slots */
+                             * given at creation, else 2/3 of index_slots */
 } shmc_info;
 
 /* Fills *info.  Errors: SHMC_EINVAL.  Thread-safe. */

@@ -516,8 +516,9 @@ bool item_move_copy(struct shmc *c, tslot *t, shmc_item *from, shmc_item *to, ui
     return true;
 }
 
-/* Whether an item sits in the older half of the sealed segments, which
- * eviction (oldest first) reaches next.  A counter updated in place stays
+/* Whether an item sits in a segment sealed more than nsegs/8 seals ago:
+ * eviction (oldest first) may reach it soon (retired segments and the free
+ * reserve can leave few sealed ones).  A counter updated in place stays
  * where it was written, and a second-chance copy is not always possible (the
  * evicting writer's open segment can be full): so a counter that ages is
  * rewritten once by the locked path, into an open segment, and is then
@@ -527,7 +528,7 @@ static inline bool item_aging(struct shmc *c, shmc_item *it)
     uint64_t off = (uint64_t)((uint8_t *)it - c->data);
     uint64_t seq = atomic_load_explicit(&c->segs[off >> c->seg_shift].seq, memory_order_relaxed);
     return seq && atomic_load_explicit(&c->hdr->seal_seq, memory_order_relaxed) - seq >
-                      c->nsegs / 2;
+                      c->nsegs / 8;
 }
 
 /* The fast path: a counter cell updated in place, with no lock and no

@@ -30,8 +30,8 @@
 #define MIN_DEFAULT_MAX_VALUE (64u << 10)
 #define INDEX_BYTES_PER_SLOT 80u    /* one index way per 80 bytes of data (default) */
 /* With options.max_items: the index is at most this full when it holds them. */
-#define INDEX_LOAD_NUM 3u
-#define INDEX_LOAD_DEN 4u
+#define INDEX_LOAD_NUM 2u
+#define INDEX_LOAD_DEN 3u
 #define MAX_ITEMS_LIMIT (1ull << 40)
 #define OPEN_DEADLINE_MS BOUND_MS(5000u)
 
