@@ -111,6 +111,40 @@ static inline bool fits(const struct shmc *c, uint64_t pos, uint64_t size)
     return pos <= c->seg_size && size <= c->seg_size - pos && (pos & 7) == 0;
 }
 
+/* The first allocation of this process in segment s maps the whole segment
+ * in at once (segment_populate): a set that faults a fresh page costs a
+ * trap per 4 KiB (27 items of 150 B), which on a VM halved set throughput. */
+/* Asks for the lines the next append to this segment will write, for
+ * writing: a fresh line costs a read-for-ownership from memory, and the
+ * publishing CAS waits for every store before it, so without this each
+ * write paid that miss in full.  (pos is in range: fits() passed.) */
+static inline void prefetch_next(struct shmc *c, uint64_t off, uint64_t size)
+{
+    const uint8_t *p = c->data + off + size;
+    if (((off + size) & (c->seg_size - 1)) + 128 <= c->seg_size) {
+        __builtin_prefetch(p, 1);
+        __builtin_prefetch(p + 64, 1);
+    }
+}
+
+static inline void populate_once(struct shmc *c, tslot *t, uint32_t s)
+{
+    _Atomic uint64_t *bits = c->pop_bits;
+    if (!bits)
+        return;
+    if (caa_unlikely(atomic_load_explicit(&c->pop_gen, memory_order_relaxed) != t->fork_gen)) {
+        /* A forked child: fork() copies no page tables of a shared mapping. */
+        for (uint32_t i = 0; i <= c->nsegs / 64; i++)
+            atomic_store_explicit(&bits[i], 0, memory_order_relaxed);
+        atomic_store_explicit(&c->pop_gen, t->fork_gen, memory_order_relaxed);
+    }
+    uint64_t bit = 1ull << (s % 64);
+    if (caa_likely(atomic_load_explicit(&bits[s / 64], memory_order_relaxed) & bit))
+        return;
+    atomic_fetch_or_explicit(&bits[s / 64], bit, memory_order_relaxed);
+    segment_populate(c, s);
+}
+
 /* Appends `size` bytes to our head if it has room; never opens a segment,
  * so never waits (safe under a stripe lock).  Inside a read section. */
 bool alloc_in_head(struct shmc *c, tslot *t, uint64_t size, uint64_t *off)
@@ -125,7 +159,9 @@ bool alloc_in_head(struct shmc *c, tslot *t, uint64_t size, uint64_t *off)
     uint64_t pos = atomic_fetch_add_explicit(&m->wpos, size, memory_order_relaxed);
     if (!fits(c, pos, size))
         return false;
+    populate_once(c, t, (uint32_t)(hw - 1));
     *off = ((hw - 1) << c->seg_shift) + pos;
+    prefetch_next(c, *off, size);
     return true;
 }
 
@@ -495,7 +531,9 @@ shmc_status alloc_item(struct shmc *c, tslot *t, uint64_t size, uint64_t *off)
                 SW_STATE(atomic_load_explicit(&m->state, memory_order_relaxed)) == SEG_OPEN) {
                 pos = atomic_fetch_add_explicit(&m->wpos, size, memory_order_relaxed);
                 if (fits(c, pos, size)) {
+                    populate_once(c, t, (uint32_t)(hw - 1));
                     *off = ((hw - 1) << c->seg_shift) + pos;
+                    prefetch_next(c, *off, size);
                     return SHMC_OK;
                 }
             }

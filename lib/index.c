@@ -76,6 +76,19 @@ static unsigned empties(_Atomic uint64_t *b)
     return n;
 }
 
+/* The ways of bucket b whose word carries `tag` (and a location), one bit
+ * each.  Branch-free: which way holds a key is random, so a loop that stops
+ * at the first match costs a mispredicted branch per lookup. */
+static inline unsigned tag_matches(_Atomic uint64_t *b, uint16_t tag)
+{
+    unsigned m = 0;
+    for (unsigned i = 0; i < SHMC_BUCKET_WAYS; i++) {
+        uint64_t w = atomic_load_explicit(&b[i], memory_order_relaxed);
+        m |= (unsigned)((uint16_t)(w >> IW_LOC_BITS) == tag && (w & IW_LOC_MASK) != 0) << i;
+    }
+    return m;
+}
+
 _Atomic uint64_t *index_find(struct shmc *c, const keyhash *kh, const void *key, size_t klen,
                              uint64_t *word, shmc_item **item)
 {
@@ -85,10 +98,12 @@ _Atomic uint64_t *index_find(struct shmc *c, const keyhash *kh, const void *key,
     __builtin_prefetch(bucket(c, kh->b2));
     for (int k = 0; k < 2; k++) {
         _Atomic uint64_t *b = bucket(c, bs[k]);
-        for (unsigned i = 0; i < SHMC_BUCKET_WAYS; i++) {
+        for (unsigned m = tag_matches(b, kh->tag); m; m &= m - 1) {
+            unsigned i = (unsigned)__builtin_ctz(m);
+            /* Acquire: the item's bytes were written before its word. */
             uint64_t w = atomic_load_explicit(&b[i], memory_order_acquire);
-            if (!w || (uint16_t)(w >> IW_LOC_BITS) != kh->tag)
-                continue;
+            if ((uint16_t)(w >> IW_LOC_BITS) != kh->tag)
+                continue; /* changed since */
             /* Ask for the item's first lines at once: the header, the key and
              * a short value then cost one memory round trip, not three. */
             uint64_t loc = w & IW_LOC_MASK;

@@ -43,6 +43,10 @@ struct shmc {
     uint64_t id;                 /* process-unique handle id */
     bool prefault;               /* opened with SHMC_OPEN_PREFAULT */
     _Atomic int prefaulted_pid;  /* the process whose page tables hold it all */
+    /* Storage segments this process has mapped in (populated) for writing,
+     * one bit each (NULL: not tracked); valid for fork generation pop_gen. */
+    _Atomic uint64_t *pop_bits;
+    _Atomic uint64_t pop_gen;
 };
 
 /* Per-(thread, handle) participant record. */
@@ -107,6 +111,10 @@ HIDDEN uint64_t layout_hash(void);
 /* With SHMC_OPEN_PREFAULT: maps the whole segment into this process, once
  * per process (a child that inherited the handle does it on first use). */
 HIDDEN void segment_prefault(struct shmc *c);
+/* Maps storage segment `seg` into this process for writing, in one call
+ * (MADV_POPULATE_WRITE): the first writes into a segment otherwise fault
+ * once per 4 KiB page, in every process.  Best effort. */
+HIDDEN void segment_populate(struct shmc *c, uint32_t seg);
 
 /* ---- slots.c ---- */
 /* The calling thread's participant record on c (taking a slot on first use). */

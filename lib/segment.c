@@ -461,6 +461,16 @@ void segment_prefault(struct shmc *c)
         (void)*(volatile const uint8_t *)(c->base + off);
 }
 
+void segment_populate(struct shmc *c, uint32_t seg)
+{
+    static _Atomic int unsupported;
+    if (seg >= c->nsegs || atomic_load_explicit(&unsupported, memory_order_relaxed))
+        return;
+    uint8_t *p = c->data + ((uint64_t)seg << c->seg_shift);
+    if (madvise(p, c->seg_size, MADV_POPULATE_WRITE) != 0 && errno == EINVAL)
+        atomic_store_explicit(&unsupported, 1, memory_order_relaxed); /* before Linux 5.14 */
+}
+
 shmc_status shmc_open(const char *name, const shmc_options *opts, shmc_t **out)
 {
     if (!out)
@@ -595,10 +605,12 @@ shmc_status shmc_open(const char *name, const shmc_options *opts, shmc_t **out)
     c->hash_seed = c->hdr->hash_seed;
     c->id = atomic_fetch_add(&next_handle_id, 1);
     atomic_store(&c->refs, 1);
+    c->pop_bits = calloc(L.nsegs / 64 + 1, sizeof *c->pop_bits); /* NULL: not tracked */
     int r = pthread_key_create(&c->tkey, tslot_destructor);
     if (r) {
         munmap(base, L.size);
         close(fd);
+        free(c->pop_bits);
         free(c);
         errno = r;
         return SHMC_ESYS;
@@ -618,6 +630,7 @@ void handle_unref(struct shmc *c)
     pthread_key_delete(c->tkey);
     munmap(c->base, c->size);
     close(c->fd);
+    free(c->pop_bits);
     free(c);
 }
 
