@@ -989,6 +989,60 @@ shmc_status shmc_replace(shmc_t *c, const void *key, size_t klen, const void *va
     return store(c, key, klen, val, vlen, flags, ttl_ms, &cd);
 }
 
+/* Whether val is a number in canonical decimal form (1-20 digits, no leading
+ * zero, at most 2^64-1): exactly the text a decimal counter cell reads as. */
+static bool canonical_decimal(const void *val, size_t vlen, uint64_t *v)
+{
+    const uint8_t *p = val;
+    return val && vlen && !(p[0] == '0' && vlen > 1) &&
+           counter_value(ITEM_KIND_PLAIN, p, vlen, v);
+}
+
+/* A cas that writes a number onto a decimal counter cell, keeping its flags
+ * and its absence of expiry, is done in place: one 16-byte CAS from the
+ * cell's state with the caller's token to the new number and a new token.
+ * Returns false, having changed nothing, when that does not apply (the
+ * caller then takes store()); else the outcome in *out. */
+static bool cas_inplace(shmc_t *c, const void *key, size_t klen, uint64_t num, uint32_t flags,
+                        uint64_t token, uint64_t *new_tok, shmc_status *out)
+{
+    tslot *t;
+    keyhash kh;
+    if (op_begin(c, key, klen, &t, &kh) != SHMC_OK)
+        return false;
+    read_enter(c, t);
+    bool done = false;
+    uint64_t w, now = 0;
+    shmc_item *it;
+    if (index_find(c, &kh, key, klen, &w, &it) && it->kind == ITEM_KIND_CELL_DEC &&
+        it->flags == flags && it->expire_ms == 0 && !expired(it, &now) && !item_aging(c, it)) {
+        cell_t *p = item_cell(it);
+        cell_t x = cell_read(p);
+        if (!(cell_tok(x) & CELL_FROZEN) && read_section_valid(c, t)) {
+            done = true;
+            if (cell_tok(x) != token) {
+                *new_tok = cell_tok(x); /* STALE reports the current token */
+                *out = SHMC_STALE;
+            } else {
+                uint64_t tok = next_cas(t);
+                cell_t was = cell_cas(p, x, cell_make(num, tok));
+                if (was == x) {
+                    *new_tok = tok;
+                    *out = SHMC_OK;
+                    STAT_ADD(t, st_sets, 1);
+                } else if (cell_tok(was) & CELL_FROZEN) {
+                    done = false; /* being replaced: store() decides */
+                } else {
+                    *new_tok = cell_tok(was); /* another update won */
+                    *out = SHMC_STALE;
+                }
+            }
+        }
+    }
+    read_exit(c, t);
+    return done;
+}
+
 shmc_status shmc_cas(shmc_t *c, const void *key, size_t klen, const void *val, size_t vlen,
                      uint32_t flags, uint64_t ttl_ms, uint64_t token, uint64_t *cas_out)
 {
@@ -997,6 +1051,21 @@ shmc_status shmc_cas(shmc_t *c, const void *key, size_t klen, const void *val, s
     if (!token)
         return SHMC_EINVAL;
     cond cd = {.mode = STORE_CAS, .token = token};
+    /* A number written by cas is a counter being updated (a gets + cas
+     * loop): it is kept as a decimal counter cell, which reads back as the
+     * very same text, so that the next cas (or incr) can be done in place. */
+    uint64_t num;
+    if (c && cells_ok(c) && vlen <= c->max_value && canonical_decimal(val, vlen, &num)) {
+        uint64_t tok = 0;
+        shmc_status st;
+        if (ttl_ms == 0 && cas_inplace(c, key, klen, num, flags, token, &tok, &st)) {
+            if (cas_out)
+                *cas_out = tok;
+            return st;
+        }
+        cd.kind = ITEM_KIND_CELL_DEC;
+        cd.cell_value = num;
+    }
     shmc_status st = store(c, key, klen, val, vlen, flags, ttl_ms, &cd);
     if (cas_out)
         *cas_out = cd.cur_cas;
