@@ -302,6 +302,9 @@ SHMC_API shmc_status shmc_gets(shmc_t *c, const void *key, size_t klen, void *bu
 
 /* Compare-and-swap: stores key -> value only if the key's entry still carries
  * `token` (from shmc_gets or a previous shmc_cas).
+ * A number in canonical decimal form (1-20 digits, no leading zero) is kept
+ * as a counter (it reads back as the same text): a cas of one onto such a
+ * counter with the same flags and no TTL on either side is done in place.
  * Returns SHMC_OK (stored; *cas_out = the new token), SHMC_STALE (the entry
  * changed; nothing written; *cas_out = the current token, so a retry loop
  * needs no extra lookup to know it lost), or SHMC_NOT_FOUND (absent or
@@ -378,8 +381,12 @@ SHMC_API shmc_status shmc_prepend(shmc_t *c, const void *key, size_t klen, const
  * counter) or, when created with SHMC_INCR_BINARY, as 8 little-endian bytes.
  * shmc_incr adds `delta` modulo 2^64 (wraps around, as memcached does);
  * shmc_decr subtracts it and stops at 0.  The key's flags and expiry are
- * kept.  Atomic across processes: N concurrent increments by 1 add exactly N
- * (each is a read and a compare-and-swap, retried if another write won).
+ * kept.  Atomic across processes: N concurrent increments by 1 add exactly N.
+ * A counter is updated in place, by one 16-byte compare-and-swap of its
+ * number and CAS token, with no lock; a concurrent set, cas, delete, touch or
+ * eviction of the key never loses an increment that was acknowledged (see
+ * docs/design.md).  The CAS token changes on every increment.  A process
+ * killed in the call has added delta or nothing.
  * With SHMC_INCR_CREATE a missing (or expired) key is created holding
  * `initial` (not initial +/- delta), with ttl_ms (0 = never) and flags 0.
  * *result = the new value.
