@@ -92,37 +92,40 @@ static inline unsigned tag_matches(_Atomic uint64_t *b, uint16_t tag)
 _Atomic uint64_t *index_find(struct shmc *c, const keyhash *kh, const void *key, size_t klen,
                              uint64_t *word, shmc_item **item)
 {
-    uint64_t bs[2] = {kh->b1, kh->b2};
-    /* Fetch the second bucket in parallel with the first, so that a key
-     * stored there (or a miss) costs no extra memory round trip. */
-    __builtin_prefetch(bucket(c, kh->b2));
-    for (int k = 0; k < 2; k++) {
-        _Atomic uint64_t *b = bucket(c, bs[k]);
-        for (unsigned m = tag_matches(b, kh->tag); m; m &= m - 1) {
-            unsigned i = (unsigned)__builtin_ctz(m);
-            /* Acquire: the item's bytes were written before its word. */
-            uint64_t w = atomic_load_explicit(&b[i], memory_order_acquire);
-            if ((uint16_t)(w >> IW_LOC_BITS) != kh->tag)
-                continue; /* changed since */
-            /* Ask for the item's first lines at once: the header, the key and
-             * a short value then cost one memory round trip, not three. */
-            uint64_t loc = w & IW_LOC_MASK;
-            if (loc && ((loc - 1) << 3) < c->data_bytes) {
-                const uint8_t *p = c->data + ((loc - 1) << 3);
-                __builtin_prefetch(p);
-                __builtin_prefetch(p + 64);
-                __builtin_prefetch(p + 128);
-            }
-            uint64_t off;
-            shmc_item *it = item_at(c, w, &off);
-            if (!it || it->klen != klen)
-                continue;
-            if (memcmp((const uint8_t *)(it + 1), key, klen) != 0)
-                continue;
-            *word = w;
-            *item = it;
-            return &b[i];
+    _Atomic uint64_t *b1 = bucket(c, kh->b1), *b2 = bucket(c, kh->b2);
+    /* Both buckets at once (their two misses overlap), and the candidates of
+     * both in one mask: a key is in either bucket at random, and a branch on
+     * which one was mispredicted half the time, each time discarding the work
+     * already started on the next operation.  A key is never indexed twice,
+     * so the order of the candidates does not matter. */
+    __builtin_prefetch(b2);
+    unsigned mask = tag_matches(b1, kh->tag) | tag_matches(b2, kh->tag) << SHMC_BUCKET_WAYS;
+    for (unsigned m = mask; m; m &= m - 1) {
+        unsigned j = (unsigned)__builtin_ctz(m);
+        _Atomic uint64_t *b = j < SHMC_BUCKET_WAYS ? b1 : b2;
+        unsigned i = j % SHMC_BUCKET_WAYS;
+        /* Acquire: the item's bytes were written before its word. */
+        uint64_t w = atomic_load_explicit(&b[i], memory_order_acquire);
+        if ((uint16_t)(w >> IW_LOC_BITS) != kh->tag)
+            continue; /* changed since */
+        /* Ask for the item's first lines at once: the header, the key and
+         * a short value then cost one memory round trip, not three. */
+        uint64_t loc = w & IW_LOC_MASK;
+        if (loc && ((loc - 1) << 3) < c->data_bytes) {
+            const uint8_t *p = c->data + ((loc - 1) << 3);
+            __builtin_prefetch(p);
+            __builtin_prefetch(p + 64);
+            __builtin_prefetch(p + 128);
         }
+        uint64_t off;
+        shmc_item *it = item_at(c, w, &off);
+        if (!it || it->klen != klen)
+            continue;
+        if (memcmp((const uint8_t *)(it + 1), key, klen) != 0)
+            continue;
+        *word = w;
+        *item = it;
+        return &b[i];
     }
     return NULL;
 }
