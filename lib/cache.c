@@ -873,6 +873,9 @@ static shmc_status store(struct shmc *c, const void *key, size_t klen, const voi
         return SHMC_EVALLEN;
     bool cell = kind_is_cell(cd->kind);
     uint64_t total = item_total((uint32_t)klen, cell ? CELL_VLEN : (uint32_t)vlen);
+    /* The bucket and the old item then arrive while we write the new item. */
+    if (cd->mode == STORE_SET)
+        index_prefetch(c, &kh);
     uint64_t expire = 0;
     if (cd->abs_expire) {
         expire = ttl_ms;

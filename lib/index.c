@@ -89,6 +89,22 @@ static inline unsigned tag_matches(_Atomic uint64_t *b, uint16_t tag)
     return m;
 }
 
+void index_prefetch(struct shmc *c, const keyhash *kh)
+{
+    _Atomic uint64_t *b1 = bucket(c, kh->b1), *b2 = bucket(c, kh->b2);
+    unsigned mask = tag_matches(b1, kh->tag) | tag_matches(b2, kh->tag) << SHMC_BUCKET_WAYS;
+    /* No branch on what was loaded: the caller goes on with its own work
+     * while the loads are outstanding.  A prefetch never faults, so a word
+     * that changed, or no candidate at all, costs a useless prefetch only. */
+    unsigned j = (unsigned)__builtin_ctz(mask | 1u << (2 * SHMC_BUCKET_WAYS));
+    _Atomic uint64_t *b = j < SHMC_BUCKET_WAYS ? b1 : b2;
+    uint64_t w = atomic_load_explicit(&b[j % SHMC_BUCKET_WAYS], memory_order_relaxed);
+    uint64_t off = ((w & IW_LOC_MASK) - 1) << 3;
+    const uint8_t *p = c->data + (off < c->data_bytes ? off : 0);
+    __builtin_prefetch(p);
+    __builtin_prefetch(p + 64);
+}
+
 _Atomic uint64_t *index_find(struct shmc *c, const keyhash *kh, const void *key, size_t klen,
                              uint64_t *word, shmc_item **item)
 {

@@ -213,6 +213,9 @@ static inline uint64_t item_total(uint32_t klen, uint32_t vlen)
  * in *word) or NULL. */
 HIDDEN _Atomic uint64_t *index_find(struct shmc *c, const keyhash *kh, const void *key,
                                     size_t klen, uint64_t *word, shmc_item **item);
+/* Starts loading the key's buckets and its likely item, without waiting for
+ * them: for writers, which have work of their own to do before index_find. */
+HIDDEN void index_prefetch(struct shmc *c, const keyhash *kh);
 /* Publishes `newword` for a key not present in the index: takes an empty way
  * in either bucket, or evicts the oldest entry of the two buckets. */
 HIDDEN void index_insert(struct shmc *c, tslot *t, const keyhash *kh, uint64_t newword);
