@@ -1020,7 +1020,7 @@ static bool cas_inplace(shmc_t *c, const void *key, size_t klen, uint64_t num, u
     if (index_find(c, &kh, key, klen, &w, &it) && it->kind == ITEM_KIND_CELL_DEC &&
         it->flags == flags && it->expire_ms == 0 && !expired(it, &now) && !item_aging(c, it)) {
         cell_t *p = item_cell(it);
-        cell_t x = cell_read(p);
+        cell_t x = cell_cas(p, 0, 0); /* an exclusive load, as in cell_add */
         if (!(cell_tok(x) & CELL_FROZEN) && read_section_valid(c, t)) {
             done = true;
             if (cell_tok(x) != token) {
