@@ -24,6 +24,14 @@
 #                    meson setup --buildtype=release if missing)
 #   --out DIR        results directory (default: BUILD/bench-results)
 #   --no-install     do not run apt-get (peers that are missing are skipped)
+#   --only django    only the Django-level comparison (bench/django_compare.py:
+#                    ShmCache vs LocMem, diskcache, django-redis, PyMemcache;
+#                    it starts its own redis-server and memcached); a full run
+#                    ends with it.  Needs the Python binding built in DIR for
+#                    a python3 with Django (PATH=/usr/bin:$PATH meson setup).
+#   --only tier      only the Redis tier section: bench_tier (3 hosts x 2 workers
+#                    through shmcache_tier vs. every worker on Redis directly;
+#                    needs hiredis at build time; see bench/README.md)
 #   --               everything after is passed to bench_compare
 #                    (e.g. -- --only kv,s2 --seconds 5; see bench_compare --help)
 set -euo pipefail
@@ -34,6 +42,7 @@ quick=0
 build="$root/build-bench"
 out=""
 install=1
+only=""
 extra=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -41,6 +50,7 @@ while [ $# -gt 0 ]; do
         --build) build=$2; shift ;;
         --out) out=$2; shift ;;
         --no-install) install=0 ;;
+        --only) only=$2; shift ;;
         --) shift; extra=("$@"); break ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
@@ -52,6 +62,31 @@ case $build in /*) ;; *) build="$PWD/$build" ;; esac
 case $out in /*) ;; *) out="$PWD/$out" ;; esac
 
 say() { printf 'run.sh: %s\n' "$*" >&2; }
+
+# ---- Django-level comparison (bench/django_compare.py) ----
+run_django() {
+    [ -f "$build/build.ninja" ] || PATH=/usr/bin:$PATH meson setup "$build" "$root" \
+        --buildtype=release >/dev/null
+    ninja -C "$build" >/dev/null
+    local py
+    for py in ${PYTHON:-} python3 /usr/bin/python3; do
+        if PYTHONPATH="$build/python/src" "$py" -c 'import django, shmcache.django' \
+            2>/dev/null; then
+            mkdir -p "$out"
+            PYTHONPATH="$build/python/src" "$py" "$here/django_compare.py" \
+                $([ $quick = 1 ] && echo --quick) --json "$out/django.json" \
+                | tee "$out/django.txt"
+            return "${PIPESTATUS[0]}"
+        fi
+    done
+    say "django: no python3 with Django can import shmcache from $build/python/src"
+    [ "${CI:-}" != true ]   # a failure on CI, a skip elsewhere
+}
+case $only in
+    ""|tier) ;;
+    django) run_django; exit ;;
+    *) echo "run.sh: unknown --only $only (try --help)" >&2; exit 2 ;;
+esac
 
 # ---- 1. dependencies ----
 need=()
@@ -74,7 +109,14 @@ if [ ! -f "$build/build.ninja" ]; then
     say "configuring $build (release)"
     meson setup "$build" "$root" --buildtype=release >/dev/null
 fi
-ninja -C "$build" bench/bench_compare >/dev/null
+if [ "$only" = tier ]; then
+    ninja -C "$build" tier/bench_tier >/dev/null \
+        || { say "bench_tier not built (hiredis missing?)"; exit 1; }
+elif [ -n "$only" ]; then
+    say "unknown --only $only (try --help)"; exit 2
+else
+    ninja -C "$build" bench/bench_compare >/dev/null
+fi
 bin="$build/bench/bench_compare"
 
 # ---- 3. servers ----
@@ -137,6 +179,12 @@ say "servers: memcached $(memcached -V 2>/dev/null | cut -d' ' -f2), redis $(red
 
 # ---- 4. run ----
 mkdir -p "$out"
+if [ "$only" = tier ]; then
+    targs=(--redis "$tmp/redis.sock" --name "$name-tier")
+    [ $quick = 1 ] && targs+=(--seconds 1 --keys 2000)
+    "$build/tier/bench_tier" "${targs[@]}" "${extra[@]}" | tee "$out/tier.txt"
+    exit "${PIPESTATUS[0]}"
+fi
 rc=0
 "$bin" "${args[@]}" "${extra[@]}" | tee "$out/output.txt" || rc=$?
 
@@ -150,4 +198,5 @@ if command -v gnuplot >/dev/null && [ -s "$out/scaling.dat" ]; then
 else
     say "no gnuplot or no kv figures: no chart"
 fi
+run_django || rc=$?
 exit $rc

@@ -244,7 +244,7 @@ static void build_template(void)
             shmc_segmeta m;
             memcpy(&m, T.img + h.off_segs + i * sizeof m, sizeof m);
             fprintf(stderr, "  seg %u: state %u wpos %llu\n", i,
-                    (unsigned)SW_STATE(atomic_load(&m.state)),
+                    (unsigned)sw_state(atomic_load(&m.state)),
                     (unsigned long long)atomic_load(&m.wpos));
         }
     }
@@ -295,17 +295,17 @@ static uint64_t interesting(uint8_t sel)
     case 17: return ITEM_MAGIC;
     case 18: return ITEM_MAGIC | (uint64_t)T_MAX_KEY << 32;      /* magic + klen */
     case 19: return ITEM_MAGIC | (uint64_t)(T_MAX_KEY + 1) << 32;
-    case 20: return SW_MAKE(SEG_OPEN, 0);
-    case 21: return SW_MAKE(SEG_EVICTING, (1ull << 16) | 1);     /* owner: slot 0, gen 1 */
-    case 22: return SW_MAKE(SEG_RESERVED, 0xffff);
-    case 23: return SW_MAKE(SEG_SEALING, 1);
+    case 20: return sw_make(SEG_OPEN, 0);
+    case 21: return sw_make(SEG_EVICTING, owner_make(1, 0));      /* owner: slot 0, gen 1 */
+    case 22: return sw_make(SEG_RESERVED, 0xffff);
+    case 23: return sw_make(SEG_SEALING, 1);
     case 24: return 0x40000000u;                 /* FUTEX_OWNER_DIED */
     case 25: return 0x80000000u;                 /* FUTEX_WAITERS */
     case 26: return 0xc0000000u | 1;
     case 27: return 0xffffull;                   /* a holder slot out of range */
     case 28: return (uint64_t)T_MAX_VALUE;
     case 29: return (uint64_t)T_MAX_VALUE + 1;
-    case 30: return 0xffffull << 48 | 1;         /* index word: any tag, loc 1 */
+    case 30: return iw_make(0xffff, 0);          /* index word: any tag, loc 1 */
     default: return 1ull << 44;
     }
 }

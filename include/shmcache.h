@@ -43,7 +43,7 @@ extern "C" {
 /* The shared-memory layout this library reads and writes.  Processes built
  * against libraries of different layout versions cannot share a cache:
  * shmc_open reports SHMC_EVERSION (see also shmc_info, shmc_peek). */
-#define SHMC_LAYOUT_VERSION 3u
+#define SHMC_LAYOUT_VERSION 4u
 
 /* Limits and defaults. */
 #define SHMC_DEFAULT_MAX_KEY     250u          /* bytes */
@@ -119,10 +119,10 @@ typedef struct shmc shmc_t;
  * makes shmc_open fail with SHMC_EMISMATCH. */
 typedef struct shmc_options {
     uint64_t size;        /* total segment bytes (default 64 MiB; at least 1 MiB, and
-                           * room for the fixed tables (about 1.6 KiB per slot: 1.6 MiB
+                           * room for the fixed tables (768 B per slot: 768 KiB
                            * for the default 1024 slots; 256 B per lock entry) plus 5
                            * storage segments of >= max_value each: with default
-                           * options, at least about 2.5 MiB).  The creator reserves
+                           * options, at least about 1.6 MiB).  The creator reserves
                            * all of it in /dev/shm at once (posix_fallocate): the
                            * cache's memory is in use from creation on, and a
                            * /dev/shm without room is SHMC_ENOSPC then, never a
@@ -631,35 +631,51 @@ SHMC_API shmc_status shmc_get_or_fill(shmc_t *c, const void *key, size_t klen,
 /* --- Statistics -----------------------------------------------------------
  * Counters are summed over every participant slot, including slots of
  * processes that have exited.  A snapshot, not an atomic cut. */
+/* Every statistic, in struct order: X(name, kind, source, help).  kind is
+ * counter (only grows) or gauge; source is slot (a per-participant counter
+ * in the segment, summed) or cache (computed from the segment when read).
+ * shmc_stats has one uint64_t per row; tools iterate this list (the CLI's
+ * stats output, the Python binding's dict). */
+#define SHMC_STATS_FIELDS(X) \
+    X(gets, counter, cache, "lookups (hits + misses)") \
+    X(hits, counter, slot, "lookups that found the key") \
+    X(misses, counter, slot, "lookups that did not") \
+    X(sets, counter, slot, "writes") \
+    X(deletes, counter, slot, "deletes (including flushed items)") \
+    X(evictions, counter, slot, "live items dropped to make room") \
+    X(expirations, counter, slot, "expired items removed") \
+    /* items: exact, except that a process killed inside a window of a few \
+     * instructions of a write can leave it high by one until that storage \
+     * segment is evicted (shmc_verify counts exactly) */ \
+    X(items, gauge, cache, "items in the index") \
+    X(bytes_used, gauge, cache, "bytes of live items") \
+    X(bytes_free, gauge, cache, "bytes of free storage (free segments + open space)") \
+    X(bytes_total, gauge, cache, "bytes of item storage") \
+    X(segments_free, gauge, cache, "free storage segments") \
+    X(segments_open, gauge, cache, "open (append) storage segments") \
+    X(segments_sealed, gauge, cache, "sealed storage segments") \
+    X(segments_retired, gauge, cache, "retired storage segments awaiting a grace period") \
+    X(slots_live, gauge, cache, "participant slots held by live threads") \
+    X(slots_reaped, counter, cache, "slots recovered from dead processes") \
+    X(index_capacity, gauge, cache, "index slots") \
+    X(enomem, counter, cache, "writes refused: memory pinned by a stalled reader") \
+    X(rescued, counter, slot, "recently read items kept (copied forward) at eviction") \
+    X(lock_acquires, counter, slot, "named locks acquired (including takeovers)") \
+    X(lock_waits, counter, slot, "lock acquisitions that had to sleep first") \
+    X(lock_timeouts, counter, slot, "acquire/try calls that gave up (SHMC_ETIMEDOUT/SHMC_EBUSY)") \
+    X(lock_takeovers, counter, slot, "locks taken from a dead holder or an expired lease") \
+    X(fills, counter, slot, "fills led (shmc_fill_begin/get_or_fill returned LEADER)") \
+    X(fill_waits, counter, slot, "callers that slept on another process's fill") \
+    X(fill_takeovers, counter, slot, "fills taken over from a dead or late leader") \
+    X(fill_errors, counter, slot, "fills aborted with an error") \
+    X(locks_used, gauge, cache, "table entries held now: locks owned, fills in progress") \
+    X(locks_capacity, gauge, cache, "lock/singleflight table entries")
+
+#define SHMC_STATS_DECLARE_(name, kind, source, help) uint64_t name;
 typedef struct shmc_stats {
-    uint64_t gets, hits, misses;
-    uint64_t sets, deletes;
-    uint64_t evictions;        /* live items dropped to make room */
-    uint64_t expirations;      /* expired items removed */
-    uint64_t items;            /* items in the index; exact, except that a process killed
-                                * inside a window of a few instructions of a write can
-                                * leave it high by one until that storage segment is
-                                * evicted (shmc_verify counts exactly) */
-    uint64_t bytes_used;       /* bytes of live items */
-    uint64_t bytes_free;       /* bytes of free storage (free segments + open space) */
-    uint64_t bytes_total;      /* bytes of item storage */
-    uint64_t segments_free, segments_open, segments_sealed, segments_retired;
-    uint64_t slots_live;       /* participant slots held by live threads */
-    uint64_t slots_reaped;     /* slots recovered from dead processes */
-    uint64_t index_capacity;   /* index slots */
-    uint64_t enomem;           /* writes refused with SHMC_ENOMEM */
-    uint64_t rescued;          /* recently read items kept (copied forward) at eviction */
-    uint64_t lock_acquires;    /* named locks acquired (including takeovers) */
-    uint64_t lock_waits;       /* acquisitions that had to sleep first */
-    uint64_t lock_timeouts;    /* acquire/try calls that gave up (SHMC_ETIMEDOUT/SHMC_EBUSY) */
-    uint64_t lock_takeovers;   /* locks taken from a dead holder or an expired lease */
-    uint64_t fills;            /* fills led (shmc_fill_begin/get_or_fill returned LEADER) */
-    uint64_t fill_waits;       /* callers that slept on another process's fill */
-    uint64_t fill_takeovers;   /* fills taken over from a dead or late leader */
-    uint64_t fill_errors;      /* fills aborted with an error */
-    uint64_t locks_used;       /* table entries held now: locks owned, fills in progress */
-    uint64_t locks_capacity;   /* lock/singleflight table entries */
+    SHMC_STATS_FIELDS(SHMC_STATS_DECLARE_)
 } shmc_stats;
+#undef SHMC_STATS_DECLARE_
 
 /* Fills *st.  Errors: SHMC_EINVAL.  Never blocks on other processes. */
 SHMC_API shmc_status shmc_stats_get(shmc_t *c, shmc_stats *st);

@@ -7,7 +7,9 @@
  * An overwritten or deleted item is dead bytes; memory comes back a whole
  * segment at a time:
  *
- *   FREE -> RESERVED -> OPEN (a head) -> SEALED -> EVICTING -> RETIRED -> FREE
+ *   FREE -> RESERVED -> OPEN (a head) -> SEALING -> SEALED -> EVICTING -> RETIRED -> FREE
+ *
+ * (SEALING: its owner stamps the seal epoch and age; layout.h: enum seg_state.)
  *
  * Every transition is a CAS on the segment's state word, which also names
  * the owning participant for the transient states, so there is no global
@@ -26,14 +28,16 @@
  * publication, decremented after unlink: a crash can only leave it high);
  * if the walk leaves it non-zero, a full index scan removes the rest.
  */
-#include "internal.h"
+#include "alloc.h"
+#include "epoch.h"
+#include "index.h"
+#include "slots.h"
 
 #include <stddef.h>
 #include <string.h>
 #include <time.h>
 
-#define EXPIRE_ROUND_MS 1024u
-/* (BOUND_MS: fuzz builds wait these out sooner, see internal.h.) */
+/* (BOUND_MS: fuzz builds wait these out sooner, see util.h.) */
 #define STALL_MS BOUND_MS(500u) /* no reader progress for this long = stalled */
 #define NOMEM_MAX_MS BOUND_MS(2000u) /* never wait longer than this in all ... */
 #define NOMEM_RUNNABLE_MAX_MS BOUND_MS(10000u) /* ... unless every reader in the way is
@@ -44,27 +48,6 @@
 static inline uint32_t seg_of(const struct shmc *c, uint64_t off)
 {
     return (uint32_t)(off >> c->seg_shift);
-}
-
-void seg_inc_live(struct shmc *c, uint64_t off, uint64_t bytes, uint64_t expire)
-{
-    shmc_segmeta *m = &c->segs[seg_of(c, off)];
-    atomic_fetch_add_explicit(&m->live, LIVE_ONE(bytes), memory_order_relaxed);
-    /* Coarse max of expiry times, so that it changes rarely. */
-    uint64_t want = expire ? (expire | (EXPIRE_ROUND_MS - 1)) : UINT64_MAX;
-    uint64_t cur = atomic_load_explicit(&m->max_expire, memory_order_relaxed);
-    while (cur < want &&
-           !atomic_compare_exchange_weak_explicit(&m->max_expire, &cur, want,
-                                                  memory_order_relaxed, memory_order_relaxed))
-        ;
-}
-
-/* Every decrement matches an earlier increment of the same item (raised
- * before publication, lowered after unlink), so this never underflows. */
-void seg_dec_live(struct shmc *c, uint64_t off, uint64_t bytes)
-{
-    shmc_segmeta *m = &c->segs[seg_of(c, off)];
-    atomic_fetch_sub_explicit(&m->live, LIVE_ONE(bytes), memory_order_relaxed);
 }
 
 static bool cas_state(shmc_segmeta *m, uint64_t *expect, uint64_t want)
@@ -90,13 +73,13 @@ static void finish_seal(struct shmc *c, uint32_t s)
     uint64_t t = atomic_fetch_add_explicit(&c->hdr->epoch, 1, memory_order_acq_rel) + 1;
     atomic_store_explicit(&m->epoch, t, memory_order_relaxed);
     atomic_store_explicit(&m->seq, atomic_fetch_add(&c->hdr->seal_seq, 1), memory_order_relaxed);
-    atomic_store_explicit(&m->state, SW_MAKE(SEG_SEALED, 0), memory_order_release);
+    atomic_store_explicit(&m->state, sw_make(SEG_SEALED, 0), memory_order_release);
 }
 
 /* OPEN (state word sw) -> SEALED, unless someone else got there first. */
 static void seal(struct shmc *c, tslot *t, uint32_t s, uint64_t sw)
 {
-    if (cas_state(&c->segs[s], &sw, SW_MAKE(SEG_SEALING, slot_owner(t))))
+    if (cas_state(&c->segs[s], &sw, sw_make(SEG_SEALING, slot_owner(t))))
         finish_seal(c, s);
 }
 
@@ -112,7 +95,7 @@ static inline bool fits(const struct shmc *c, uint64_t pos, uint64_t size)
 }
 
 /* The first allocation of this process in segment s maps the whole segment
- * in at once (segment_populate): a set that faults a fresh page costs a
+ * in at once (handle_populate_segment): a set that faults a fresh page costs a
  * trap per 4 KiB (27 items of 150 B), which on a VM halved set throughput. */
 /* Asks for the lines the next append to this segment will write, for
  * writing: a fresh line costs a read-for-ownership from memory, and the
@@ -142,7 +125,7 @@ static inline void populate_once(struct shmc *c, tslot *t, uint32_t s)
     if (caa_likely(atomic_load_explicit(&bits[s / 64], memory_order_relaxed) & bit))
         return;
     atomic_fetch_or_explicit(&bits[s / 64], bit, memory_order_relaxed);
-    segment_populate(c, s);
+    handle_populate_segment(c, s);
 }
 
 /* Appends `size` bytes to our head if it has room; never opens a segment,
@@ -153,7 +136,7 @@ bool alloc_in_head(struct shmc *c, tslot *t, uint64_t size, uint64_t *off)
     if (!hw || hw > c->nsegs)
         return false;
     shmc_segmeta *m = &c->segs[hw - 1];
-    if (SW_STATE(atomic_load_explicit(&m->state, memory_order_relaxed)) != SEG_OPEN ||
+    if (sw_state(atomic_load_explicit(&m->state, memory_order_relaxed)) != SEG_OPEN ||
         !fits(c, atomic_load_explicit(&m->wpos, memory_order_relaxed), size))
         return false;
     uint64_t pos = atomic_fetch_add_explicit(&m->wpos, size, memory_order_relaxed);
@@ -177,7 +160,7 @@ static bool rescue(struct shmc *c, tslot *t, shmc_item *it, uint64_t off, uint64
         return false;
     keyhash kh;
     keyhash_of(c, (const uint8_t *)(it + 1), it->klen, &kh);
-    uint64_t ow = make_word(kh.tag, off);
+    uint64_t ow = iw_make(kh.tag, off);
     _Atomic uint64_t *where = NULL;
     uint64_t bs[2] = {kh.b1, kh.b2};
     for (int k = 0; k < 2 && !where; k++)
@@ -199,7 +182,7 @@ static bool rescue(struct shmc *c, tslot *t, shmc_item *it, uint64_t off, uint64
         seg_inc_live(c, noff, total, copy->expire_ms);
         uint64_t w = ow;
         done = copied &&
-               atomic_compare_exchange_strong_explicit(where, &w, make_word(kh.tag, noff),
+               atomic_compare_exchange_strong_explicit(where, &w, iw_make(kh.tag, noff),
                                                        memory_order_acq_rel,
                                                        memory_order_relaxed);
         seg_dec_live(c, done ? off : noff, total);
@@ -226,7 +209,7 @@ static void evict_items(struct shmc *c, tslot *t, uint32_t s)
      * cluster, so a tighter cap loses them: 1/2 kept 54% of a hot set that
      * 7/8 keeps 90% of, in the same churn.) */
     uint64_t rescue_budget = c->seg_size - c->seg_size / 8;
-    while (LIVE_ITEMS(atomic_load_explicit(&m->live, memory_order_relaxed)) &&
+    while (live_items(atomic_load_explicit(&m->live, memory_order_relaxed)) &&
            pos + sizeof(shmc_item) <= limit) {
         shmc_item *it = (shmc_item *)(c->data + base + pos);
         if (it->magic != ITEM_MAGIC || it->klen == 0 || it->klen > c->max_key ||
@@ -237,19 +220,19 @@ static void evict_items(struct shmc *c, tslot *t, uint32_t s)
             break;
         if (total <= rescue_budget && rescue(c, t, it, base + pos, total, now)) {
             rescue_budget -= total;
-            STAT_ADD(t, st_rescued, 1);
+            STAT_ADD(t, rescued, 1);
         } else if (index_unlink_item(c, t, it, base + pos)) {
             seg_dec_live(c, base + pos, total);
             if (it->expire_ms && it->expire_ms <= now)
-                STAT_ADD(t, st_expirations, 1);
+                STAT_ADD(t, expirations, 1);
             else
-                STAT_ADD(t, st_evictions, 1);
+                STAT_ADD(t, evictions, 1);
         }
         pos += total;
     }
-    if (LIVE_ITEMS(atomic_load_explicit(&m->live, memory_order_acquire))) {
+    if (live_items(atomic_load_explicit(&m->live, memory_order_acquire))) {
         uint64_t n = index_purge_range(c, t, base, base + c->seg_size);
-        STAT_ADD(t, st_evictions, n);
+        STAT_ADD(t, evictions, n);
         atomic_fetch_add_explicit(&c->hdr->purges, 1, memory_order_relaxed);
     }
 }
@@ -260,7 +243,7 @@ static void retire(struct shmc *c, uint32_t s, uint64_t sw)
     shmc_segmeta *m = &c->segs[s];
     uint64_t t = atomic_fetch_add_explicit(&c->hdr->epoch, 1, memory_order_acq_rel) + 1;
     atomic_store_explicit(&m->epoch, t, memory_order_relaxed);
-    cas_state(m, &sw, SW_MAKE(SEG_RETIRED, 0));
+    cas_state(m, &sw, sw_make(SEG_RETIRED, 0));
 }
 
 static void evict_and_retire(struct shmc *c, tslot *t, uint32_t s, uint64_t sw)
@@ -313,8 +296,8 @@ static void claim(shmc_segmeta *m, uint32_t s, uint64_t me, uint32_t *got, scan 
         *got = s + 1;
         return;
     }
-    uint64_t mine = SW_MAKE(SEG_RESERVED, me);
-    cas_state(m, &mine, SW_MAKE(SEG_FREE, 0));
+    uint64_t mine = sw_make(SEG_RESERVED, me);
+    cas_state(m, &mine, sw_make(SEG_FREE, 0));
     sc->free++;
 }
 
@@ -330,9 +313,9 @@ static uint32_t take_free(struct shmc *c, tslot *t, scan *sc, bool want)
     for (uint32_t s = 0; s < c->nsegs; s++) {
         shmc_segmeta *m = &c->segs[s];
         uint64_t sw = atomic_load_explicit(&m->state, memory_order_acquire);
-        switch (SW_STATE(sw)) {
+        switch (sw_state(sw)) {
         case SEG_FREE:
-            if (!got && cas_state(m, &sw, SW_MAKE(SEG_RESERVED, me)))
+            if (!got && cas_state(m, &sw, sw_make(SEG_RESERVED, me)))
                 got = s + 1;
             else
                 sc->free++;
@@ -343,18 +326,18 @@ static uint32_t take_free(struct shmc *c, tslot *t, scan *sc, bool want)
                 sc->retired++;
                 break;
             }
-            if (cas_state(m, &sw, SW_MAKE(SEG_RESERVED, me)))
+            if (cas_state(m, &sw, sw_make(SEG_RESERVED, me)))
                 claim(m, s, me, &got, sc);
             break;
         }
         case SEG_RESERVED:
-            if (!owner_is_live(c, SW_OWNER(sw)) &&
-                cas_state(m, &sw, SW_MAKE(SEG_RESERVED, me)))
+            if (!owner_is_live(c, sw_owner(sw)) &&
+                cas_state(m, &sw, sw_make(SEG_RESERVED, me)))
                 claim(m, s, me, &got, sc);
             break;
         case SEG_EVICTING:
-            if (!owner_is_live(c, SW_OWNER(sw))) {
-                uint64_t mine = SW_MAKE(SEG_EVICTING, me);
+            if (!owner_is_live(c, sw_owner(sw))) {
+                uint64_t mine = sw_make(SEG_EVICTING, me);
                 if (cas_state(m, &sw, mine))
                     evict_and_retire(c, t, s, mine);
             }
@@ -364,12 +347,12 @@ static uint32_t take_free(struct shmc *c, tslot *t, scan *sc, bool want)
              * replaced by someone who died (or is about to seal it). */
             if (!in_a_head(c, s) &&
                 (atomic_load_explicit(&m->wpos, memory_order_relaxed) >= c->seg_size ||
-                 !owner_is_live(c, SW_OWNER(sw))))
+                 !owner_is_live(c, sw_owner(sw))))
                 seal(c, t, s, sw);
             break;
         case SEG_SEALING:
-            if (!owner_is_live(c, SW_OWNER(sw)) &&
-                cas_state(m, &sw, SW_MAKE(SEG_SEALING, slot_owner(t))))
+            if (!owner_is_live(c, sw_owner(sw)) &&
+                cas_state(m, &sw, sw_make(SEG_SEALING, slot_owner(t))))
                 finish_seal(c, s);
             break;
         default:
@@ -390,7 +373,7 @@ static uint32_t pick_victim(struct shmc *c, tslot *t, scan *sc)
     for (uint32_t s = 0; s < c->nsegs; s++) {
         shmc_segmeta *m = &c->segs[s];
         uint64_t sw = atomic_load_explicit(&m->state, memory_order_acquire);
-        if (SW_STATE(sw) != SEG_SEALED)
+        if (sw_state(sw) != SEG_SEALED)
             continue;
         if (atomic_load_explicit(&m->epoch, memory_order_relaxed) > h)
             continue;
@@ -414,8 +397,8 @@ static bool evict_one(struct shmc *c, tslot *t, scan *sc)
         return false;
     shmc_segmeta *m = &c->segs[v - 1];
     uint64_t sw = atomic_load_explicit(&m->state, memory_order_acquire);
-    uint64_t mine = SW_MAKE(SEG_EVICTING, slot_owner(t));
-    if (SW_STATE(sw) == SEG_SEALED && cas_state(m, &sw, mine))
+    uint64_t mine = sw_make(SEG_EVICTING, slot_owner(t));
+    if (sw_state(sw) == SEG_SEALED && cas_state(m, &sw, mine))
         evict_and_retire(c, t, v - 1, mine);
     return true;
 }
@@ -491,7 +474,7 @@ static shmc_status replace_head(struct shmc *c, tslot *t, uint32_t h, uint64_t o
         return st;
     shmc_segmeta *m = &c->segs[n];
     uint64_t me = slot_owner(t);
-    uint64_t open = SW_MAKE(SEG_OPEN, me);
+    uint64_t open = sw_make(SEG_OPEN, me);
     atomic_store_explicit(&m->state, open, memory_order_release);
     uint64_t expect = old_hw;
     if (atomic_compare_exchange_strong_explicit(&c->heads[h].seg, &expect, (uint64_t)n + 1,
@@ -501,7 +484,7 @@ static shmc_status replace_head(struct shmc *c, tslot *t, uint32_t h, uint64_t o
         if (old_hw && old_hw <= c->nsegs) {
             shmc_segmeta *om = &c->segs[old_hw - 1];
             uint64_t osw = atomic_load_explicit(&om->state, memory_order_acquire);
-            if (SW_STATE(osw) == SEG_OPEN)
+            if (sw_state(osw) == SEG_OPEN)
                 seal(c, t, (uint32_t)(old_hw - 1), osw);
         }
         /* Keep a small reserve of free segments by evicting now, while our
@@ -513,7 +496,7 @@ static shmc_status replace_head(struct shmc *c, tslot *t, uint32_t h, uint64_t o
         return SHMC_OK;
     }
     /* Someone else replaced the head first; nobody has seen n: free it. */
-    cas_state(m, &open, SW_MAKE(SEG_FREE, 0));
+    cas_state(m, &open, sw_make(SEG_FREE, 0));
     return SHMC_OK;
 }
 
@@ -528,7 +511,7 @@ shmc_status alloc_item(struct shmc *c, tslot *t, uint64_t size, uint64_t *off)
             /* A head only ever names an OPEN segment; check anyway, since
              * the word comes from shared memory. */
             if (fits(c, pos, size) &&
-                SW_STATE(atomic_load_explicit(&m->state, memory_order_relaxed)) == SEG_OPEN) {
+                sw_state(atomic_load_explicit(&m->state, memory_order_relaxed)) == SEG_OPEN) {
                 pos = atomic_fetch_add_explicit(&m->wpos, size, memory_order_relaxed);
                 if (fits(c, pos, size)) {
                     populate_once(c, t, (uint32_t)(hw - 1));

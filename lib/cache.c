@@ -10,7 +10,11 @@
  * empty way.  A writer killed before the CAS leaves dead bytes only; after
  * it, the write is complete.  Only then is the write acknowledged.
  */
-#include "internal.h"
+#include "cache.h"
+#include "alloc.h"
+#include "epoch.h"
+#include "index.h"
+#include "slots.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -66,6 +70,7 @@ static shmc_item *write_cell_item(struct shmc *c, tslot *t, uint64_t off, const 
                                   uint8_t kind);
 static size_t counter_format(uint64_t v, uint8_t kind, uint8_t out[24]);
 static uint64_t next_cas(tslot *t);
+static uint64_t expiry_of(uint64_t ttl_ms);
 
 static inline bool kind_is_cell(uint8_t kind)
 {
@@ -132,10 +137,10 @@ static shmc_status get_visit(struct shmc *c, const void *key, size_t klen, visit
         visiting = it;
         st = fn(ctx, val, vlen, it->flags);
         mark_accessed(it);
-        STAT_ADD(t, st_hits, 1);
+        STAT_ADD(t, hits, 1);
     } else {
         st = SHMC_NOT_FOUND;
-        STAT_ADD(t, st_misses, 1);
+        STAT_ADD(t, misses, 1);
     }
     read_exit(c, t);
     return st;
@@ -477,45 +482,6 @@ static bool cell_add(struct shmc *c, tslot *t, shmc_item *it, uint64_t delta, bo
     }
 }
 
-bool cell_freeze(struct shmc *c, tslot *t, shmc_item *it)
-{
-    if (!item_is_cell(it))
-        return true;
-    cell_t *p = item_cell(it);
-    cell_t x = cell_read(p);
-    for (;;) {
-        if (cell_tok(x) & CELL_FROZEN)
-            return true;
-        if (!read_section_valid(c, t))
-            return false;
-        cell_t was = cell_cas(p, x, cell_make(cell_val(x), cell_tok(x) | CELL_FROZEN));
-        if (was == x)
-            return true;
-        x = was;
-    }
-}
-
-bool item_move_copy(struct shmc *c, tslot *t, shmc_item *from, shmc_item *to, uint64_t total)
-{
-    /* Copy around `accessed` (readers may be storing to it right now) and,
-     * for a counter, around its cell, which incrementers may be changing. */
-    const size_t a = offsetof(shmc_item, accessed);
-    bool cell = item_is_cell(from);
-    size_t end = cell ? sizeof(shmc_item) + from->klen : total;
-    memcpy(to, from, a);
-    atomic_store_explicit(&to->accessed, 0, memory_order_relaxed);
-    memcpy((uint8_t *)to + a + 1, (const uint8_t *)from + a + 1, end - a - 1);
-    if (!cell)
-        return true;
-    memset((uint8_t *)to + end, 0, total - end);
-    if (!cell_freeze(c, t, from))
-        return false;
-    /* Frozen: no update lands on `from` any more, so this is its last state. */
-    cell_t x = cell_read(item_cell(from));
-    *item_cell(to) = cell_make(cell_val(x), cell_tok(x) & ~CELL_FROZEN);
-    return true;
-}
-
 /* Whether an item sits in a segment sealed more than nsegs/8 seals ago:
  * eviction (oldest first) may reach it soon (retired segments and the free
  * reserve can leave few sealed ones).  A counter updated in place stays
@@ -549,7 +515,7 @@ static bool counter_inplace(shmc_t *c, const void *key, size_t klen, uint64_t de
                 cell_add(c, t, it, delta, down, result);
     if (done) {
         mark_accessed(it);
-        STAT_ADD(t, st_sets, 1);
+        STAT_ADD(t, sets, 1);
     }
     read_exit(c, t);
     return done;
@@ -562,6 +528,60 @@ static bool counter_inplace(shmc_t *c, const void *key, size_t klen, uint64_t de
  * cannot stall anyone) and published by CAS.  Returns false, having changed
  * nothing, when the open segment is full or a mover changed the entry; the
  * caller then takes the general path. */
+/* A counter being rewritten under the stripe lock: its next state. */
+typedef struct ctr_next {
+    uint64_t nv, expire;
+    uint32_t flags;
+    uint8_t kind;
+} ctr_next;
+
+/* Writes the counter's next state as a new item (a cell when cells fit)
+ * from the no-wait allocation path and publishes it in place of `old`
+ * (slot/ow; NULL: absent).  Under the key's stripe lock.  False, having
+ * changed nothing, when the open segment is full or a mover changed the
+ * entry; else *out (SHMC_OK or SHMC_EVALLEN). */
+static bool counter_republish(struct shmc *c, tslot *t, const keyhash *kh, const void *key,
+                              size_t klen, _Atomic uint64_t *slot, uint64_t ow, shmc_item *old,
+                              const ctr_next *n, shmc_status *out)
+{
+    uint8_t buf[24];
+    bool cell = cells_ok(c);
+    uint8_t kind = counter_kind(n->kind, cell);
+    size_t len = counter_format(n->nv, kind, buf);
+    if (len > c->max_value) {
+        /* As store() would say: an item over max_value would be written and
+         * published, then refused by every reader (item_at). */
+        *out = SHMC_EVALLEN;
+        return true;
+    }
+    uint64_t total = item_total((uint32_t)klen, cell ? CELL_VLEN : (uint32_t)len), off;
+    if (!alloc_in_head(c, t, total, &off))
+        return false;
+    if (cell)
+        write_cell_item(c, t, off, key, klen, n->nv, n->flags, n->expire, kind);
+    else
+        write_item(c, t, off, key, klen, buf, len, n->flags, n->expire, kind);
+    uint64_t nw = iw_make(kh->tag, off);
+    if (slot) {
+        uint64_t ooff = iw_off(ow);
+        uint64_t obytes = item_total(old->klen, old->vlen);
+        /* old is no cell, or frozen by the caller, or expired (freezing it
+         * keeps late updates off it). */
+        if (!cell_freeze(c, t, old) ||
+            !atomic_compare_exchange_strong_explicit(slot, &ow, nw, memory_order_acq_rel,
+                                                     memory_order_relaxed)) {
+            seg_dec_live(c, off, total); /* moved by an evictor: dead bytes */
+            return false;
+        }
+        seg_dec_live(c, ooff, obytes);
+    } else {
+        index_insert(c, t, kh, nw);
+    }
+    STAT_ADD(t, sets, 1);
+    *out = SHMC_OK;
+    return true;
+}
+
 static bool counter_locked(shmc_t *c, const void *key, size_t klen, uint64_t delta, bool down,
                            uint64_t initial, uint64_t ttl_ms, unsigned opts, uint64_t *result,
                            shmc_status *out)
@@ -579,89 +599,38 @@ static bool counter_locked(shmc_t *c, const void *key, size_t klen, uint64_t del
         return true;
     }
     bool done = true;
-    uint64_t ow = 0, now = 0, nv, expire;
+    uint64_t ow = 0, now = 0;
     shmc_item *old = NULL;
     _Atomic uint64_t *slot = index_find(c, &kh, key, klen, &ow, &old);
-    uint8_t kind;
-    uint32_t flags;
+    ctr_next n;
     if (!slot || expired(old, &now)) {
-        if (!(opts & SHMC_INCR_CREATE)) {
-            *out = SHMC_NOT_FOUND;
-            goto unlock;
-        }
-        nv = initial;
-        kind = opts & SHMC_INCR_BINARY ? ITEM_KIND_COUNTER : ITEM_KIND_PLAIN;
-        flags = 0;
-        expire = ttl_ms ? now_ms() + ttl_ms : 0;
-        if (ttl_ms && expire < ttl_ms)
-            expire = UINT64_MAX;
-    } else {
-        if (item_is_cell(old) && !item_aging(c, old) &&
-            cell_add(c, t, old, delta, down, result)) {
-            mark_accessed(old);
-            STAT_ADD(t, st_sets, 1);
-            *out = SHMC_OK;
-            goto unlock;
-        }
-        /* To be replaced: freeze first, so that the number read below is
-         * final (an unlocked incrementer may be at it right now). */
-        if (!cell_freeze(c, t, old)) {
-            done = false;
-            goto unlock;
-        }
-        uint8_t tmp[24];
-        uint32_t vlen;
-        uint64_t tok, v;
-        /* A frozen cell stays as it is: its number is final. */
-        const uint8_t *val = item_value(old, tmp, &vlen, &tok);
-        if (!counter_value(old->kind, val, vlen, &v)) {
-            *out = SHMC_ENOTNUM;
-            goto unlock;
-        }
-        nv = counter_step(v, delta, down);
-        kind = old->kind;
-        flags = old->flags;
-        expire = old->expire_ms;
-    }
-    uint8_t buf[24];
-    bool cell = cells_ok(c);
-    kind = counter_kind(kind, cell);
-    size_t len = counter_format(nv, kind, buf);
-    if (len > c->max_value) {
-        /* As store() would say: an item over max_value would be written and
-         * published, then refused by every reader (item_at). */
-        *out = SHMC_EVALLEN;
+        n = (ctr_next){initial, expiry_of(ttl_ms), 0,
+                       opts & SHMC_INCR_BINARY ? ITEM_KIND_COUNTER : ITEM_KIND_PLAIN};
+        *out = opts & SHMC_INCR_CREATE ? SHMC_OK : SHMC_NOT_FOUND;
+    } else if (item_is_cell(old) && !item_aging(c, old) &&
+               cell_add(c, t, old, delta, down, result)) {
+        mark_accessed(old);
+        STAT_ADD(t, sets, 1);
+        *out = SHMC_OK;
         goto unlock;
-    }
-    uint64_t total = item_total((uint32_t)klen, cell ? CELL_VLEN : (uint32_t)len), off;
-    if (!alloc_in_head(c, t, total, &off)) {
+    } else if (!cell_freeze(c, t, old)) {
+        /* To be replaced: frozen first, so that the number read below is
+         * final (an unlocked incrementer may be at it right now). */
         done = false;
         goto unlock;
-    }
-    if (cell)
-        write_cell_item(c, t, off, key, klen, nv, flags, expire, kind);
-    else
-        write_item(c, t, off, key, klen, buf, len, flags, expire, kind);
-    uint64_t nw = make_word(kh.tag, off);
-    if (slot) {
-        uint64_t ooff = ((ow & IW_LOC_MASK) - 1) << 3;
-        uint64_t obytes = item_total(old->klen, old->vlen);
-        /* old is no cell, or frozen above, or expired (freezing it keeps
-         * late updates off it). */
-        if (!cell_freeze(c, t, old) ||
-            !atomic_compare_exchange_strong_explicit(slot, &ow, nw, memory_order_acq_rel,
-                                                     memory_order_relaxed)) {
-            seg_dec_live(c, off, total); /* moved by an evictor: dead bytes */
-            done = false;
-            goto unlock;
-        }
-        seg_dec_live(c, ooff, obytes);
     } else {
-        index_insert(c, t, &kh, nw);
+        uint8_t tmp[24];
+        uint32_t vlen;
+        uint64_t tok, v = 0;
+        const uint8_t *val = item_value(old, tmp, &vlen, &tok);
+        *out = counter_value(old->kind, val, vlen, &v) ? SHMC_OK : SHMC_ENOTNUM;
+        n = (ctr_next){counter_step(v, delta, down), old->expire_ms, old->flags, old->kind};
     }
-    STAT_ADD(t, st_sets, 1);
-    *result = nv;
-    *out = SHMC_OK;
+    if (*out == SHMC_OK) {
+        done = counter_republish(c, t, &kh, key, klen, slot, ow, old, &n, out);
+        if (done && *out == SHMC_OK)
+            *result = n.nv;
+    }
 unlock:
     stripe_unlock(c, kh.stripe);
     read_exit(c, t);
@@ -745,10 +714,10 @@ shmc_status shmc_exists(shmc_t *c, const void *key, size_t klen)
 
 static uint64_t next_cas(tslot *t)
 {
-    uint64_t seq = atomic_load_explicit(&t->s->st_cas_seq, memory_order_relaxed) + 1;
-    atomic_store_explicit(&t->s->st_cas_seq, seq, memory_order_relaxed);
+    uint64_t seq = atomic_load_explicit(&t->s->cas_seq, memory_order_relaxed) + 1;
+    atomic_store_explicit(&t->s->cas_seq, seq, memory_order_relaxed);
     /* The top bit is a counter cell's CELL_FROZEN (2^47 tokens per slot). */
-    return ((seq << 16) | (uint64_t)(t->idx + 1)) & ~CELL_FROZEN;
+    return cas_make(seq, t->idx + 1) & ~CELL_FROZEN;
 }
 
 /* ---- writes ---- */
@@ -851,11 +820,68 @@ static shmc_status precheck(struct shmc *c, tslot *t, const keyhash *kh, const v
     return st;
 }
 
+/* The expiry of an item stored now with ttl_ms (0 = never). */
+static uint64_t expiry_of(uint64_t ttl_ms)
+{
+    if (!ttl_ms)
+        return 0;
+    uint64_t now = now_ms();
+    return ttl_ms > UINT64_MAX - now ? UINT64_MAX : now + ttl_ms;
+}
+
+/* Publishes the written item at `off` under the key's stripe lock (held):
+ * checks the condition against the current entry and CASes the word, or
+ * inserts it.  A counter cell changes in place without the lock, so it is
+ * frozen first (no increment lands on it once replaced) and the condition
+ * checked again against its final state; a write refused then leaves it
+ * frozen, and the next increment replaces it under the lock.  *restart when
+ * the read section is no longer valid (nothing published). */
+static shmc_status publish(struct shmc *c, tslot *t, const keyhash *kh, const void *key,
+                           size_t klen, cond *cd, uint64_t off, uint64_t total, bool *restart)
+{
+    uint64_t nw = iw_make(kh->tag, off);
+    for (;;) {
+        uint64_t ow, now = 0;
+        shmc_item *old;
+        _Atomic uint64_t *slot = index_find(c, kh, key, klen, &ow, &old);
+        bool was_expired = slot && expired(old, &now);
+        shmc_status st = store_allowed(cd, slot ? old : NULL, was_expired);
+        if (st != SHMC_OK) {
+            /* Changed between the check and now: the new item is dead bytes. */
+            seg_dec_live(c, off, total);
+            return st;
+        }
+        if (!slot) {
+            index_insert(c, t, kh, nw);
+            return SHMC_OK;
+        }
+        bool live_cell = item_is_cell(old) && !was_expired &&
+                         !(cell_tok(cell_read(item_cell(old))) & CELL_FROZEN);
+        if (!cell_freeze(c, t, old)) {
+            *restart = true;
+            return SHMC_OK;
+        }
+        if (live_cell)
+            continue; /* check again against the frozen state */
+        uint64_t ooff = iw_off(ow);
+        uint64_t obytes = item_total(old->klen, old->vlen);
+        /* Fails only if an evictor removed (or moved) the old entry. */
+        if (atomic_compare_exchange_strong_explicit(slot, &ow, nw, memory_order_acq_rel,
+                                                    memory_order_relaxed)) {
+            seg_dec_live(c, ooff, obytes);
+            if (was_expired)
+                STAT_ADD(t, expirations, 1);
+            return SHMC_OK;
+        }
+    }
+}
+
 /* The write path of set/add/replace/cas.  The new item is allocated and
  * fully written outside the stripe lock (allocation may wait for readers,
  * and a writer waiting for a stripe lock sits inside its read section, so
  * holding the lock while allocating could stall both); the condition is
- * then checked again and the item published under the lock, by one CAS. */
+ * then checked again and the item published under the lock, by one CAS.
+ * (A small conditional write is the exception: see precheck.) */
 static shmc_status store(struct shmc *c, const void *key, size_t klen, const void *val,
                          size_t vlen, uint32_t flags, uint64_t ttl_ms, cond *cd)
 {
@@ -873,102 +899,50 @@ static shmc_status store(struct shmc *c, const void *key, size_t klen, const voi
         return SHMC_EVALLEN;
     bool cell = kind_is_cell(cd->kind);
     uint64_t total = item_total((uint32_t)klen, cell ? CELL_VLEN : (uint32_t)vlen);
+    uint64_t expire = cd->abs_expire ? ttl_ms : expiry_of(ttl_ms);
     /* The bucket and the old item then arrive while we write the new item. */
     if (cd->mode == STORE_SET)
         index_prefetch(c, &kh);
-    uint64_t expire = 0;
-    if (cd->abs_expire) {
-        expire = ttl_ms;
-    } else if (ttl_ms) {
-        uint64_t now = now_ms();
-        expire = ttl_ms > UINT64_MAX - now ? UINT64_MAX : now + ttl_ms;
-    }
-
-again:
-    read_enter(c, t);
-    uint64_t off;
-    bool locked = false;
-    if (cd->mode != STORE_SET) {
-        st = precheck(c, t, &kh, key, klen, cd, total, &off, &locked);
-        if (st != SHMC_OK) {
+    for (;;) {
+        read_enter(c, t);
+        uint64_t off;
+        bool locked = false;
+        if (cd->mode != STORE_SET) {
+            st = precheck(c, t, &kh, key, klen, cd, total, &off, &locked);
+            if (st != SHMC_OK) {
+                read_exit(c, t);
+                return st;
+            }
+        }
+        if (!locked && (st = alloc_item(c, t, total, &off)) != SHMC_OK) {
             read_exit(c, t);
             return st;
         }
-    }
-    if (!locked) {
-        st = alloc_item(c, t, total, &off);
+        shmc_item *it = cell ? write_cell_item(c, t, off, key, klen, cd->cell_value, flags,
+                                               expire, cd->kind)
+                             : write_item(c, t, off, key, klen, val, vlen, flags, expire,
+                                          cd->kind);
+        uint64_t new_cas = it->cas;
+        st = locked ? SHMC_OK : stripe_lock(c, kh.stripe);
         if (st != SHMC_OK) {
+            seg_dec_live(c, off, total);
             read_exit(c, t);
             return st;
         }
-    }
-    shmc_item *it = cell ? write_cell_item(c, t, off, key, klen, cd->cell_value, flags, expire,
-                                           cd->kind)
-                         : write_item(c, t, off, key, klen, val, vlen, flags, expire, cd->kind);
-    uint64_t nw = make_word(kh.tag, off);
-    uint64_t new_cas = it->cas;
-    bool restart = false;
-
-    st = locked ? SHMC_OK : stripe_lock(c, kh.stripe);
-    if (st != SHMC_OK) {
-        seg_dec_live(c, off, total);
+        bool restart = false;
+        st = publish(c, t, &kh, key, klen, cd, off, total, &restart);
+        stripe_unlock(c, kh.stripe);
         read_exit(c, t);
+        /* Ejected (epoch.h: read_section_valid): what we wrote is dead bytes
+         * in memory that may be reused already, so it is not counted off. */
+        if (restart)
+            continue;
+        if (st == SHMC_OK) {
+            STAT_ADD(t, sets, 1);
+            cd->cur_cas = new_cas;
+        }
         return st;
     }
-    for (;;) {
-        uint64_t ow, now = 0;
-        shmc_item *old;
-        _Atomic uint64_t *slot = index_find(c, &kh, key, klen, &ow, &old);
-        bool was_expired = slot && expired(old, &now);
-        st = store_allowed(cd, slot ? old : NULL, was_expired);
-        if (st != SHMC_OK) {
-            /* Changed between the check and now: the new item is dead bytes. */
-            seg_dec_live(c, off, total);
-            break;
-        }
-        if (!slot) {
-            index_insert(c, t, &kh, nw);
-            break;
-        }
-        /* A counter cell changes in place without the lock: freeze it, so
-         * that no increment lands on it once replaced, and check the
-         * condition again against its final state (a refused write leaves
-         * it frozen; the next increment replaces it under the lock). */
-        if (item_is_cell(old) && !was_expired &&
-            !(cell_tok(cell_read(item_cell(old))) & CELL_FROZEN)) {
-            if (!cell_freeze(c, t, old)) {
-                restart = true; /* our section is no longer valid */
-                break;
-            }
-            continue;
-        }
-        if (!cell_freeze(c, t, old)) {
-            restart = true;
-            break;
-        }
-        uint64_t ooff = ((ow & IW_LOC_MASK) - 1) << 3;
-        uint64_t obytes = item_total(old->klen, old->vlen);
-        /* Fails only if an evictor removed (or moved) the old entry. */
-        if (atomic_compare_exchange_strong_explicit(slot, &ow, nw, memory_order_acq_rel,
-                                                    memory_order_relaxed)) {
-            seg_dec_live(c, ooff, obytes);
-            if (was_expired)
-                STAT_ADD(t, st_expirations, 1);
-            break;
-        }
-    }
-    stripe_unlock(c, kh.stripe);
-    read_exit(c, t);
-    if (restart) {
-        /* Ejected (see read_section_valid): what we wrote is dead bytes in
-         * memory that may be reused already, so it is not counted off. */
-        goto again;
-    }
-    if (st == SHMC_OK) {
-        STAT_ADD(t, st_sets, 1);
-        cd->cur_cas = new_cas;
-    }
-    return st;
 }
 
 shmc_status shmc_set(shmc_t *c, const void *key, size_t klen, const void *val, size_t vlen,
@@ -1032,7 +1006,7 @@ static bool cas_inplace(shmc_t *c, const void *key, size_t klen, uint64_t num, u
                 if (was == x) {
                     *new_tok = tok;
                     *out = SHMC_OK;
-                    STAT_ADD(t, st_sets, 1);
+                    STAT_ADD(t, sets, 1);
                 } else if (cell_tok(was) & CELL_FROZEN) {
                     done = false; /* being replaced: store() decides */
                 } else {
@@ -1107,7 +1081,7 @@ static shmc_status delete_if(struct shmc *c, const void *key, size_t klen, cond 
         _Atomic uint64_t *slot = index_find(c, &kh, key, klen, &ow, &old);
         if (!slot)
             break;
-        uint64_t ooff = ((ow & IW_LOC_MASK) - 1) << 3;
+        uint64_t ooff = iw_off(ow);
         uint64_t obytes = item_total(old->klen, old->vlen);
         bool was_expired = expired(old, &now);
         if (!was_expired && cd->mode != STORE_SET) {
@@ -1127,9 +1101,9 @@ static shmc_status delete_if(struct shmc *c, const void *key, size_t klen, cond 
                                                     memory_order_relaxed)) {
             seg_dec_live(c, ooff, obytes);
             if (was_expired) {
-                STAT_ADD(t, st_expirations, 1);
+                STAT_ADD(t, expirations, 1);
             } else {
-                STAT_ADD(t, st_deletes, 1);
+                STAT_ADD(t, deletes, 1);
                 st = SHMC_OK;
             }
             break;
@@ -1195,7 +1169,7 @@ shmc_status shmc_flush(shmc_t *c)
         }
         read_exit(c, t);
     }
-    STAT_ADD(t, st_deletes, removed);
+    STAT_ADD(t, deletes, removed);
     return SHMC_OK;
 }
 
@@ -1251,8 +1225,8 @@ shmc_status shmc_get_many(shmc_t *c, shmc_get_req *reqs, size_t n)
             hits++;
         }
         read_exit(c, t);
-        STAT_ADD(t, st_hits, hits);
-        STAT_ADD(t, st_misses, misses);
+        STAT_ADD(t, hits, hits);
+        STAT_ADD(t, misses, misses);
     }
     return SHMC_OK;
 }

@@ -33,7 +33,9 @@
  * Claiming and recycling entries is the rare path and is serialised by the
  * robust hdr->coord_mtx; lookups stay lock-free.
  */
-#include "internal.h"
+#include "coord.h"
+#include "cache.h"
+#include "slots.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -41,18 +43,6 @@
 #include <string.h>
 #include <time.h>
 
-#define TOK_MASK ((1ull << 44) - 1)
-#define ST_SLOT(s) ((uint32_t)((s) & 0xffffu))    /* holder slot + 1; 0 = free */
-#define ST_K(s) ((uint32_t)(((s) >> 16) & 7u))
-#define ST_BUSY (1ull << 19)
-#define ST_TOK(s) ((s) >> 20)
-#define ST_MAKE(tok, slot1, k) \
-    ((((tok) & TOK_MASK) << 20) | ((uint64_t)(k) << 16) | (uint64_t)(slot1))
-
-#define WANT_SLOT(w) ST_SLOT(w)
-#define WANT_K(w) ST_K(w)
-#define WANT_EXP(w) ((w) >> 19)
-#define WANT_MAKE(exp, slot1, k) (((exp) << 19) | ((uint64_t)(k) << 16) | (uint64_t)(slot1))
 #define WANT_MAX_MS 1000u        /* a want-er re-posts after this */
 #define UNPUBLISHED_RETRY_MS 2u  /* re-check a state whose lease is being written */
 
@@ -133,9 +123,9 @@ static void repair_claims(struct shmc *c)
     for (uint32_t i = 0; i < c->ncoord; i++) {
         shmc_centry *e = &c->coord[i];
         uint64_t s = atomic_load(&e->state);
-        if (!(s & ST_BUSY) || ST_SLOT(s))
+        if (!(s & ST_BUSY) || slot1_of(s))
             continue;
-        atomic_max(&c->hdr->token_hi, full_token(atomic_load(&e->token), ST_TOK(s)));
+        atomic_max(&c->hdr->token_hi, full_token(atomic_load(&e->token), st_tok(s)));
         atomic_store(&e->h1, 0);
         atomic_store(&e->h2, 0);
         atomic_store(&e->state, s & ~ST_BUSY);
@@ -159,15 +149,9 @@ static void store_name(shmc_centry *e, const ckey *k)
  * in progress, so every such entry there is left over: repair them all. */
 static shmc_status settle_claims(struct shmc *c)
 {
-    int r = mutex_lock_bounded(&c->hdr->coord_mtx, LOCK_WAIT_MS);
-    if (r == EOWNERDEAD)
-        pthread_mutex_consistent(&c->hdr->coord_mtx);
-    else if (r == ETIMEDOUT)
-        return SHMC_ETIMEDOUT;
-    else if (r) {
-        errno = r;
-        return r == ENOTRECOVERABLE ? SHMC_ECORRUPT : SHMC_ESYS;
-    }
+    shmc_status st = robust_lock(&c->hdr->coord_mtx, LOCK_WAIT_MS, NULL);
+    if (st != SHMC_OK)
+        return st;
     repair_claims(c);
     pthread_mutex_unlock(&c->hdr->coord_mtx);
     return SHMC_OK;
@@ -182,17 +166,13 @@ static shmc_status entry_get(struct shmc *c, const ckey *k, shmc_centry **out)
         *out = e;
         return SHMC_OK;
     }
-    int r = mutex_lock_bounded(&c->hdr->coord_mtx, LOCK_WAIT_MS);
-    if (r == EOWNERDEAD) {
+    bool died;
+    shmc_status st = robust_lock(&c->hdr->coord_mtx, LOCK_WAIT_MS, &died);
+    if (st != SHMC_OK)
+        return st;
+    if (died)
         repair_claims(c);
-        pthread_mutex_consistent(&c->hdr->coord_mtx);
-    } else if (r == ETIMEDOUT) {
-        return SHMC_ETIMEDOUT;
-    } else if (r) {
-        errno = r;
-        return r == ENOTRECOVERABLE ? SHMC_ECORRUPT : SHMC_ESYS;
-    }
-    shmc_status st = SHMC_ETABLEFULL;
+    st = SHMC_ETABLEFULL;
     uint64_t now = now_ms();
     for (int attempt = 0; attempt < 4 && st == SHMC_ETABLEFULL; attempt++) {
         if ((e = entry_find(c, k))) {
@@ -205,10 +185,10 @@ static shmc_status entry_get(struct shmc *c, const ckey *k, shmc_centry **out)
         for (uint32_t i = 0; i < probe_len(c); i++) {
             shmc_centry *x = &c->coord[(start + i) % n];
             uint64_t s = atomic_load(&x->state);
-            if (ST_SLOT(s) || (s & ST_BUSY))
+            if (slot1_of(s) || (s & ST_BUSY))
                 continue; /* held, or being rewritten */
             uint64_t w = atomic_load(&x->want);
-            if (w && WANT_EXP(w) > now)
+            if (w && want_exp(w) > now)
                 continue; /* a waiter has a claim on it */
             bool unused = !atomic_load(&x->h1) && !atomic_load(&x->h2);
             uint64_t used = unused ? 0 : atomic_load(&x->used_ms);
@@ -228,7 +208,7 @@ static shmc_status entry_get(struct shmc *c, const ckey *k, shmc_centry **out)
          * name now fail their CAS and look again. */
         if (!atomic_compare_exchange_strong(&best->state, &best_s, best_s | ST_BUSY))
             continue;
-        atomic_max(&c->hdr->token_hi, full_token(atomic_load(&best->token), ST_TOK(best_s)));
+        atomic_max(&c->hdr->token_hi, full_token(atomic_load(&best->token), st_tok(best_s)));
         uint64_t base = atomic_load(&c->hdr->token_hi);
         atomic_store(&best->h1, k->h1);
         atomic_store(&best->h2, k->h2);
@@ -238,7 +218,7 @@ static shmc_status entry_get(struct shmc *c, const ckey *k, shmc_centry **out)
         atomic_store(&best->err_token, 0);
         atomic_store(&best->used_ms, now);
         atomic_store(&best->token, base);
-        atomic_store_explicit(&best->state, ST_MAKE(base, 0, 0), memory_order_release);
+        atomic_store_explicit(&best->state, st_make(base, 0, 0), memory_order_release);
         e = best;
         st = SHMC_OK;
     }
@@ -293,10 +273,8 @@ static shmc_status hold_take(struct shmc *c, tslot *t, shmc_centry *e, uint32_t 
             *kout = k;
             return SHMC_OK;
         }
-        if (r != EBUSY) { /* EBUSY: a waiter passing through it */
-            errno = r;
-            return r == ENOTRECOVERABLE ? SHMC_ECORRUPT : SHMC_ESYS;
-        }
+        if (r != EBUSY) /* EBUSY: a waiter passing through it */
+            return lock_status(r);
     }
     return SHMC_EBUSY;
 }
@@ -372,7 +350,7 @@ static void publish(struct shmc *c, tslot *t, acq *a, uint64_t tok44, uint64_t l
     atomic_store_explicit(&e->token, full, memory_order_release);
     atomic_store_explicit(&e->used_ms, now, memory_order_relaxed);
     uint64_t w = atomic_load_explicit(&e->want, memory_order_relaxed);
-    if (w && WANT_SLOT(w) == t->idx + 1 && WANT_K(w) == a->k)
+    if (w && slot1_of(w) == t->idx + 1 && st_k(w) == a->k)
         atomic_compare_exchange_strong(&e->want, &w, 0);
     a->token = full;
     hold_note(c, t, a->k, e, full);
@@ -405,8 +383,215 @@ static void drop_rec(tslot *t, acq *a)
 static void drop_want(shmc_centry *e, tslot *t, uint32_t k)
 {
     uint64_t w = atomic_load(&e->want);
-    if (w && WANT_SLOT(w) == t->idx + 1 && WANT_K(w) == k)
+    if (w && slot1_of(w) == t->idx + 1 && st_k(w) == k)
         atomic_compare_exchange_strong(&e->want, &w, 0);
+}
+
+/* ---- acquire: look, decide, act ----
+ * Each round reads the entry once (look), decides from what it saw alone
+ * (decide: no shared memory, no clock), and acts (take, or wait_turn). */
+
+/* What one look at an entry shows. */
+typedef struct view {
+    uint64_t s;          /* state word, as loaded: the CAS of a take starts from it */
+    uint64_t tok;        /* its token bits */
+    uint32_t holder1;    /* holder slot + 1; 0 = free (bounds-checked by decide) */
+    uint64_t until;      /* the holder's lease end (0 = none), if `known` */
+    uint64_t want;       /* want word, as loaded */
+    bool recycling;      /* not our name (yet), or being re-claimed */
+    bool known;          /* the holder has published its lease and token */
+    bool mine_stale;     /* held through our own slot, but not by a hold we have */
+    bool want_other;     /* lock: someone else's fresh turn is posted */
+    bool fill_failed;    /* fill: free, and the last fill's error is still served */
+} view;
+
+enum step {
+    STEP_RECYCLING,      /* the entry is changing names: look again */
+    STEP_CHANGED,        /* fill: the leader we waited on is done */
+    STEP_FAILED,         /* fill: a fresh cached error */
+    STEP_CORRUPT,        /* the holder is out of range */
+    STEP_TAKE,           /* free and our turn */
+    STEP_TAKEOVER,       /* held by a dead tenure of our slot, or past its lease */
+    STEP_GIVE_UP,        /* not ours, and no time left */
+    STEP_WAIT,           /* not ours: sleep on the holder (or want-er) */
+};
+
+static uint64_t look(struct shmc *c, tslot *t, const ckey *k, const acq *a, bool fill, view *v)
+{
+    shmc_centry *e = a->e;
+    memset(v, 0, sizeof *v);
+    v->s = atomic_load_explicit(&e->state, memory_order_acquire);
+    v->recycling = !ident_is(e, k) || (st_busy(v->s) && !slot1_of(v->s));
+    uint64_t now = now_ms();
+    v->tok = st_tok(v->s);
+    v->holder1 = slot1_of(v->s);
+    uint64_t side = atomic_load_explicit(&e->token, memory_order_acquire);
+    v->until = atomic_load_explicit(&e->until, memory_order_relaxed);
+    v->known = v->holder1 && !st_busy(v->s) && (side & TOK_MASK) == v->tok;
+    if (v->holder1 == t->idx + 1) {
+        uint32_t hk = st_k(v->s);
+        v->mine_stale = !(t->hold_mask & (1u << hk)) || hk == a->k ||
+                        t->hold_entry[hk] != (uint32_t)(e - c->coord) ||
+                        (t->hold_token[hk] & TOK_MASK) != v->tok;
+    }
+    uint64_t w = v->want = atomic_load_explicit(&e->want, memory_order_acquire);
+    /* (The want word comes from shared memory: its slot must be 1..nslots,
+     * since a wait sleeps on that slot's hold record.) */
+    v->want_other = !fill && w && want_exp(w) > now && slot1_of(w) &&
+                    slot1_of(w) <= c->nslots &&
+                    !(slot1_of(w) == t->idx + 1 && st_k(w) == a->k);
+    v->fill_failed = fill && !v->holder1 && fill_error(e, v->tok, now, true, NULL);
+    return now;
+}
+
+/* The decision of one round, from what look saw: pure. */
+static enum step decide(const view *v, const acq *a, bool fill, uint32_t nslots, uint64_t now,
+                        uint64_t deadline)
+{
+    if (v->recycling)
+        return STEP_RECYCLING;
+    if (fill && a->did_wait && (!v->holder1 || v->tok != a->waited))
+        return STEP_CHANGED; /* the fill we waited on ended or changed hands */
+    if (v->holder1 > nslots)
+        return STEP_CORRUPT;
+    if (!v->holder1 && v->fill_failed)
+        return STEP_FAILED;
+    if (!v->holder1 && !v->want_other)
+        return STEP_TAKE;
+    if (v->holder1 && (v->mine_stale || (v->known && v->until && now >= v->until)))
+        return STEP_TAKEOVER;
+    if (!deadline || now >= deadline)
+        return STEP_GIVE_UP;
+    return STEP_WAIT;
+}
+
+/* One CAS from the state look saw.  1: owned; 0: look again; -1: give up
+ * (a->err says why, SHMC_OK for no free hold record before the deadline). */
+static int take(struct shmc *c, tslot *t, acq *a, const view *v, bool takeover,
+                uint64_t deadline, uint64_t lease_ms, uint64_t now)
+{
+    if (a->k == NO_REC) {
+        a->err = hold_take(c, t, a->e, &a->k);
+        if (a->err == SHMC_EBUSY) {
+            a->err = SHMC_OK;
+            sched_yield();
+            return deadline && now_ms() < deadline ? 0 : -1;
+        }
+        if (a->err != SHMC_OK)
+            return -1;
+    }
+    uint64_t s = v->s;
+    if (!atomic_compare_exchange_strong(&a->e->state, &s, st_make(v->tok + 1, t->idx + 1, a->k)))
+        return 0;
+    a->takeover = takeover;
+    publish(c, t, a, v->tok + 1, lease_ms, now);
+    return 1;
+}
+
+/* A lock waiter that lost after a wait claims the next turn, holding a
+ * record for those who will wait on it meanwhile. */
+static void post_want(struct shmc *c, tslot *t, acq *a, const view *v, uint64_t deadline,
+                      uint64_t now)
+{
+    if (a->k == NO_REC && hold_take(c, t, a->e, &a->k) != SHMC_OK)
+        a->k = NO_REC;
+    uint64_t cur = v->want;
+    if (a->k != NO_REC && (!cur || want_exp(cur) <= now)) {
+        uint64_t exp = deadline < now + WANT_MAX_MS ? deadline : now + WANT_MAX_MS;
+        atomic_compare_exchange_strong(&a->e->want, &cur, want_make(exp, t->idx + 1, a->k));
+    }
+}
+
+/* Woken from the holder's record with it free (or its owner dead): if the
+ * state still names that holder, it is gone.  One CAS decides who takes over. */
+static int take_from_gone(struct shmc *c, tslot *t, acq *a, const view *v, uint64_t lease_ms)
+{
+    if (a->k == NO_REC && hold_take(c, t, a->e, &a->k) != SHMC_OK) {
+        a->k = NO_REC;
+        return 0;
+    }
+    uint64_t s = v->s;
+    if (!atomic_compare_exchange_strong(&a->e->state, &s, st_make(v->tok + 1, t->idx + 1, a->k)))
+        return 0;
+    a->takeover = true;
+    publish(c, t, a, v->tok + 1, lease_ms, now_ms());
+    return 1;
+}
+
+/* Sleeps until the want-er's turn ends or the holder lets go (or dies, or
+ * the lease ends, or RECHECK_MS).  1: owned (took over a gone holder);
+ * 0: look again; -1: error (a->err). */
+static int wait_turn(struct shmc *c, tslot *t, acq *a, const view *v, bool fill,
+                     uint64_t deadline, uint64_t lease_ms, uint64_t now)
+{
+    const uint32_t me1 = t->idx + 1;
+    uint64_t wake = deadline < now + RECHECK_MS ? deadline : now + RECHECK_MS;
+    pthread_mutex_t *target;
+    if (!v->holder1) {
+        target = &c->slots[slot1_of(v->want) - 1].hold[st_k(v->want)].m;
+        if (want_exp(v->want) < wake)
+            wake = want_exp(v->want);
+    } else {
+        if (v->known && v->until && v->until < wake)
+            wake = v->until;
+        if (!v->known && now + UNPUBLISHED_RETRY_MS < wake)
+            wake = now + UNPUBLISHED_RETRY_MS;
+        if (fill)
+            a->waited = v->tok;
+        if (v->holder1 == me1) {
+            /* Our own thread holds it (not re-entrant): wait for its end. */
+            a->did_wait = true;
+            sleep_until(wake);
+            return 0;
+        }
+        target = &c->slots[v->holder1 - 1].hold[st_k(v->s)].m;
+        if (!fill && a->did_wait && !v->want_other)
+            post_want(c, t, a, v, deadline, now);
+    }
+    if (a->k != NO_REC) {
+        uint64_t cw = atomic_load(&a->e->want);
+        if (!(slot1_of(cw) == me1 && st_k(cw) == a->k))
+            drop_rec(t, a); /* not the want-er: wait holding nothing */
+    }
+    a->did_wait = true;
+    int r = sleep_on(target, wake);
+    if (r != 0 && r != EOWNERDEAD && r != ETIMEDOUT) {
+        a->err = lock_status(r);
+        return -1;
+    }
+    if (!v->holder1) {
+        /* A live want-er keeps its record locked until it gives up or takes
+         * the lock (clearing the want either way): finding it free, or its
+         * owner dead, or the want expired, the want is stale. */
+        uint64_t w = v->want;
+        if (r != ETIMEDOUT || now_ms() >= want_exp(w))
+            atomic_compare_exchange_strong(&a->e->want, &w, 0);
+        return 0;
+    }
+    if (r == ETIMEDOUT) {
+        /* A holder thread that vanished without the kernel's owner-died
+         * mark (damage, a segment restored with its locks held) would
+         * never wake us: at each re-check, mark such a record as the
+         * kernel would, so that the next sleep sees the owner dead. */
+        mutex_mark_vanished(target);
+        return 0;
+    }
+    return take_from_gone(c, t, a, v, lease_ms);
+}
+
+/* The entry for k, into a->e; false on error (a->err). */
+static bool find_entry(struct shmc *c, tslot *t, const ckey *k, acq *a)
+{
+    shmc_centry *e;
+    a->err = entry_get(c, k, &e);
+    if (a->err != SHMC_OK)
+        return false;
+    if (a->e && e != a->e && a->k != NO_REC) {
+        drop_want(a->e, t, a->k); /* our entry was recycled under us */
+        drop_rec(t, a);
+    }
+    a->e = e;
+    return true;
 }
 
 /* Tries to own the entry, waiting until `deadline` (0: do not wait).
@@ -416,7 +601,6 @@ static enum acq_result acquire(struct shmc *c, tslot *t, const ckey *k, uint64_t
                                uint64_t lease_ms, acq *a)
 {
     const bool fill = k->kind == CE_KIND_FILL;
-    const uint32_t me1 = t->idx + 1;
     memset(a, 0, sizeof *a);
     a->k = NO_REC;
     if ((t->hold_mask & ((1u << SHMC_HOLDS) - 1)) == (1u << SHMC_HOLDS) - 1) {
@@ -424,158 +608,47 @@ static enum acq_result acquire(struct shmc *c, tslot *t, const ckey *k, uint64_t
         return ACQ_TIMEOUT;
     }
     for (unsigned spins = 1;; spins++) {
-        shmc_centry *e;
-        a->err = entry_get(c, k, &e);
-        if (a->err != SHMC_OK)
+        if (!find_entry(c, t, k, a))
             break;
-        if (a->e && e != a->e && a->k != NO_REC) {
-            drop_want(a->e, t, a->k); /* our entry was recycled under us */
-            drop_rec(t, a);
-        }
-        a->e = e;
-        uint64_t s = atomic_load_explicit(&e->state, memory_order_acquire);
-        if (!ident_is(e, k) || ((s & ST_BUSY) && !ST_SLOT(s))) {
-            /* Being recycled: look again.  Not for ever: an entry left busy
-             * (a claimer killed mid-claim, or damage) is repaired under the
-             * claim mutex (the fuzzer found this spin endless). */
+        view v;
+        uint64_t now = look(c, t, k, a, fill, &v);
+        int done = 0;
+        switch (decide(&v, a, fill, c->nslots, now, deadline)) {
+        case STEP_RECYCLING:
+            /* Not for ever: an entry left busy (a claimer killed mid-claim,
+             * or damage) is repaired under the claim mutex (the fuzzer found
+             * this spin endless). */
             if (spins % 64 == 0 && (a->err = settle_claims(c)) != SHMC_OK)
-                break;
-            sched_yield();
-            continue;
-        }
-        uint64_t now = now_ms();
-        uint64_t tok = ST_TOK(s);
-        if (fill && a->did_wait && (!ST_SLOT(s) || tok != a->waited)) {
-            /* The fill we waited on ended (or changed hands): re-read the cache. */
+                done = -1;
+            else
+                sched_yield();
+            break;
+        case STEP_CHANGED:
             drop_rec(t, a);
             return ACQ_CHANGED;
-        }
-        uint32_t h1 = ST_SLOT(s);
-        if (h1 > c->nslots) {
-            a->err = SHMC_ECORRUPT; /* bounds-check the holder before using it */
-            break;
-        }
-        uint64_t side = atomic_load_explicit(&e->token, memory_order_acquire);
-        uint64_t until = atomic_load_explicit(&e->until, memory_order_relaxed);
-        bool known = h1 && !(s & ST_BUSY) && (side & TOK_MASK) == tok;
-        bool mine_stale = false;
-        if (h1 == me1) {
-            uint32_t hk = ST_K(s);
-            mine_stale = !(t->hold_mask & (1u << hk)) || hk == a->k ||
-                         t->hold_entry[hk] != (uint32_t)(e - c->coord) ||
-                         (t->hold_token[hk] & TOK_MASK) != tok;
-        }
-        uint64_t w = atomic_load_explicit(&e->want, memory_order_acquire);
-        /* (The want word comes from shared memory: its slot must be 1..nslots,
-         * since the wait below sleeps on that slot's hold record.) */
-        bool want_other = !fill && w && WANT_EXP(w) > now && WANT_SLOT(w) &&
-                          WANT_SLOT(w) <= c->nslots && !(WANT_SLOT(w) == me1 && WANT_K(w) == a->k);
-
-        if (!h1 && fill && fill_error(e, tok, now, true, NULL)) {
-            a->waited = tok;
+        case STEP_FAILED:
+            a->waited = v.tok;
             drop_rec(t, a);
             return ACQ_ERROR;
-        }
-        /* Can we take it?  Free (and not someone else's turn), or held by a
-         * dead predecessor of our own slot, or past its lease. */
-        bool takeover = h1 && (mine_stale || (known && until && now >= until));
-        if ((!h1 && !want_other) || takeover) {
-            if (a->k == NO_REC) {
-                a->err = hold_take(c, t, e, &a->k);
-                if (a->err == SHMC_EBUSY) {
-                    a->err = SHMC_OK;
-                    sched_yield();
-                    if (deadline && now_ms() < deadline)
-                        continue;
-                    break;
-                }
-                if (a->err != SHMC_OK)
-                    break;
-            }
-            if (atomic_compare_exchange_strong(&e->state, &s, ST_MAKE(tok + 1, me1, a->k))) {
-                a->takeover = takeover;
-                publish(c, t, a, tok + 1, lease_ms, now);
-                return ACQ_OWNED;
-            }
-            continue;
-        }
-        if (!deadline || now >= deadline)
+        case STEP_CORRUPT:
+            a->err = SHMC_ECORRUPT; /* bounds-check the holder before using it */
+            done = -1;
             break;
-
-        /* Wait: for the want-er's turn, or for the holder. */
-        uint64_t wake = deadline < now + RECHECK_MS ? deadline : now + RECHECK_MS;
-        pthread_mutex_t *target;
-        if (!h1) {
-            target = &c->slots[WANT_SLOT(w) - 1].hold[WANT_K(w)].m;
-            if (WANT_EXP(w) < wake)
-                wake = WANT_EXP(w);
-        } else {
-            if (known && until && until < wake)
-                wake = until;
-            if (!known && now + UNPUBLISHED_RETRY_MS < wake)
-                wake = now + UNPUBLISHED_RETRY_MS;
-            if (fill)
-                a->waited = tok;
-            if (h1 == me1) {
-                /* Our own thread holds it (not re-entrant): wait for its end. */
-                a->did_wait = true;
-                sleep_until(wake);
-                continue;
-            }
-            target = &c->slots[h1 - 1].hold[ST_K(s)].m;
-            if (!fill && a->did_wait && !want_other) {
-                /* Lost after a wait: claim the next turn, holding a record
-                 * for those who will wait on us meanwhile. */
-                if (a->k == NO_REC && hold_take(c, t, e, &a->k) != SHMC_OK)
-                    a->k = NO_REC;
-                uint64_t cur = w;
-                if (a->k != NO_REC && (!cur || WANT_EXP(cur) <= now)) {
-                    uint64_t exp = deadline < now + WANT_MAX_MS ? deadline : now + WANT_MAX_MS;
-                    atomic_compare_exchange_strong(&e->want, &cur, WANT_MAKE(exp, me1, a->k));
-                }
-            }
-        }
-        if (a->k != NO_REC) {
-            uint64_t cw = atomic_load(&e->want);
-            if (!(WANT_SLOT(cw) == me1 && WANT_K(cw) == a->k))
-                drop_rec(t, a); /* not the want-er: wait holding nothing */
-        }
-        a->did_wait = true;
-        int r = sleep_on(target, wake);
-        if (r != 0 && r != EOWNERDEAD && r != ETIMEDOUT) {
-            errno = r;
-            a->err = r == ENOTRECOVERABLE ? SHMC_ECORRUPT : SHMC_ESYS;
+        case STEP_TAKE:
+        case STEP_TAKEOVER:
+            done = take(c, t, a, &v, v.holder1 != 0, deadline, lease_ms, now);
+            break;
+        case STEP_GIVE_UP:
+            done = -1;
+            break;
+        case STEP_WAIT:
+            done = wait_turn(c, t, a, &v, fill, deadline, lease_ms, now);
             break;
         }
-        if (!h1) {
-            /* A live want-er keeps its record locked until it gives up or takes
-             * the lock (clearing the want either way): finding it free, or its
-             * owner dead, or the want expired, the want is stale. */
-            if (r != ETIMEDOUT || now_ms() >= WANT_EXP(w))
-                atomic_compare_exchange_strong(&e->want, &w, 0);
-            continue;
-        }
-        if (r == ETIMEDOUT) {
-            /* A holder thread that vanished without the kernel's owner-died
-             * mark (damage, a segment restored with its locks held) would
-             * never wake us: at each re-check, mark such a record as the
-             * kernel would, so that the next sleep sees the owner dead. */
-            mutex_mark_vanished(target);
-            continue;
-        }
-        /* The holder's record was free (or its owner dead): if the state still
-         * names it, that holder is gone.  One CAS decides who takes over. */
-        if (a->k == NO_REC) {
-            if (hold_take(c, t, e, &a->k) != SHMC_OK) {
-                a->k = NO_REC;
-                continue;
-            }
-        }
-        if (atomic_compare_exchange_strong(&e->state, &s, ST_MAKE(tok + 1, me1, a->k))) {
-            a->takeover = true;
-            publish(c, t, a, tok + 1, lease_ms, now_ms());
+        if (done > 0)
             return ACQ_OWNED;
-        }
+        if (done < 0)
+            break;
     }
     /* Gave up (or failed): drop our claim to the next turn and our record. */
     if (a->e && a->k != NO_REC)
@@ -588,7 +661,7 @@ static enum acq_result acquire(struct shmc *c, tslot *t, const ckey *k, uint64_t
 static uint64_t owned_state(tslot *t, shmc_centry *e, uint32_t k, uint64_t token)
 {
     uint64_t s = atomic_load_explicit(&e->state, memory_order_acquire);
-    if (ST_SLOT(s) != t->idx + 1 || ST_K(s) != k || ST_TOK(s) != (token & TOK_MASK) ||
+    if (slot1_of(s) != t->idx + 1 || st_k(s) != k || st_tok(s) != (token & TOK_MASK) ||
         (s & ST_BUSY))
         return 0;
     return s;
@@ -599,12 +672,14 @@ static bool release_hold(struct shmc *c, tslot *t, uint32_t k)
 {
     shmc_centry *e = &c->coord[t->hold_entry[k]];
     uint64_t s = owned_state(t, e, k, t->hold_token[k]);
-    bool ok = s && atomic_compare_exchange_strong(&e->state, &s, ST_MAKE(ST_TOK(s), 0, 0));
+    bool ok = s && atomic_compare_exchange_strong(&e->state, &s, st_make(st_tok(s), 0, 0));
     hold_drop(t, k);
     return ok;
 }
 
-void coord_reap(struct shmc *c, uint32_t slot)
+/* Frees the entries a dead slot's thread owned (c->on_reap: called when it
+ * is reaped, before the slot can be reused). */
+static void coord_reap(struct shmc *c, uint32_t slot)
 {
     shmc_hold *h = c->slots[slot].hold;
     for (uint32_t k = 0; k < SHMC_HOLDS; k++) {
@@ -613,21 +688,29 @@ void coord_reap(struct shmc *c, uint32_t slot)
             continue;
         shmc_centry *e = &c->coord[ent - 1];
         uint64_t s = atomic_load_explicit(&e->state, memory_order_acquire);
-        if (ST_SLOT(s) == slot + 1 && ST_K(s) == k)
-            atomic_compare_exchange_strong(&e->state, &s, ST_MAKE(ST_TOK(s), 0, 0));
+        if (slot1_of(s) == slot + 1 && st_k(s) == k)
+            atomic_compare_exchange_strong(&e->state, &s, st_make(st_tok(s), 0, 0));
         uint64_t w = atomic_load_explicit(&e->want, memory_order_relaxed);
-        if (WANT_SLOT(w) == slot + 1 && WANT_K(w) == k)
+        if (slot1_of(w) == slot + 1 && st_k(w) == k)
             atomic_compare_exchange_strong(&e->want, &w, 0);
         atomic_store_explicit(&h[k].entry, 0, memory_order_relaxed);
         atomic_store_explicit(&h[k].token, 0, memory_order_relaxed);
     }
 }
 
-void coord_release_all(struct shmc *c, tslot *t)
+/* Releases every lock and fill the thread holds (c->on_release: thread
+ * detach, close). */
+static void coord_release_all(struct shmc *c, tslot *t)
 {
     for (uint32_t k = 0; k < SHMC_HOLDS; k++)
         if (t->hold_mask & (1u << k))
             release_hold(c, t, k);
+}
+
+void coord_bind(struct shmc *c)
+{
+    c->on_reap = coord_reap;
+    c->on_release = coord_release_all;
 }
 
 /* ---- named locks ---- */
@@ -659,17 +742,17 @@ shmc_status shmc_lock_acquire(shmc_t *c, const void *name, size_t nlen, uint64_t
     uint64_t deadline = timeout_ms ? deadline_after(now_ms(), timeout_ms) : 0;
     enum acq_result r = acquire(c, t, &k, deadline, lease_ms, &a);
     if (r == ACQ_OWNED) {
-        STAT_ADD(t, st_lock_acq, 1);
+        STAT_ADD(t, lock_acquires, 1);
         if (a.did_wait)
-            STAT_ADD(t, st_lock_wait, 1);
+            STAT_ADD(t, lock_waits, 1);
         if (a.takeover)
-            STAT_ADD(t, st_lock_takeover, 1);
+            STAT_ADD(t, lock_takeovers, 1);
         *token = a.token;
         return SHMC_OK;
     }
     if (a.err != SHMC_OK)
         return a.err;
-    STAT_ADD(t, st_lock_timeout, 1);
+    STAT_ADD(t, lock_timeouts, 1);
     return timeout_ms ? SHMC_ETIMEDOUT : SHMC_EBUSY;
 }
 
@@ -758,6 +841,31 @@ static void fill_clear(shmc_fill *f)
     f->cache_ = NULL;
 }
 
+/* We own the fill entry: fill in the leader's handle.  SHMC_LEADER, or
+ * SHMC_ESYS (the entry released) when the key cannot be copied. */
+static shmc_status fill_lead(shmc_t *c, tslot *t, const void *key, size_t klen, const acq *a,
+                             bool waited, shmc_fill *f)
+{
+    f->key_ = malloc(klen);
+    if (!f->key_) {
+        release_hold(c, t, a->k);
+        errno = ENOMEM;
+        return SHMC_ESYS;
+    }
+    memcpy(f->key_, key, klen);
+    f->klen_ = klen;
+    f->token_ = a->token;
+    f->entry_ = (uint32_t)(a->e - c->coord);
+    f->hold_ = a->k;
+    f->cache_ = c;
+    STAT_ADD(t, fills, 1);
+    if (a->takeover)
+        STAT_ADD(t, fill_takeovers, 1);
+    if (waited || a->did_wait)
+        STAT_ADD(t, fill_waits, 1);
+    return SHMC_LEADER;
+}
+
 shmc_status shmc_fill_begin(shmc_t *c, const void *key, size_t klen, const shmc_fill_opts *opts,
                             void **val, size_t *vlen, uint32_t *flags, shmc_fill *f)
 {
@@ -807,24 +915,7 @@ shmc_status shmc_fill_begin(shmc_t *c, const void *key, size_t klen, const shmc_
             free(*val);
             *val = NULL;
             *vlen = 0;
-            f->key_ = malloc(klen);
-            if (!f->key_) {
-                release_hold(c, t, a.k);
-                errno = ENOMEM;
-                return SHMC_ESYS;
-            }
-            memcpy(f->key_, key, klen);
-            f->klen_ = klen;
-            f->token_ = a.token;
-            f->entry_ = (uint32_t)(a.e - c->coord);
-            f->hold_ = a.k;
-            f->cache_ = c;
-            STAT_ADD(t, st_fills, 1);
-            if (a.takeover)
-                STAT_ADD(t, st_fill_takeover, 1);
-            if (waited || a.did_wait)
-                STAT_ADD(t, st_fill_waits, 1);
-            return SHMC_LEADER;
+            return fill_lead(c, t, key, klen, &a, waited, f);
         }
         if (refresh)
             return SHMC_OK; /* someone else refreshes: keep the current value */
@@ -832,7 +923,7 @@ shmc_status shmc_fill_begin(shmc_t *c, const void *key, size_t klen, const shmc_
             return a.err;
         if (a.did_wait && !waited) {
             waited = true;
-            STAT_ADD(t, st_fill_waits, 1);
+            STAT_ADD(t, fill_waits, 1);
         }
         if (r == ACQ_ERROR) {
             fill_error(a.e, a.waited, 0, false, f);
@@ -918,7 +1009,7 @@ static void write_error(shmc_centry *e, uint64_t token, int32_t error, const cha
 /* Ends a fill whose state we hold busy: frees the entry, wakes the waiters. */
 static void fill_end(tslot *t, shmc_centry *e, uint64_t s, shmc_fill *f)
 {
-    atomic_store_explicit(&e->state, ST_MAKE(ST_TOK(s), 0, 0), memory_order_release);
+    atomic_store_explicit(&e->state, st_make(st_tok(s), 0, 0), memory_order_release);
     hold_drop(t, f->hold_);
     fill_clear(f);
 }
@@ -933,7 +1024,7 @@ shmc_status shmc_fill_abort(shmc_t *c, shmc_fill *f, int32_t error, const char *
     if (st != SHMC_OK)
         return st;
     write_error(e, f->token_, error, message, error_ttl_ms);
-    STAT_ADD(t, st_fill_errors, 1);
+    STAT_ADD(t, fill_errors, 1);
     fill_end(t, e, s, f);
     return SHMC_OK;
 }
@@ -953,7 +1044,7 @@ shmc_status shmc_fill_finish(shmc_t *c, shmc_fill *f, const void *val, size_t vl
     if (st != SHMC_OK) {
         /* Waiters must not hang on a value that never comes. */
         write_error(e, f->token_, -1, shmc_strerror(st), 0);
-        STAT_ADD(t, st_fill_errors, 1);
+        STAT_ADD(t, fill_errors, 1);
     }
     fill_end(t, e, s, f);
     return st;
@@ -1013,7 +1104,7 @@ static bool entry_snapshot(struct shmc *c, uint32_t i, uint64_t now, shmc_lock_i
             sched_yield(); /* lease or identity being rewritten: a few instructions */
             continue;
         }
-        uint32_t h1 = ST_SLOT(s);
+        uint32_t h1 = slot1_of(s);
         if (h1 > c->nslots)
             return false; /* out of range: never follow it */
         if (h1 && !slot_check_live(c, h1 - 1))
@@ -1041,11 +1132,11 @@ static bool entry_snapshot(struct shmc *c, uint32_t i, uint64_t now, shmc_lock_i
         li->kind = kind;
         li->name_len = (uint32_t)kl;
         memcpy(li->name, words, sizeof li->name);
-        uint64_t tok = ST_TOK(s);
+        uint64_t tok = st_tok(s);
         li->token = (side & TOK_MASK) == tok ? side : full_token(side, tok);
         li->idle_ms = now > used ? now - used : 0;
-        li->waiter_queued = want && WANT_EXP(want) > now && WANT_SLOT(want) &&
-                            WANT_SLOT(want) <= c->nslots;
+        li->waiter_queued = want && want_exp(want) > now && slot1_of(want) &&
+                            slot1_of(want) <= c->nslots;
         if (h1) {
             li->held = 1;
             li->holder_slot = h1 - 1;
@@ -1106,13 +1197,13 @@ shmc_status shmc_lock_force_release(shmc_t *c, const void *name, size_t nlen,
             sched_yield(); /* the holder is rewriting its lease */
             continue;
         }
-        if (!ST_SLOT(s))
+        if (!slot1_of(s))
             return SHMC_NOT_FOUND; /* not held */
         uint64_t side = atomic_load_explicit(&e->token, memory_order_acquire);
-        uint64_t tok = ST_TOK(s);
+        uint64_t tok = st_tok(s);
         /* As if the holder had released: the holder's later release or
          * extend finds the state changed and reports SHMC_ENOTOWNER. */
-        if (atomic_compare_exchange_strong(&e->state, &s, ST_MAKE(tok, 0, 0))) {
+        if (atomic_compare_exchange_strong(&e->state, &s, st_make(tok, 0, 0))) {
             if (token_out)
                 *token_out = (side & TOK_MASK) == tok ? side : full_token(side, tok);
             return SHMC_OK;
@@ -1130,7 +1221,7 @@ uint32_t coord_holds(struct shmc *c, uint32_t i)
         if (!ent || ent > c->ncoord)
             continue;
         uint64_t s = atomic_load_explicit(&c->coord[ent - 1].state, memory_order_acquire);
-        if (ST_SLOT(s) == i + 1 && ST_K(s) == k)
+        if (slot1_of(s) == i + 1 && st_k(s) == k)
             n++;
     }
     return n;

@@ -10,7 +10,8 @@
  * the reclaimer issues per grace period, leaving readers with a compiler
  * barrier only.  Readers of a process whose registration failed use fences.
  */
-#include "internal.h"
+#include "epoch.h"
+#include "slots.h"
 
 #include <fcntl.h>
 #include <linux/membarrier.h>

@@ -13,14 +13,12 @@
  * Every word read is validated (range, alignment, item header, lengths)
  * before the item is used: a bad word is skipped, never followed.
  */
-#include "internal.h"
+#include "index.h"
+#include "epoch.h"
 
+#include <errno.h>
+#include <stddef.h>
 #include <string.h>
-
-uint64_t make_word(uint16_t tag, uint64_t off)
-{
-    return ((uint64_t)tag << IW_LOC_BITS) | ((off >> 3) + 1);
-}
 
 static inline uint64_t reduce(uint64_t x32, uint64_t n)
 {
@@ -45,10 +43,7 @@ void keyhash_of(struct shmc *c, const void *key, size_t klen, keyhash *kh)
 
 shmc_item *item_at(struct shmc *c, uint64_t word, uint64_t *off_out)
 {
-    uint64_t loc = word & IW_LOC_MASK;
-    if (loc == 0)
-        return NULL;
-    uint64_t off = (loc - 1) << 3;
+    uint64_t off = iw_off(word); /* an empty word gives an offset out of range */
     if (off >= c->data_bytes)
         return NULL;
     uint64_t in_seg = off & (c->seg_size - 1);
@@ -84,22 +79,32 @@ static inline unsigned tag_matches(_Atomic uint64_t *b, uint16_t tag)
     unsigned m = 0;
     for (unsigned i = 0; i < SHMC_BUCKET_WAYS; i++) {
         uint64_t w = atomic_load_explicit(&b[i], memory_order_relaxed);
-        m |= (unsigned)((uint16_t)(w >> IW_LOC_BITS) == tag && (w & IW_LOC_MASK) != 0) << i;
+        m |= (unsigned)(iw_tag(w) == tag && iw_loc(w) != 0) << i;
     }
     return m;
 }
 
+/* The candidates of both buckets of kh, one bit per way (b1's ways low). */
+static inline unsigned candidates(struct shmc *c, const keyhash *kh)
+{
+    return tag_matches(bucket(c, kh->b1), kh->tag) |
+           tag_matches(bucket(c, kh->b2), kh->tag) << SHMC_BUCKET_WAYS;
+}
+
+static inline _Atomic uint64_t *candidate_way(struct shmc *c, const keyhash *kh, unsigned j)
+{
+    return bucket(c, j < SHMC_BUCKET_WAYS ? kh->b1 : kh->b2) + j % SHMC_BUCKET_WAYS;
+}
+
 void index_prefetch(struct shmc *c, const keyhash *kh)
 {
-    _Atomic uint64_t *b1 = bucket(c, kh->b1), *b2 = bucket(c, kh->b2);
-    unsigned mask = tag_matches(b1, kh->tag) | tag_matches(b2, kh->tag) << SHMC_BUCKET_WAYS;
     /* No branch on what was loaded: the caller goes on with its own work
      * while the loads are outstanding.  A prefetch never faults, so a word
      * that changed, or no candidate at all, costs a useless prefetch only. */
-    unsigned j = (unsigned)__builtin_ctz(mask | 1u << (2 * SHMC_BUCKET_WAYS));
-    _Atomic uint64_t *b = j < SHMC_BUCKET_WAYS ? b1 : b2;
-    uint64_t w = atomic_load_explicit(&b[j % SHMC_BUCKET_WAYS], memory_order_relaxed);
-    uint64_t off = ((w & IW_LOC_MASK) - 1) << 3;
+    unsigned j = (unsigned)__builtin_ctz(candidates(c, kh) | 1u << (2 * SHMC_BUCKET_WAYS));
+    uint64_t w = atomic_load_explicit(candidate_way(c, kh, j % (2 * SHMC_BUCKET_WAYS)),
+                                      memory_order_relaxed);
+    uint64_t off = iw_off(w);
     const uint8_t *p = c->data + (off < c->data_bytes ? off : 0);
     __builtin_prefetch(p);
     __builtin_prefetch(p + 64);
@@ -108,27 +113,22 @@ void index_prefetch(struct shmc *c, const keyhash *kh)
 _Atomic uint64_t *index_find(struct shmc *c, const keyhash *kh, const void *key, size_t klen,
                              uint64_t *word, shmc_item **item)
 {
-    _Atomic uint64_t *b1 = bucket(c, kh->b1), *b2 = bucket(c, kh->b2);
     /* Both buckets at once (their two misses overlap), and the candidates of
      * both in one mask: a key is in either bucket at random, and a branch on
      * which one was mispredicted half the time, each time discarding the work
      * already started on the next operation.  A key is never indexed twice,
      * so the order of the candidates does not matter. */
-    __builtin_prefetch(b2);
-    unsigned mask = tag_matches(b1, kh->tag) | tag_matches(b2, kh->tag) << SHMC_BUCKET_WAYS;
-    for (unsigned m = mask; m; m &= m - 1) {
-        unsigned j = (unsigned)__builtin_ctz(m);
-        _Atomic uint64_t *b = j < SHMC_BUCKET_WAYS ? b1 : b2;
-        unsigned i = j % SHMC_BUCKET_WAYS;
+    __builtin_prefetch(bucket(c, kh->b2));
+    for (unsigned m = candidates(c, kh); m; m &= m - 1) {
+        _Atomic uint64_t *way = candidate_way(c, kh, (unsigned)__builtin_ctz(m));
         /* Acquire: the item's bytes were written before its word. */
-        uint64_t w = atomic_load_explicit(&b[i], memory_order_acquire);
-        if ((uint16_t)(w >> IW_LOC_BITS) != kh->tag)
+        uint64_t w = atomic_load_explicit(way, memory_order_acquire);
+        if (iw_tag(w) != kh->tag)
             continue; /* changed since */
         /* Ask for the item's first lines at once: the header, the key and
          * a short value then cost one memory round trip, not three. */
-        uint64_t loc = w & IW_LOC_MASK;
-        if (loc && ((loc - 1) << 3) < c->data_bytes) {
-            const uint8_t *p = c->data + ((loc - 1) << 3);
+        if (iw_off(w) < c->data_bytes) {
+            const uint8_t *p = c->data + iw_off(w);
             __builtin_prefetch(p);
             __builtin_prefetch(p + 64);
             __builtin_prefetch(p + 128);
@@ -141,7 +141,7 @@ _Atomic uint64_t *index_find(struct shmc *c, const keyhash *kh, const void *key,
             continue;
         *word = w;
         *item = it;
-        return &b[i];
+        return way;
     }
     return NULL;
 }
@@ -205,23 +205,21 @@ void index_insert(struct shmc *c, tslot *t, const keyhash *kh, uint64_t newword)
                 }
             }
         }
-        if (!found)
-            continue;
-        /* A counter cell is frozen before it goes (see cell_freeze). */
+        /* A counter cell is frozen before it goes (cell_freeze). */
         uint64_t voff0;
-        shmc_item *vit = item_at(c, vword, &voff0);
-        if (vit && !cell_freeze(c, t, vit))
+        shmc_item *vit = found ? item_at(c, vword, &voff0) : NULL;
+        if (!found || (vit && !cell_freeze(c, t, vit)))
             continue;
         if (atomic_compare_exchange_strong_explicit(victim, &vword, newword,
                                                     memory_order_acq_rel,
                                                     memory_order_relaxed)) {
-            uint64_t voff = ((vword & IW_LOC_MASK) - 1) << 3;
+            uint64_t voff = iw_off(vword);
             if (vbytes && voff < c->data_bytes)
                 seg_dec_live(c, voff, vbytes);
             if (best == 1)
-                STAT_ADD(t, st_expirations, 1);
+                STAT_ADD(t, expirations, 1);
             else
-                STAT_ADD(t, st_evictions, 1);
+                STAT_ADD(t, evictions, 1);
             return;
         }
     }
@@ -231,13 +229,13 @@ bool index_unlink_item(struct shmc *c, tslot *t, shmc_item *it, uint64_t off)
 {
     keyhash kh;
     keyhash_of(c, (const uint8_t *)(it + 1), it->klen, &kh);
-    uint64_t loc = (off >> 3) + 1;
+    uint64_t loc = iw_loc(iw_make(0, off));
     uint64_t bs[2] = {kh.b1, kh.b2};
     for (int k = 0; k < 2; k++) {
         _Atomic uint64_t *b = bucket(c, bs[k]);
         for (unsigned i = 0; i < SHMC_BUCKET_WAYS; i++) {
             uint64_t w = atomic_load_explicit(&b[i], memory_order_acquire);
-            if ((w & IW_LOC_MASK) != loc)
+            if (iw_loc(w) != loc)
                 continue;
             if (!cell_freeze(c, t, it))
                 return false;
@@ -256,7 +254,7 @@ uint64_t index_purge_range(struct shmc *c, tslot *t, uint64_t lo, uint64_t hi)
         uint64_t w = atomic_load_explicit(&c->index[i], memory_order_relaxed);
         if (!w)
             continue;
-        uint64_t off = ((w & IW_LOC_MASK) - 1) << 3;
+        uint64_t off = iw_off(w);
         if (off < lo || off >= hi)
             continue;
         uint64_t ioff;
@@ -268,4 +266,96 @@ uint64_t index_purge_range(struct shmc *c, tslot *t, uint64_t lo, uint64_t hi)
             n++;
     }
     return n;
+}
+
+/* ---- counter cells (index.h) ---- */
+
+bool cell_freeze(struct shmc *c, tslot *t, shmc_item *it)
+{
+    if (!item_is_cell(it))
+        return true;
+    cell_t *p = item_cell(it);
+    cell_t x = cell_read(p);
+    for (;;) {
+        if (cell_tok(x) & CELL_FROZEN)
+            return true;
+        if (!read_section_valid(c, t))
+            return false;
+        cell_t was = cell_cas(p, x, cell_make(cell_val(x), cell_tok(x) | CELL_FROZEN));
+        if (was == x)
+            return true;
+        x = was;
+    }
+}
+
+bool item_move_copy(struct shmc *c, tslot *t, shmc_item *from, shmc_item *to, uint64_t total)
+{
+    /* Copy around `accessed` (readers may be storing to it right now) and,
+     * for a counter, around its cell, which incrementers may be changing. */
+    const size_t a = offsetof(shmc_item, accessed);
+    bool cell = item_is_cell(from);
+    size_t end = cell ? sizeof(shmc_item) + from->klen : total;
+    memcpy(to, from, a);
+    atomic_store_explicit(&to->accessed, 0, memory_order_relaxed);
+    memcpy((uint8_t *)to + a + 1, (const uint8_t *)from + a + 1, end - a - 1);
+    if (!cell)
+        return true;
+    memset((uint8_t *)to + end, 0, total - end);
+    if (!cell_freeze(c, t, from))
+        return false;
+    /* Frozen: no update lands on `from` any more, so this is its last state. */
+    cell_t x = cell_read(item_cell(from));
+    *item_cell(to) = cell_make(cell_val(x), cell_tok(x) & ~CELL_FROZEN);
+    return true;
+}
+
+/* ---- per-segment entry counts ---- */
+void seg_inc_live(struct shmc *c, uint64_t off, uint64_t bytes, uint64_t expire)
+{
+    shmc_segmeta *m = &c->segs[off >> c->seg_shift];
+    atomic_fetch_add_explicit(&m->live, live_one(bytes), memory_order_relaxed);
+    /* Coarse max of expiry times, so that it changes rarely. */
+    uint64_t want = expire ? (expire | (EXPIRE_ROUND_MS - 1)) : UINT64_MAX;
+    uint64_t cur = atomic_load_explicit(&m->max_expire, memory_order_relaxed);
+    while (cur < want &&
+           !atomic_compare_exchange_weak_explicit(&m->max_expire, &cur, want,
+                                                  memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
+/* Every decrement matches an earlier increment of the same item (raised
+ * before publication, lowered after unlink), so this never underflows. */
+void seg_dec_live(struct shmc *c, uint64_t off, uint64_t bytes)
+{
+    shmc_segmeta *m = &c->segs[off >> c->seg_shift];
+    atomic_fetch_sub_explicit(&m->live, live_one(bytes), memory_order_relaxed);
+}
+
+/* ---- robust per-key (stripe) locks ----
+ * Every step a writer takes under a stripe lock leaves the index valid (the
+ * publishing CAS is the commit point), so a lock whose holder died needs no
+ * repair: mark it consistent and go on. */
+shmc_status stripe_lock(struct shmc *c, uint32_t stripe)
+{
+    pthread_mutex_t *m = &c->stripes[stripe % SHMC_STRIPES].mtx;
+    /* Critical sections are a few index operations (~100 ns): spin a little
+     * before sleeping in the kernel, which costs far more on a hot key. */
+    int r = EBUSY;
+    for (int i = 0; i < 100 && r == EBUSY; i++) {
+        r = pthread_mutex_trylock(m);
+        if (r == EBUSY)
+            caa_cpu_relax();
+    }
+    /* Bounded: a holder that never lets go (stopped, or a damaged mutex)
+     * must not hang the caller. */
+    if (r == EBUSY)
+        return robust_lock(m, LOCK_WAIT_MS, NULL);
+    if (r == EOWNERDEAD)
+        pthread_mutex_consistent(m);
+    return lock_status(r);
+}
+
+void stripe_unlock(struct shmc *c, uint32_t stripe)
+{
+    pthread_mutex_unlock(&c->stripes[stripe % SHMC_STRIPES].mtx);
 }

@@ -1,13 +1,19 @@
 /*
- * introspect.c — read-only views of a live cache for operators and tools
- * (shmcache-cli): participant slots and a walk over the keys.  The views of
+ * introspect.c — the whole-cache walks for operators and tools
+ * (shmcache-cli, tests): participant slots, a walk over the keys, and the
+ * consistency check (shmc_verify).  The views of
  * the lock/singleflight table live in coord.c, which owns its protocol.
  *
  * Nothing here stops other processes.  Every index, slot number and offset
  * read from the segment is bounds-checked before use.
  */
-#include "internal.h"
+#include "alloc.h"
+#include "coord.h"
+#include "epoch.h"
+#include "index.h"
+#include "slots.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,6 +66,20 @@ typedef struct kent {
     uint64_t ttl_left, cas;
 } kent;
 
+/* The length of an item's value as a get returns it: a counter cell reads as
+ * its number, 8 bytes or its decimal digits. */
+static uint32_t value_len(shmc_item *it)
+{
+    if (!item_is_cell(it))
+        return it->vlen;
+    if (it->kind == ITEM_KIND_CELL_BIN)
+        return 8;
+    uint32_t n = 1;
+    for (uint64_t v = cell_val(cell_read(item_cell(it))); v >= 10; v /= 10)
+        n++;
+    return n;
+}
+
 shmc_status shmc_keys_iter(shmc_t *c, uint64_t *cursor, shmc_key_fn fn, void *ctx)
 {
     if (!c || !fn)
@@ -103,19 +123,11 @@ shmc_status shmc_keys_iter(shmc_t *c, uint64_t *cursor, shmc_key_fn fn, void *ct
             k->way = j;
             k->koff = (uint32_t)used;
             k->klen = klen;
-            k->vlen = it->vlen;
+            k->vlen = value_len(it);
             k->flags = it->flags;
             k->counter = it->kind == ITEM_KIND_COUNTER || it->kind == ITEM_KIND_CELL_BIN;
             k->ttl_left = it->expire_ms ? it->expire_ms - now : SHMC_TTL_NONE;
             k->cas = item_token(it);
-            if (item_is_cell(it)) {
-                /* A counter reads as its number: 8 bytes, or its decimal digits. */
-                uint64_t v = cell_val(cell_read(item_cell(it)));
-                uint32_t n = 1;
-                for (; v >= 10; v /= 10)
-                    n++;
-                k->vlen = it->kind == ITEM_KIND_CELL_BIN ? 8 : n;
-            }
             memcpy(buf + used, (const uint8_t *)(it + 1), klen);
             used += klen;
         }
@@ -143,4 +155,113 @@ shmc_status shmc_keys_iter(shmc_t *c, uint64_t *cursor, shmc_key_fn fn, void *ct
     free(buf);
     free(ents);
     return SHMC_OK;
+}
+
+#define NOTE(rep, ...) \
+    do { \
+        if (!(rep)->first_error[0]) \
+            snprintf((rep)->first_error, sizeof (rep)->first_error, __VA_ARGS__); \
+    } while (0)
+
+/* Segment states and heads (after recovery: what is left is damage). */
+static void verify_segments(struct shmc *c, shmc_verify_report *rep)
+{
+    for (uint32_t s = 0; s < c->nsegs; s++) {
+        uint64_t sw = atomic_load_explicit(&c->segs[s].state, memory_order_acquire);
+        uint32_t state = sw_state(sw);
+        if (state > SEG_SEALING) {
+            rep->segment_errors++;
+            NOTE(rep, "segment %u has invalid state %u", s, state);
+            continue;
+        }
+        if ((state == SEG_RESERVED || state == SEG_EVICTING || state == SEG_SEALING) &&
+            !owner_is_live(c, sw_owner(sw))) {
+            rep->orphan_segments++;
+            NOTE(rep, "segment %u (state %u) is held by a dead participant", s, state);
+        }
+    }
+    for (uint32_t h = 0; h < c->nheads; h++) {
+        uint64_t hw = atomic_load_explicit(&c->heads[h].seg, memory_order_acquire);
+        if (hw > c->nsegs) {
+            rep->segment_errors++;
+            NOTE(rep, "head %u names segment %llu of %u", h, (unsigned long long)hw, c->nsegs);
+        }
+    }
+}
+
+/* Every index word: in range, a well-formed item, in a live segment, where
+ * its key hashes, and the only entry of its key.  Outside any read section. */
+static void verify_index(struct shmc *c, tslot *t, shmc_verify_report *rep)
+{
+    read_enter(c, t);
+    uint64_t ways = c->nbuckets * SHMC_BUCKET_WAYS;
+    for (uint64_t i = 0; i < ways; i++) {
+        uint64_t w = atomic_load_explicit(&c->index[i], memory_order_acquire);
+        if (!w)
+            continue;
+        uint64_t off;
+        if (iw_off(w) >= c->data_bytes) {
+            rep->bad_offsets++;
+            NOTE(rep, "index word %llu points outside storage", (unsigned long long)i);
+            continue;
+        }
+        shmc_item *it = item_at(c, w, &off);
+        if (!it) {
+            if (atomic_load_explicit(&c->index[i], memory_order_acquire) != w)
+                continue; /* changed under us */
+            rep->bad_items++;
+            NOTE(rep, "index word %llu points at a malformed item", (unsigned long long)i);
+            continue;
+        }
+        uint32_t state = sw_state(atomic_load_explicit(&c->segs[off >> c->seg_shift].state,
+                                                       memory_order_acquire));
+        if (state == SEG_FREE || state == SEG_RESERVED || state == SEG_RETIRED) {
+            if (atomic_load_explicit(&c->index[i], memory_order_acquire) != w)
+                continue;
+            rep->in_dead_segments++;
+            NOTE(rep, "index word %llu points into a segment in state %u",
+                 (unsigned long long)i, state);
+            continue;
+        }
+        keyhash kh;
+        keyhash_of(c, (const uint8_t *)(it + 1), it->klen, &kh);
+        uint64_t b = i / SHMC_BUCKET_WAYS;
+        if ((b != kh.b1 && b != kh.b2) || iw_tag(w) != kh.tag) {
+            rep->misplaced++;
+            NOTE(rep, "index word %llu is not where its key hashes", (unsigned long long)i);
+            continue;
+        }
+        uint64_t fw;
+        shmc_item *fit;
+        _Atomic uint64_t *found = index_find(c, &kh, (const uint8_t *)(it + 1), it->klen, &fw, &fit);
+        if (found && found != &c->index[i] &&
+            atomic_load_explicit(&c->index[i], memory_order_acquire) == w) {
+            rep->duplicates++;
+            NOTE(rep, "key of index word %llu is indexed twice", (unsigned long long)i);
+        }
+        rep->items++;
+    }
+    read_exit(c, t);
+}
+
+shmc_status shmc_verify(shmc_t *c, shmc_verify_report *rep)
+{
+    if (!c || !rep)
+        return SHMC_EINVAL;
+    memset(rep, 0, sizeof *rep);
+    tslot *t;
+    shmc_status st = slot_get_outside(c, &t);
+    if (st != SHMC_OK)
+        return st;
+    /* Recovery first: reap dead slots, then take over their segments. */
+    for (uint32_t i = 0; i < c->nslots; i++)
+        if (atomic_load_explicit(&c->slots[i].gen, memory_order_relaxed))
+            slot_check_live(c, i);
+    alloc_recover(c, t);
+
+    verify_segments(c, rep);
+    verify_index(c, t, rep);
+    bool bad = rep->bad_offsets || rep->bad_items || rep->misplaced || rep->in_dead_segments ||
+               rep->duplicates || rep->segment_errors || rep->orphan_segments;
+    return bad ? SHMC_ECORRUPT : SHMC_OK;
 }

@@ -10,7 +10,11 @@
  * ever read from shared memory are index words and item headers, and those
  * are bounds-checked at every use.
  */
-#include "internal.h"
+#include "segment.h"
+#include "coord.h"
+#include "epoch.h"
+#include "index.h"
+#include "slots.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,16 +27,8 @@
 #include <unistd.h>
 
 #define DEFAULT_SIZE (64ull << 20)
-#define MIN_SEG_SIZE (64ull << 10)
-#define MAX_SEG_SIZE (16ull << 20)
-#define SEGS_TARGET 128u            /* segment size aims at size / 128 */
 #define MIN_SIZE (1ull << 20)
 #define MIN_DEFAULT_MAX_VALUE (64u << 10)
-#define INDEX_BYTES_PER_SLOT 80u    /* one index way per 80 bytes of data (default) */
-/* With options.max_items: the index is at most this full when it holds them. */
-#define INDEX_LOAD_NUM 2u
-#define INDEX_LOAD_DEN 3u
-#define MAX_ITEMS_LIMIT (1ull << 40)
 #define OPEN_DEADLINE_MS BOUND_MS(5000u)
 
 static _Atomic uint64_t next_handle_id = 1;
@@ -58,35 +54,40 @@ shmc_status validate_name(const char *name, char *path, size_t pathlen)
     return SHMC_OK;
 }
 
+static const shmc_field_desc layout_fields[] = {SHMC_LAYOUT_DESCS};
+static const uint64_t layout_constants[] = SHMC_LAYOUT_CONSTANTS;
+
 /* Hash of everything whose change would make two builds disagree about the
- * segment: struct sizes and field offsets, mutex size, byte order. */
+ * segment: every field of every shared struct (name, type, offset, size),
+ * the geometry rules, the packed words' widths, mutex size, byte order. */
 uint64_t layout_hash(void)
 {
-    const uint64_t parts[] = {
-        sizeof(shmc_hdr), offsetof(shmc_hdr, epoch), offsetof(shmc_hdr, seal_seq),
-        offsetof(shmc_hdr, purges), offsetof(shmc_hdr, slot_hint), offsetof(shmc_hdr, membarrier),
-        sizeof(shmc_slot), offsetof(shmc_slot, epoch), offsetof(shmc_slot, st_hits),
-        offsetof(shmc_slot, gen), sizeof(shmc_stripe), sizeof(shmc_head),
-        sizeof(shmc_segmeta), offsetof(shmc_segmeta, live), LIVE_SHIFT,
-        sizeof(shmc_item), offsetof(shmc_item, expire_ms), offsetof(shmc_item, cas),
-        sizeof(shmc_centry), offsetof(shmc_centry, err_token), sizeof(shmc_hold),
-        offsetof(shmc_slot, hold), offsetof(shmc_hdr, token_hi), offsetof(shmc_hdr, ncoord),
-        offsetof(shmc_hdr, max_items), INDEX_LOAD_NUM, INDEX_LOAD_DEN,
-        SHMC_HOLDS,
-        sizeof(pthread_mutex_t), SHMC_BUCKET_WAYS, SHMC_STRIPES, SHMC_MAX_HEADS,
-        IW_LOC_BITS, INDEX_BYTES_PER_SLOT, MIN_SEG_SIZE, MAX_SEG_SIZE, SEGS_TARGET,
-        0x0102030405060708ull,
-    };
-    return hash_key(0x5348434c41594f55ull, parts, sizeof parts);
+    return shmc_layout_hash_of(layout_fields, sizeof layout_fields / sizeof layout_fields[0],
+                               layout_constants,
+                               sizeof layout_constants / sizeof layout_constants[0]);
 }
 
+/* The geometry of a segment: the header's G rows. */
+#define GEOMETRY_FIELD(type, name) type name;
 typedef struct layout {
-    uint64_t size, seg_size, nbuckets, data_bytes, max_items;
-    uint64_t off_slots, off_stripes, off_coord, off_heads, off_segs, off_index, off_data;
-    uint32_t seg_shift, nsegs, nheads, max_key, max_value, nslots, ncoord;
+    SHMC_HDR_GEOMETRY(GEOMETRY_FIELD)
 } layout;
+#undef GEOMETRY_FIELD
 
 #define MAX_LOCKS (1u << 20)
+#define MAX_ITEMS_LIMIT (1ull << 40)
+
+/* Index buckets: for max_items items at a load of at most
+ * SHMC_INDEX_LOAD_NUM/DEN, or (max_items 0) one way per
+ * SHMC_INDEX_BYTES_PER_WAY bytes of storage. */
+static uint64_t index_buckets(uint64_t max_items, uint64_t data)
+{
+    uint64_t ways = max_items ? (max_items * SHMC_INDEX_LOAD_DEN + SHMC_INDEX_LOAD_NUM - 1) /
+                                    SHMC_INDEX_LOAD_NUM
+                              : data / SHMC_INDEX_BYTES_PER_WAY;
+    uint64_t nb = (ways + SHMC_BUCKET_WAYS - 1) / SHMC_BUCKET_WAYS;
+    return nb < 2 ? 2 : nb;
+}
 
 /* Default lock/flight table: one entry per 64 KiB, within [64, 4096]. */
 static uint32_t default_locks(uint64_t size)
@@ -97,21 +98,12 @@ static uint32_t default_locks(uint64_t size)
 
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
 
-/* Index buckets for max_items items at a load of at most
- * INDEX_LOAD_NUM/INDEX_LOAD_DEN (0: none asked for). */
-static uint64_t buckets_for_items(uint64_t max_items)
-{
-    uint64_t ways = (max_items * INDEX_LOAD_DEN + INDEX_LOAD_NUM - 1) / INDEX_LOAD_NUM;
-    uint64_t nb = (ways + SHMC_BUCKET_WAYS - 1) / SHMC_BUCKET_WAYS;
-    return nb < 2 ? 2 : nb;
-}
-
 static shmc_status compute_layout(uint64_t size, uint32_t max_key, uint32_t max_value,
                                   uint32_t nslots, uint32_t ncoord, uint64_t max_items,
                                   layout *L)
 {
     if (max_key == 0 || max_key > SHMC_MAX_KEY_LIMIT || max_value > SHMC_MAX_VALUE_LIMIT ||
-        nslots == 0 || nslots > 65535 || size > (1ull << 46) || ncoord == 0 ||
+        nslots == 0 || nslots > SHMC_MAX_SLOTS || size > (1ull << 46) || ncoord == 0 ||
         ncoord > MAX_LOCKS || max_items > MAX_ITEMS_LIMIT)
         return SHMC_EINVAL;
     if (size < MIN_SIZE)
@@ -127,12 +119,12 @@ static shmc_status compute_layout(uint64_t size, uint32_t max_key, uint32_t max_
      * eviction, cheap segment scans), within [64 KiB, 16 MiB], and never
      * smaller than the largest item. */
     uint64_t item_max = item_total(max_key, max_value);
-    uint64_t want = size / SEGS_TARGET;
-    if (want > MAX_SEG_SIZE)
-        want = MAX_SEG_SIZE;
+    uint64_t want = size / SHMC_SEGS_TARGET;
+    if (want > SHMC_MAX_SEG_SIZE)
+        want = SHMC_MAX_SEG_SIZE;
     if (want < item_max)
         want = item_max;
-    uint64_t seg = MIN_SEG_SIZE;
+    uint64_t seg = SHMC_MIN_SEG_SIZE;
     uint32_t shift = 16;
     while (seg < want) {
         seg <<= 1;
@@ -144,27 +136,18 @@ static shmc_status compute_layout(uint64_t size, uint32_t max_key, uint32_t max_
     L->off_stripes = align_up(L->off_slots + (uint64_t)nslots * sizeof(shmc_slot), SHMC_CL);
     L->off_coord = L->off_stripes + SHMC_STRIPES * sizeof(shmc_stripe);
     L->off_heads = align_up(L->off_coord + (uint64_t)ncoord * sizeof(shmc_centry), SHMC_CL);
-    uint64_t fixed = L->off_heads + SHMC_MAX_HEADS * sizeof(shmc_head) + 2 * 4096;
-    if (size <= fixed)
-        return SHMC_ETOOSMALL;
-    /* The index: sized to max_items if given, else by storage. */
-    uint64_t fixed_nb = max_items ? buckets_for_items(max_items) : 0;
-    fixed += fixed_nb * SHMC_BUCKET_WAYS * 8;
+    /* A fixed index when sized by max_items, else one that grows with storage. */
+    uint64_t fixed = L->off_heads + SHMC_MAX_HEADS * sizeof(shmc_head) + 2 * 4096 +
+                     (max_items ? index_buckets(max_items, 0) * SHMC_BUCKET_WAYS * 8 : 0);
     if (size <= fixed)
         return SHMC_ETOOSMALL;
     uint64_t per_seg = seg + sizeof(shmc_segmeta) + SHMC_CL +
-                       (max_items ? 0 : seg / INDEX_BYTES_PER_SLOT * 8);
+                       (max_items ? 0 : seg / SHMC_INDEX_BYTES_PER_WAY * 8);
     uint64_t nsegs = (size - fixed) / per_seg;
     for (; nsegs > 0; nsegs--) {
         uint32_t heads = nsegs >= 32 ? SHMC_MAX_HEADS : (nsegs >= 16 ? 2 : 1);
         uint64_t data = nsegs * seg;
-        uint64_t nb = fixed_nb;
-        if (!nb) {
-            uint64_t ways = data / INDEX_BYTES_PER_SLOT;
-            nb = (ways + SHMC_BUCKET_WAYS - 1) / SHMC_BUCKET_WAYS;
-            if (nb < 2)
-                nb = 2;
-        }
+        uint64_t nb = index_buckets(max_items, data);
         L->nheads = heads;
         L->off_segs = align_up(L->off_heads + SHMC_MAX_HEADS * sizeof(shmc_head), SHMC_CL);
         L->off_index = align_up(L->off_segs + nsegs * sizeof(shmc_segmeta), SHMC_CL);
@@ -222,7 +205,6 @@ static void bind_handle(struct shmc *c, const layout *L, uint8_t *base)
     c->slots = (shmc_slot *)(base + L->off_slots);
     c->stripes = (shmc_stripe *)(base + L->off_stripes);
     c->coord = (shmc_centry *)(base + L->off_coord);
-    c->ncoord = L->ncoord;
     c->heads = (shmc_head *)(base + L->off_heads);
     c->segs = (shmc_segmeta *)(base + L->off_segs);
     c->index = (_Atomic uint64_t *)(base + L->off_index);
@@ -236,6 +218,7 @@ static void bind_handle(struct shmc *c, const layout *L, uint8_t *base)
     c->nheads = L->nheads;
     c->max_key = L->max_key;
     c->max_value = L->max_value;
+    c->ncoord = L->ncoord;
 }
 
 /* Initialises a segment we hold LOCK_EX on; nobody else maps it. */
@@ -262,26 +245,10 @@ static shmc_status init_segment(int fd, const layout *L, uint32_t mode, uint8_t 
     h->hdr_size = SHMC_HDR_SIZE;
     h->layout_hash = layout_hash();
     h->pidns = pid_namespace();
-    h->size = L->size;
-    h->max_key = L->max_key;
-    h->max_value = L->max_value;
-    h->nslots = L->nslots;
-    h->nheads = L->nheads;
-    h->seg_size = L->seg_size;
-    h->seg_shift = L->seg_shift;
-    h->nsegs = L->nsegs;
-    h->nbuckets = L->nbuckets;
-    h->max_items = L->max_items;
+#define STORE(type, name) h->name = L->name;
+    SHMC_HDR_GEOMETRY(STORE)
+#undef STORE
     h->hash_seed = random_seed();
-    h->off_slots = L->off_slots;
-    h->off_stripes = L->off_stripes;
-    h->off_coord = L->off_coord;
-    h->ncoord = L->ncoord;
-    h->off_heads = L->off_heads;
-    h->off_segs = L->off_segs;
-    h->off_index = L->off_index;
-    h->off_data = L->off_data;
-    h->data_bytes = L->data_bytes;
     h->created_ms = now_ms();
     atomic_store(&h->epoch, 1);
     atomic_store(&h->seal_seq, 1);
@@ -325,13 +292,11 @@ static shmc_status check_header(const shmc_hdr *h, uint64_t fsize, layout *L)
     if (compute_layout(h->size, h->max_key, h->max_value, h->nslots, h->ncoord, h->max_items,
                        L) != SHMC_OK)
         return SHMC_ECORRUPT;
-    if (L->seg_size != h->seg_size || L->seg_shift != h->seg_shift || L->nsegs != h->nsegs ||
-        L->nheads != h->nheads || L->nbuckets != h->nbuckets || L->off_slots != h->off_slots ||
-        L->off_stripes != h->off_stripes || L->off_heads != h->off_heads ||
-        L->off_coord != h->off_coord ||
-        L->off_segs != h->off_segs || L->off_index != h->off_index ||
-        L->off_data != h->off_data || L->data_bytes != h->data_bytes)
+    /* Every geometry field, re-derived, must match what the header says. */
+#define DIFFERS(type, name) || L->name != h->name
+    if (0 SHMC_HDR_GEOMETRY(DIFFERS))
         return SHMC_ECORRUPT;
+#undef DIFFERS
     return SHMC_OK;
 }
 
@@ -431,44 +396,168 @@ static shmc_status attach_segment(int fd, const shmc_options *o, layout *L, uint
     return SHMC_OK;
 }
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
-#endif
-
-/* Maps every page of the segment into this process now.  Every process
- * otherwise takes a page fault per page it touches first (a write fault per
- * 4 KiB page): with many processes writing a fresh cache that halved set
- * throughput (bench_core --prefault).  MADV_POPULATE_WRITE faults pages in
- * as writes would, without changing their contents, so it is safe while
- * others write.  On older kernels a read of one byte per page maps what a
- * read fault maps (its neighbours too).  Best effort: a failure costs only
- * the faults it would have saved.  fork() does not copy the page tables of
- * a shared mapping, so a child that inherited the handle does this again,
- * on its first operation (slot_get). */
-void segment_prefault(struct shmc *c)
+/* Checks the caller's options; *o is a copy with the defaults left 0. */
+static shmc_status open_options(const shmc_options *opts, shmc_options *o)
 {
-    if (!c->prefault)
-        return;
-    int me = (int)getpid();
-    int was = atomic_load_explicit(&c->prefaulted_pid, memory_order_relaxed);
-    if (was == me || !atomic_compare_exchange_strong(&c->prefaulted_pid, &was, me))
-        return;
-    if (madvise(c->base, c->size, MADV_POPULATE_WRITE) == 0 || errno != EINVAL)
-        return;
-    long pg = sysconf(_SC_PAGESIZE);
-    uint64_t step = pg > 0 ? (uint64_t)pg : 4096u;
-    for (uint64_t off = 0; off < c->size; off += step)
-        (void)*(volatile const uint8_t *)(c->base + off);
+    memset(o, 0, sizeof *o);
+    if (opts)
+        *o = *opts;
+    if (o->reserved_ ||
+        (o->flags & ~(SHMC_OPEN_CREATE_ONLY | SHMC_OPEN_ATTACH_ONLY | SHMC_OPEN_PREFAULT)) ||
+        (o->flags & SHMC_OPEN_CREATE_ONLY && o->flags & SHMC_OPEN_ATTACH_ONLY) ||
+        (o->mode & ~0777u))
+        return SHMC_EINVAL;
+    if (o->max_key > SHMC_MAX_KEY_LIMIT || o->max_value > SHMC_MAX_VALUE_LIMIT ||
+        o->slots > SHMC_MAX_SLOTS || o->locks > MAX_LOCKS || o->max_items > MAX_ITEMS_LIMIT)
+        return SHMC_EINVAL;
+    return SHMC_OK;
 }
 
-void segment_populate(struct shmc *c, uint32_t seg)
+/* The layout we would create.  Only a creator needs it to be valid: an
+ * attacher compares its non-zero options with the segment instead. */
+static shmc_status wanted_layout(const shmc_options *o, layout *want)
 {
-    static _Atomic int unsupported;
-    if (seg >= c->nsegs || atomic_load_explicit(&unsupported, memory_order_relaxed))
-        return;
-    uint8_t *p = c->data + ((uint64_t)seg << c->seg_shift);
-    if (madvise(p, c->seg_size, MADV_POPULATE_WRITE) != 0 && errno == EINVAL)
-        atomic_store_explicit(&unsupported, 1, memory_order_relaxed); /* before Linux 5.14 */
+    uint32_t mv = o->max_value ? o->max_value : SHMC_DEFAULT_MAX_VALUE;
+    uint64_t size = o->size ? o->size : DEFAULT_SIZE;
+    for (;;) {
+        shmc_status st = compute_layout(size, o->max_key ? o->max_key : SHMC_DEFAULT_MAX_KEY, mv,
+                                        o->slots ? o->slots : SHMC_DEFAULT_SLOTS,
+                                        o->locks ? o->locks : default_locks(size),
+                                        o->max_items, want);
+        if (st != SHMC_ETOOSMALL || o->max_value || mv <= MIN_DEFAULT_MAX_VALUE)
+            return st;
+        mv /= 2; /* a default max_value shrinks to fit a small cache */
+    }
+}
+
+/* Opens the name's fd (creating the file unless told only to attach).
+ * SHMC_OK, or *again when the name vanished between two opens. */
+static shmc_status open_fd(const char *path, const shmc_options *o, uint32_t mode, int *fd,
+                           bool *again)
+{
+    *again = false;
+    *fd = -1;
+    if (!(o->flags & SHMC_OPEN_ATTACH_ONLY)) {
+        *fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+        if (*fd < 0 && errno != EEXIST)
+            return open_status(errno);
+        if (*fd < 0 && (o->flags & SHMC_OPEN_CREATE_ONLY))
+            return SHMC_EEXIST;
+    }
+    if (*fd < 0) {
+        *fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
+        if (*fd < 0) {
+            *again = errno == ENOENT && !(o->flags & SHMC_OPEN_ATTACH_ONLY);
+            return open_status(errno); /* again: unlinked between our two opens */
+        }
+    }
+    return SHMC_OK;
+}
+
+/* Closes an fd that is given up; -1 in *fd. */
+static void drop_fd(int *fd)
+{
+    flock(*fd, LOCK_UN);
+    close(*fd);
+    *fd = -1;
+}
+
+/* We hold LOCK_EX: nobody else uses the segment.  Attaches if READY, else
+ * initialises it (unless told only to attach: then *again while an empty
+ * file may still be a creator between its open and its LOCK_EX). */
+static shmc_status open_exclusive(int *fd, const char *path, const shmc_options *o,
+                                  const layout *want, shmc_status want_st, uint32_t mode,
+                                  uint64_t deadline, layout *L, uint8_t **base, bool *again)
+{
+    bool not_ready;
+    *again = false;
+    shmc_status s = attach_segment(*fd, o, L, base, &not_ready);
+    if (s != SHMC_OK && not_ready && (o->flags & SHMC_OPEN_ATTACH_ONLY)) {
+        /* Never create when told only to attach.  Anything not READY but
+         * an empty file has no creator left. */
+        struct stat sb;
+        bool empty = fstat(*fd, &sb) == 0 && sb.st_size == 0;
+        drop_fd(fd);
+        if (empty && now_ms() <= deadline) {
+            sleep_ms(1);
+            *again = true;
+        }
+        return SHMC_ENOENT;
+    }
+    if (s != SHMC_OK && not_ready) {
+        *L = *want;
+        s = want_st != SHMC_OK ? want_st : init_segment(*fd, L, mode, base);
+        if (s != SHMC_OK)
+            (void)shm_unlink(path); /* leave no unusable segment behind */
+        if (s == SHMC_OK)
+            atomic_store(&((shmc_hdr *)*base)->state, SHMC_STATE_READY);
+    }
+    if (s == SHMC_OK && flock(*fd, LOCK_SH) != 0)
+        s = errno_status(errno);
+    return s;
+}
+
+/* Opens or creates the segment: on SHMC_OK, *fd holds LOCK_SH and *base
+ * maps the validated layout *L. */
+static shmc_status open_segment(const char *path, const shmc_options *o, const layout *want,
+                                shmc_status want_st, layout *L, uint8_t **base, int *fd)
+{
+    uint32_t mode = o->mode ? o->mode : 0600;
+    uint64_t deadline = now_ms() + OPEN_DEADLINE_MS;
+    *L = *want;
+    for (;;) {
+        bool again;
+        shmc_status s = open_fd(path, o, mode, fd, &again);
+        if (again)
+            continue;
+        if (s != SHMC_OK)
+            return s;
+        if (flock(*fd, LOCK_EX | LOCK_NB) == 0) {
+            s = open_exclusive(fd, path, o, want, want_st, mode, deadline, L, base, &again);
+            if (again)
+                continue;
+            return s;
+        }
+        if (errno != EWOULDBLOCK)
+            return errno_status(errno);
+        /* In use, or being initialised: LOCK_SH waits for the initialiser. */
+        if (flock(*fd, LOCK_SH) != 0)
+            return errno_status(errno);
+        bool not_ready;
+        s = attach_segment(*fd, o, L, base, &not_ready);
+        if (s == SHMC_OK || !not_ready)
+            return s;
+        /* Not ready but we got LOCK_SH: another opener is between its open
+         * and its LOCK_EX.  Let it go first. */
+        drop_fd(fd);
+        if (now_ms() > deadline)
+            return SHMC_ETIMEDOUT;
+        sleep_ms(1);
+    }
+}
+
+/* Fills a handle on a mapped, validated segment. */
+static shmc_status handle_init(struct shmc *c, const layout *L, uint8_t *base, int fd,
+                               const shmc_options *o)
+{
+    bind_handle(c, L, base);
+    c->fd = fd;
+    c->hash_seed = c->hdr->hash_seed;
+    c->id = atomic_fetch_add(&next_handle_id, 1);
+    atomic_store(&c->refs, 1);
+    int r = pthread_key_create(&c->tkey, tslot_destructor);
+    if (r) {
+        errno = r;
+        return SHMC_ESYS;
+    }
+    /* Segments this process has mapped in for writing (alloc.c); NULL: not
+     * tracked, each page then faults in on first touch. */
+    c->pop_bits = calloc(c->nsegs / 64 + 1, sizeof *c->pop_bits);
+    membarrier_setup(c);
+    coord_bind(c);
+    c->prefault = (o->flags & SHMC_OPEN_PREFAULT) != 0;
+    handle_prefault(c);
+    return SHMC_OK;
 }
 
 shmc_status shmc_open(const char *name, const shmc_options *opts, shmc_t **out)
@@ -478,119 +567,25 @@ shmc_status shmc_open(const char *name, const shmc_options *opts, shmc_t **out)
     *out = NULL;
     char path[SHMC_MAX_NAME + 2];
     shmc_status s = validate_name(name, path, sizeof path);
+    shmc_options o;
+    if (s == SHMC_OK)
+        s = open_options(opts, &o);
     if (s != SHMC_OK)
         return s;
-    shmc_options o = {0};
-    if (opts)
-        o = *opts;
-    if (o.reserved_ ||
-        (o.flags & ~(SHMC_OPEN_CREATE_ONLY | SHMC_OPEN_ATTACH_ONLY | SHMC_OPEN_PREFAULT)) ||
-        (o.flags & SHMC_OPEN_CREATE_ONLY && o.flags & SHMC_OPEN_ATTACH_ONLY) ||
-        (o.mode & ~0777u))
-        return SHMC_EINVAL;
-    if (o.max_key > SHMC_MAX_KEY_LIMIT || o.max_value > SHMC_MAX_VALUE_LIMIT ||
-        o.slots > 65535 || o.locks > MAX_LOCKS || o.max_items > MAX_ITEMS_LIMIT)
-        return SHMC_EINVAL;
-    /* The layout we would create.  Only a creator needs it to be valid: an
-     * attacher compares its non-zero options with the segment instead. */
-    layout want;
-    uint32_t mv = o.max_value ? o.max_value : SHMC_DEFAULT_MAX_VALUE;
-    shmc_status want_st;
-    uint64_t size = o.size ? o.size : DEFAULT_SIZE;
-    for (;;) {
-        want_st = compute_layout(size, o.max_key ? o.max_key : SHMC_DEFAULT_MAX_KEY, mv,
-                                 o.slots ? o.slots : SHMC_DEFAULT_SLOTS,
-                                 o.locks ? o.locks : default_locks(size), o.max_items, &want);
-        if (want_st != SHMC_ETOOSMALL || o.max_value || mv <= MIN_DEFAULT_MAX_VALUE)
-            break;
-        mv /= 2; /* a default max_value shrinks to fit a small cache */
-    }
+    layout want, L;
+    shmc_status want_st = wanted_layout(&o, &want);
     if (want_st == SHMC_EINVAL)
         return want_st;
-    uint32_t mode = o.mode ? o.mode : 0600;
-
     struct shmc *c = calloc(1, sizeof *c);
     if (!c)
         return SHMC_ESYS;
-    uint64_t deadline = now_ms() + OPEN_DEADLINE_MS;
     uint8_t *base = NULL;
-    layout L = want;
     int fd = -1;
-    for (;;) {
-        if (!(o.flags & SHMC_OPEN_ATTACH_ONLY)) {
-            fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-            if (fd < 0 && errno != EEXIST) {
-                s = open_status(errno);
-                break;
-            }
-            if (fd < 0 && (o.flags & SHMC_OPEN_CREATE_ONLY)) {
-                s = SHMC_EEXIST;
-                break;
-            }
-        }
-        if (fd < 0) {
-            fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
-            if (fd < 0) {
-                if (errno == ENOENT && !(o.flags & SHMC_OPEN_ATTACH_ONLY))
-                    continue; /* unlinked between our two opens: try creating again */
-                s = open_status(errno);
-                break;
-            }
-        }
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
-            /* Nobody else uses it: initialise if not READY, else attach. */
-            bool not_ready;
-            s = attach_segment(fd, &o, &L, &base, &not_ready);
-            if (s != SHMC_OK && not_ready && (o.flags & SHMC_OPEN_ATTACH_ONLY)) {
-                /* Never create when told only to attach.  An empty file may
-                 * be a creator between its open and its LOCK_EX: give it
-                 * time.  Anything else not READY has no creator left. */
-                struct stat sb;
-                bool empty = fstat(fd, &sb) == 0 && sb.st_size == 0;
-                flock(fd, LOCK_UN);
-                close(fd);
-                fd = -1;
-                s = SHMC_ENOENT;
-                if (!empty || now_ms() > deadline)
-                    break;
-                sleep_ms(1);
-                continue;
-            }
-            if (s != SHMC_OK && not_ready) {
-                L = want;
-                s = want_st != SHMC_OK ? want_st : init_segment(fd, &L, mode, &base);
-                if (s != SHMC_OK)
-                    (void)shm_unlink(path); /* leave no unusable segment behind */
-                if (s == SHMC_OK)
-                    atomic_store(&((shmc_hdr *)base)->state, SHMC_STATE_READY);
-            }
-            if (s == SHMC_OK && flock(fd, LOCK_SH) != 0)
-                s = errno_status(errno);
-            break;
-        }
-        if (errno != EWOULDBLOCK) {
-            s = errno_status(errno);
-            break;
-        }
-        /* In use, or being initialised: LOCK_SH waits for the initialiser. */
-        if (flock(fd, LOCK_SH) != 0) {
-            s = errno_status(errno);
-            break;
-        }
-        bool not_ready;
-        s = attach_segment(fd, &o, &L, &base, &not_ready);
-        if (s == SHMC_OK || !not_ready)
-            break;
-        /* Not ready but we got LOCK_SH: another opener is between its open
-         * and its LOCK_EX.  Let it go first. */
-        flock(fd, LOCK_UN);
-        close(fd);
-        fd = -1;
-        if (now_ms() > deadline) {
-            s = SHMC_ETIMEDOUT;
-            break;
-        }
-        sleep_ms(1);
+    s = open_segment(path, &o, &want, want_st, &L, &base, &fd);
+    if (s == SHMC_OK) {
+        s = handle_init(c, &L, base, fd, &o);
+        if (s != SHMC_OK)
+            munmap(base, L.size);
     }
     if (s != SHMC_OK) {
         int e = errno;
@@ -600,38 +595,8 @@ shmc_status shmc_open(const char *name, const shmc_options *opts, shmc_t **out)
         errno = e;
         return s;
     }
-    bind_handle(c, &L, base);
-    c->fd = fd;
-    c->hash_seed = c->hdr->hash_seed;
-    c->id = atomic_fetch_add(&next_handle_id, 1);
-    atomic_store(&c->refs, 1);
-    c->pop_bits = calloc(L.nsegs / 64 + 1, sizeof *c->pop_bits); /* NULL: not tracked */
-    int r = pthread_key_create(&c->tkey, tslot_destructor);
-    if (r) {
-        munmap(base, L.size);
-        close(fd);
-        free(c->pop_bits);
-        free(c);
-        errno = r;
-        return SHMC_ESYS;
-    }
-    membarrier_setup(c);
-    c->prefault = (o.flags & SHMC_OPEN_PREFAULT) != 0;
-    segment_prefault(c);
     *out = c;
     return SHMC_OK;
-}
-
-/* Drops one reference; the last one unmaps. */
-void handle_unref(struct shmc *c)
-{
-    if (atomic_fetch_sub(&c->refs, 1) != 1)
-        return;
-    pthread_key_delete(c->tkey);
-    munmap(c->base, c->size);
-    close(c->fd);
-    free(c->pop_bits);
-    free(c);
 }
 
 shmc_status shmc_close(shmc_t *c)
@@ -719,8 +684,8 @@ shmc_status shmc_info_get(shmc_t *c, shmc_info *info)
     info->segments = c->nsegs;
     info->index_slots = (uint32_t)(c->nbuckets * SHMC_BUCKET_WAYS);
     info->locks = c->ncoord;
-    info->max_items = c->hdr->max_items
-                          ? c->hdr->max_items
-                          : c->nbuckets * SHMC_BUCKET_WAYS * INDEX_LOAD_NUM / INDEX_LOAD_DEN;
+    info->max_items = c->hdr->max_items ? c->hdr->max_items
+                                        : c->nbuckets * SHMC_BUCKET_WAYS * SHMC_INDEX_LOAD_NUM /
+                                              SHMC_INDEX_LOAD_DEN;
     return SHMC_OK;
 }

@@ -1,5 +1,5 @@
 /*
- * slots.c — per-thread participant slots and the robust per-key locks.
+ * slots.c — per-thread participant slots.
  *
  * A thread takes a slot in the segment on its first operation by trylocking
  * the slot's robust mutex, and holds that mutex until the thread exits or
@@ -9,7 +9,7 @@
  * dead participant held are taken over lazily by whoever scans them (see
  * alloc.c), keyed by the owner id that packs the slot index and generation.
  */
-#include "internal.h"
+#include "slots.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -34,13 +34,13 @@ static void register_atfork(void)
 
 uint64_t slot_owner(const tslot *t)
 {
-    return ((t->gen & 0xffffffffull) << 16) | (uint64_t)(t->idx + 1);
+    return owner_make(t->gen, t->idx);
 }
 
 static void reap_slot(struct shmc *c, uint32_t i)
 {
     atomic_store_explicit(&c->slots[i].epoch, 0, memory_order_release);
-    coord_reap(c, i);
+    c->on_reap(c, i); /* frees its lock-table holds (coord.c) */
     atomic_fetch_add_explicit(&c->hdr->slots_reaped, 1, memory_order_relaxed);
 }
 
@@ -78,12 +78,11 @@ bool slot_check_live_thorough(struct shmc *c, uint32_t i)
 
 bool owner_is_live(struct shmc *c, uint64_t owner)
 {
-    uint64_t idx1 = owner & 0xffff;
+    uint64_t idx1 = slot1_of(owner);
     if (idx1 == 0 || idx1 > c->nslots)
         return false;
     uint32_t i = (uint32_t)(idx1 - 1);
-    uint64_t gen = atomic_load(&c->slots[i].gen) & 0xffffffffull;
-    if (gen != (owner >> 16))
+    if (owner_make(atomic_load(&c->slots[i].gen), i) != owner)
         return false; /* slot was released or retaken since */
     return slot_check_live(c, i);
 }
@@ -137,7 +136,7 @@ shmc_status slot_get(struct shmc *c, tslot **out)
         return SHMC_OK;
     }
     pthread_once(&atfork_once, register_atfork);
-    segment_prefault(c); /* a child that inherited a SHMC_OPEN_PREFAULT handle */
+    handle_prefault(c); /* a child that inherited a SHMC_OPEN_PREFAULT handle */
     if (!t) {
         t = calloc(1, sizeof *t);
         if (!t)
@@ -176,7 +175,7 @@ void slot_release(tslot *t)
     if (tl_last == t)
         tl_last = NULL;
     if (t->fork_gen == atomic_load(&fork_gen)) {
-        coord_release_all(c, t);
+        c->on_release(c, t); /* its locks and fills (coord.c) */
         atomic_store_explicit(&t->s->epoch, 0, memory_order_release);
         pthread_mutex_unlock(&t->s->mtx);
     }
@@ -201,39 +200,3 @@ void shmc_thread_detach(shmc_t *c)
     slot_release(t);
 }
 
-/* ---- robust per-key (stripe) locks ----
- * Every step a writer takes under a stripe lock leaves the index valid (the
- * publishing CAS is the commit point), so a lock whose holder died needs no
- * repair: mark it consistent and go on. */
-shmc_status stripe_lock(struct shmc *c, uint32_t stripe)
-{
-    pthread_mutex_t *m = &c->stripes[stripe % SHMC_STRIPES].mtx;
-    /* Critical sections are a few index operations (~100 ns): spin a little
-     * before sleeping in the kernel, which costs far more on a hot key. */
-    int r = EBUSY;
-    for (int i = 0; i < 100 && r == EBUSY; i++) {
-        r = pthread_mutex_trylock(m);
-        if (r == EBUSY)
-            caa_cpu_relax();
-    }
-    /* Bounded: a holder that never lets go (stopped, or a damaged mutex)
-     * must not hang the caller. */
-    if (r == EBUSY)
-        r = mutex_lock_bounded(m, LOCK_WAIT_MS);
-    if (r == EOWNERDEAD) {
-        pthread_mutex_consistent(m);
-        return SHMC_OK;
-    }
-    if (r == ETIMEDOUT)
-        return SHMC_ETIMEDOUT;
-    if (r != 0) {
-        errno = r;
-        return r == ENOTRECOVERABLE ? SHMC_ECORRUPT : SHMC_ESYS;
-    }
-    return SHMC_OK;
-}
-
-void stripe_unlock(struct shmc *c, uint32_t stripe)
-{
-    pthread_mutex_unlock(&c->stripes[stripe % SHMC_STRIPES].mtx);
-}

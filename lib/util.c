@@ -4,7 +4,7 @@
  * One clock (CLOCK_MONOTONIC, shared by every process of the host) serves
  * TTLs and leases, so a wall-clock step never expires or revives entries.
  */
-#include "internal.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -201,6 +201,26 @@ int mutex_lock_bounded(pthread_mutex_t *m, uint64_t wait_ms)
         if (!mutex_mark_vanished(m) && now_ms() >= deadline)
             return ETIMEDOUT;
     }
+}
+
+shmc_status lock_status(int r)
+{
+    if (r == 0 || r == EOWNERDEAD)
+        return SHMC_OK;
+    if (r == ETIMEDOUT)
+        return SHMC_ETIMEDOUT;
+    errno = r;
+    return r == ENOTRECOVERABLE ? SHMC_ECORRUPT : SHMC_ESYS;
+}
+
+shmc_status robust_lock(pthread_mutex_t *m, uint64_t wait_ms, bool *died)
+{
+    int r = mutex_lock_bounded(m, wait_ms);
+    if (died)
+        *died = r == EOWNERDEAD;
+    if (r == EOWNERDEAD)
+        pthread_mutex_consistent(m);
+    return lock_status(r);
 }
 
 uint64_t random_seed(void)

@@ -190,10 +190,10 @@ static void test_small_cache_max_value(void **state)
     assert_int_equal(shmc_open(f->name, &(shmc_options){.size = 512u << 10}, &c), SHMC_ETOOSMALL);
     assert_null(c);
     assert_false(shm_file_exists(f->name));
-    /* 2 MiB: the default 1024 slots' table (about 1.6 MiB) leaves no room for
-     * 5 segments of the smallest default max_value; with 64 slots even
-     * 1 MiB fits (shmcache.h, shmc_options.size). */
-    assert_int_equal(shmc_open(f->name, &(shmc_options){.size = 2u << 20}, &c), SHMC_ETOOSMALL);
+    /* 1 MiB: the default 1024 slots' table (768 KiB) leaves no room for
+     * 5 segments of the smallest default max_value; with 64 slots it fits
+     * (shmcache.h, shmc_options.size). */
+    assert_int_equal(shmc_open(f->name, &(shmc_options){.size = 1u << 20}, &c), SHMC_ETOOSMALL);
     assert_false(shm_file_exists(f->name));
     assert_int_equal(shmc_open(f->name, &(shmc_options){.size = 1u << 20, .slots = 64}, &c),
                      SHMC_OK);

@@ -8,6 +8,7 @@
  * by poking the segment file of a quiet cache.
  */
 #include "testutil.h"
+#include "layout.h" /* white-box: where damage is aimed */
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -842,16 +843,8 @@ static void test_keys_iter_api(void **state)
 
 static void *map_file(const char *name, size_t *size)
 {
-    char path[256];
-    tu_shm_path(path, sizeof path, name);
-    int fd = open(path, O_RDWR);
-    assert_true(fd >= 0);
-    struct stat sb;
-    assert_int_equal(fstat(fd, &sb), 0);
-    void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    assert_true(p != MAP_FAILED);
-    close(fd);
-    *size = (size_t)sb.st_size;
+    void *p = tu_map_segment(name, size);
+    assert_non_null(p);
     return p;
 }
 
@@ -892,9 +885,9 @@ static void test_version_mismatch(void **state)
     size_t n;
     uint8_t *p = map_file(copy, &n);
     uint32_t v;
-    memcpy(&v, p + 8, 4); /* layout_version (layout.h: offset 8) */
+    memcpy(&v, p + offsetof(shmc_hdr, layout_version), 4);
     v += 100;
-    memcpy(p + 8, &v, 4);
+    memcpy(p + offsetof(shmc_hdr, layout_version), &v, 4);
     munmap(p, n);
     run r;
     const char *cmds[] = {"stats", "keys", "verify", "procs", "locks"};
@@ -919,13 +912,6 @@ static void test_version_mismatch(void **state)
     tu_destroy(name);
 }
 
-static uint64_t hdr64(const uint8_t *p, size_t off)
-{
-    uint64_t v = 0;
-    memcpy(&v, p + off, 8);
-    return v;
-}
-
 static void test_verify_corrupt(void **state)
 {
     (void)state;
@@ -941,11 +927,12 @@ static void test_verify_corrupt(void **state)
     /* 1. index words pointing outside item storage */
     size_t n;
     uint8_t *p = map_file(name, &n);
-    uint64_t off_index = hdr64(p, 128), off_data = hdr64(p, 136);
+    uint64_t off_index = tu_load64(p, offsetof(shmc_hdr, off_index));
+    uint64_t off_data = tu_load64(p, offsetof(shmc_hdr, off_data));
     assert_true(off_index < off_data && off_data <= n);
     unsigned poked = 0;
     for (uint64_t o = off_index; o + 8 <= off_data && poked < 5; o += 8) {
-        uint64_t w = hdr64(p, o);
+        uint64_t w = tu_load64(p, o);
         if (!w)
             continue;
         w |= (1ull << 48) - 1; /* loc far beyond data */
@@ -1011,7 +998,7 @@ static void test_verify_corrupt(void **state)
 
     /* 4. a corrupt header: open refuses it, with the cause */
     p = map_file(name, &n);
-    memset(p + 40, 0xee, 8); /* size */
+    memset(p + offsetof(shmc_hdr, size), 0xee, 8);
     munmap(p, n);
     RUN(&r, "verify", name);
     assert_int_equal(r.status, 1);
@@ -1275,10 +1262,10 @@ static void test_peek_attach_only(void **state)
     /* half-created: magic and size, state not READY.  Attach-only must not
      * initialise it; a plain open does. */
     assert_int_equal(ftruncate(fd, 8u << 20), 0);
-    uint64_t magic = 0x31454843414d4853ull; /* layout.h SHMC_MAGIC */
+    uint64_t magic = SHMC_MAGIC;
     uint32_t ver = SHMC_LAYOUT_VERSION;
-    assert_int_equal(pwrite(fd, &magic, 8, 0), 8);
-    assert_int_equal(pwrite(fd, &ver, 4, 8), 4);
+    assert_int_equal(pwrite(fd, &magic, 8, offsetof(shmc_hdr, magic)), 8);
+    assert_int_equal(pwrite(fd, &ver, 4, offsetof(shmc_hdr, layout_version)), 4);
     close(fd);
     shmc_t *c = NULL;
     shmc_options ao = {.flags = SHMC_OPEN_ATTACH_ONLY};
@@ -1313,7 +1300,7 @@ static void test_peek_attach_only(void **state)
     fd = open(path, O_RDWR);
     assert_true(fd >= 0);
     ver += 7;
-    assert_int_equal(pwrite(fd, &ver, 4, 8), 4);
+    assert_int_equal(pwrite(fd, &ver, 4, offsetof(shmc_hdr, layout_version)), 4);
     close(fd);
     assert_int_equal(shmc_peek(name, &pk), SHMC_EVERSION);
     assert_int_equal(pk.layout_version, SHMC_LAYOUT_VERSION + 7);

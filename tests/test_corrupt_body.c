@@ -23,19 +23,22 @@
 
 #include "shmcache.h"
 #include "testutil.h"
+#include "layout.h"
 
-/* Header fields (see lib/layout.h). */
-#define OFF_OFF_STRIPES 104
-#define OFF_COORD_MTX 328      /* shmc_hdr.coord_mtx */
-#define OFF_OFF_COORD 168
-#define OFF_OFF_SEGS 120
-#define OFF_OFF_INDEX 128
-#define OFF_OFF_DATA 136
-#define OFF_NSLOTS 56          /* uint32_t */
-#define OFF_OFF_SLOTS 96
-#define SLOT_GEN 40            /* shmc_slot.gen, after the mutex */
-#define SLOT_PID 48
-#define SLOT_EPOCH 64          /* shmc_slot.epoch, on its own cache line */
+/* Where things are: lib/layout.h, the one source of the segment's shape
+ * (white-box: damage is aimed at exact fields). */
+#define OFF_OFF_STRIPES offsetof(shmc_hdr, off_stripes)
+#define OFF_COORD_MTX offsetof(shmc_hdr, coord_mtx)
+#define OFF_OFF_COORD offsetof(shmc_hdr, off_coord)
+#define OFF_OFF_SEGS offsetof(shmc_hdr, off_segs)
+#define OFF_OFF_INDEX offsetof(shmc_hdr, off_index)
+#define OFF_OFF_DATA offsetof(shmc_hdr, off_data)
+#define OFF_NSLOTS offsetof(shmc_hdr, nslots)
+#define OFF_OFF_SLOTS offsetof(shmc_hdr, off_slots)
+#define SLOT_GEN offsetof(shmc_slot, gen)
+#define SLOT_PID offsetof(shmc_slot, pid)
+#define SLOT_TID offsetof(shmc_slot, tid)
+#define SLOT_EPOCH offsetof(shmc_slot, epoch)
 
 typedef struct fx {
     char name[64];
@@ -55,16 +58,8 @@ static int setup(void **state)
     for (uint32_t i = 0; i < 2000; i++)
         if (tu_set_value(f->c, "b-", i, buf, 50 + i % 2000, 0, i, 0) != SHMC_OK)
             return -1;
-    char path[256];
-    tu_shm_path(path, sizeof path, f->name);
-    int fd = open(path, O_RDWR);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0)
-        return -1;
-    f->size = (size_t)st.st_size;
-    f->raw = mmap(NULL, f->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    if (f->raw == MAP_FAILED)
+    f->raw = tu_map_segment(f->name, &f->size);
+    if (!f->raw)
         return -1;
     *state = f;
     return 0;
@@ -80,12 +75,7 @@ static int teardown(void **state)
     return 0;
 }
 
-static uint64_t hdr64(fx *f, size_t off)
-{
-    uint64_t v;
-    memcpy(&v, f->raw + off, 8);
-    return v;
-}
+static uint64_t hdr64(fx *f, size_t off) { return tu_load64(f->raw, off); }
 
 /* Every operation on every key returns a status.  When only index words were
  * damaged, a value that comes back must still be the right one (a bad word is
@@ -141,7 +131,7 @@ static void test_garbage_index_words(void **state)
         switch (i % 4) {
         case 0: w = ((uint64_t)tu_rng_below(&r, 1u << 31) << 33) ^ tu_rng_below(&r, ~0u); break;
         case 1: w = ((uint64_t)tu_rng_below(&r, 65536) << 48) | ((1ull << 48) - 1); break;
-        case 2: w = ((uint64_t)tu_rng_below(&r, 65536) << 48) | (tu_rng_below(&r, 1u << 20) + 1); break;
+        case 2: w = ((uint64_t)tu_rng_below(&r, 65536) << IW_LOC_BITS) | (tu_rng_below(&r, 1u << 20) + 1); break;
         default: w = (uint64_t)tu_rng_below(&r, 65536) << 48; break;
         }
         memcpy(f->raw + off_index + 8 * (uint64_t)tu_rng_below(&r, (uint32_t)nwords), &w, 8);
@@ -224,7 +214,7 @@ static void damaged_write_positions(fx *f, uint64_t (*wpos)(uint32_t seg), const
     uint64_t off_segs = hdr64(f, OFF_OFF_SEGS);
     for (uint32_t s = 0; s < in.segments; s++) {
         uint64_t w = wpos(s); /* wpos: a segment's first word */
-        memcpy(f->raw + off_segs + 64 * (uint64_t)s, &w, 8);
+        memcpy(f->raw + off_segs + sizeof(shmc_segmeta) * s + offsetof(shmc_segmeta, wpos), &w, 8);
     }
     uint8_t buf[4096];
     char why[200];
@@ -251,19 +241,18 @@ static void test_damaged_write_positions(void **state)
     damaged_write_positions(*state, wpos_misaligned, "m-");
 }
 
-/* The lock table entry of a lock name (lib/layout.h: shmc_centry, 256
- * bytes: state, want, token, until, h1, h2, used_ms, kind_len, name[64]). */
+/* The lock table entry of a lock name (lib/layout.h: shmc_centry). */
 static uint8_t *lock_entry(fx *f, const char *name)
 {
     shmc_info in;
     assert_int_equal(shmc_info_get(f->c, &in), SHMC_OK);
     uint8_t *table = f->raw + hdr64(f, OFF_OFF_COORD);
-    uint64_t kind_len = (1ull << 32) | strlen(name); /* kind 1: a lock */
+    uint64_t kind_len = ((uint64_t)CE_KIND_LOCK << 32) | strlen(name);
     for (uint32_t i = 0; i < in.locks; i++) {
-        uint8_t *e = table + 256 * (uint64_t)i;
+        uint8_t *e = table + sizeof(shmc_centry) * i;
         uint64_t kl;
-        memcpy(&kl, e + 56, 8);
-        if (kl == kind_len && memcmp(e + 64, name, strlen(name)) == 0)
+        memcpy(&kl, e + offsetof(shmc_centry, kind_len), 8);
+        if (kl == kind_len && memcmp(e + offsetof(shmc_centry, name), name, strlen(name)) == 0)
             return e;
     }
     fail_msg("no table entry for lock %s", name);
@@ -281,13 +270,13 @@ static void test_garbage_want_word(void **state)
     assert_int_equal(shmc_lock_acquire(f->c, "L", 1, 0, 0, &tok), SHMC_OK);
     assert_int_equal(shmc_lock_release(f->c, "L", 1, tok), SHMC_OK);
     uint8_t *e = lock_entry(f, "L");
-    uint64_t want = (1ull << 44) << 19; /* [expiry:45][k:3][slot + 1:16], slot + 1 = 0 */
-    memcpy(e + 8, &want, 8);
+    uint64_t want = want_make(1ull << 44, 0, 0); /* slot + 1 = 0: nobody */
+    memcpy(e + offsetof(shmc_centry, want), &want, 8);
     assert_int_equal(shmc_lock_acquire(f->c, "L", 1, 200, 0, &tok), SHMC_OK);
     assert_int_equal(shmc_lock_release(f->c, "L", 1, tok), SHMC_OK);
     /* and one naming a slot past the table */
-    want = ((1ull << 44) << 19) | 0xffff;
-    memcpy(e + 8, &want, 8);
+    want = want_make(1ull << 44, 0xffff, 0);
+    memcpy(e + offsetof(shmc_centry, want), &want, 8);
     assert_int_equal(shmc_lock_acquire(f->c, "L", 1, 200, 0, &tok), SHMC_OK);
     assert_int_equal(shmc_lock_release(f->c, "L", 1, tok), SHMC_OK);
 }
@@ -304,9 +293,9 @@ static void test_entry_left_busy(void **state)
     assert_int_equal(shmc_lock_release(f->c, "B", 1, tok), SHMC_OK);
     uint8_t *e = lock_entry(f, "B");
     uint64_t st;
-    memcpy(&st, e, 8);
-    st |= 1ull << 19; /* [tok:44][busy:1][k:3][slot + 1:16], slot + 1 = 0 */
-    memcpy(e, &st, 8);
+    memcpy(&st, e + offsetof(shmc_centry, state), 8);
+    st |= ST_BUSY; /* busy with no holder: being re-claimed */
+    memcpy(e + offsetof(shmc_centry, state), &st, 8);
     uint64_t t0 = tu_now_ms();
     assert_int_equal(shmc_lock_try(f->c, "B", 1, 0, &tok), SHMC_OK);
     assert_true(tok != 0);
@@ -319,8 +308,8 @@ static void test_entry_left_busy(void **state)
 static void set_lock_words(fx *f, uint32_t word)
 {
     uint64_t off_stripes = hdr64(f, OFF_OFF_STRIPES);
-    for (uint32_t i = 0; i < 1024; i++)
-        memcpy(f->raw + off_stripes + 64 * i, &word, 4);
+    for (uint32_t i = 0; i < SHMC_STRIPES; i++)
+        memcpy(f->raw + off_stripes + sizeof(shmc_stripe) * i + offsetof(shmc_stripe, mtx), &word, 4);
     memcpy(f->raw + OFF_COORD_MTX, &word, 4);
 }
 
@@ -363,7 +352,7 @@ static uint32_t plant_vanished_reader(fx *f)
     uint32_t nslots;
     memcpy(&nslots, f->raw + OFF_NSLOTS, 4);
     uint64_t off_slots = hdr64(f, OFF_OFF_SLOTS);
-    uint64_t stride = (hdr64(f, OFF_OFF_STRIPES) - off_slots) / nslots;
+    uint64_t stride = sizeof(shmc_slot);
     uint32_t j = nslots - 1; /* the test takes slots from the start */
     uint8_t *s = f->raw + off_slots + stride * j;
     uint32_t word;
@@ -373,7 +362,7 @@ static uint32_t plant_vanished_reader(fx *f)
     uint32_t tid = 0x3f000000u; /* above any pid_max */
     memcpy(s + SLOT_GEN, &gen, 8);
     memcpy(s + SLOT_PID, &tid, 4);
-    memcpy(s + SLOT_PID + 4, &tid, 4);
+    memcpy(s + SLOT_TID, &tid, 4);
     memcpy(s + SLOT_EPOCH, &epoch, 8);
     memcpy(s, &tid, 4); /* the futex word last: now "held" */
     return j;

@@ -28,9 +28,9 @@
 #include <unistd.h>
 
 #ifndef SHMC_TESTING
-#define SHMC_TESTING 1 /* declares the test hooks in internal.h */
+#define SHMC_TESTING 1 /* declares the test hooks in epoch.h */
 #endif
-#include "internal.h"
+#include "epoch.h"
 #include "testutil.h"
 
 #define CACHE_SIZE   (16ull << 20)
@@ -251,7 +251,7 @@ static void dump_pinning_slots(shmc_t *c, const char *who)
     }
     uint32_t st[8] = {0};
     for (uint32_t s = 0; s < c->nsegs; s++)
-        st[SW_STATE(atomic_load(&c->segs[s].state)) & 7]++;
+        st[sw_state(atomic_load(&c->segs[s].state)) & 7]++;
     fprintf(stderr, "; segment states free %u reserved %u open %u sealed %u evicting %u "
             "retired %u sealing %u other %u\n", st[0], st[1], st[2], st[3], st[4], st[5], st[6], st[7]);
 }

@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -471,4 +473,29 @@ shmc_status tu_cas_incr(shmc_t *c, const char *key, uint64_t *stale)
         if (stale)
             (*stale)++;
     }
+}
+
+void *tu_map_segment(const char *name, size_t *size)
+{
+    char path[256];
+    tu_shm_path(path, sizeof path, name);
+    int fd = open(path, O_RDWR);
+    if (fd < 0)
+        return NULL;
+    struct stat sb;
+    void *p = MAP_FAILED;
+    if (fstat(fd, &sb) == 0)
+        p = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED)
+        return NULL;
+    *size = (size_t)sb.st_size;
+    return p;
+}
+
+uint64_t tu_load64(const void *p, size_t off)
+{
+    uint64_t v;
+    memcpy(&v, (const uint8_t *)p + off, 8);
+    return v;
 }

@@ -38,6 +38,13 @@ uint64_t tu_now_ms(void);
 /* Path of the segment file: /dev/shm/<name>. */
 void tu_shm_path(char *buf, size_t n, const char *name);
 
+/* ---- raw access to a segment (white-box tests that damage it) ---- */
+/* Maps the whole segment file read-write (a second mapping beside any
+ * handle); NULL on failure.  *size gets its length; munmap it. */
+void *tu_map_segment(const char *name, size_t *size);
+/* The 8 bytes at p + off (unaligned safe). */
+uint64_t tu_load64(const void *p, size_t off);
+
 /* ---- PRNG (splitmix64; deterministic for a given seed) ---- */
 typedef struct tu_rng {
     uint64_t s;

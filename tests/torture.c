@@ -70,9 +70,9 @@
 #include <unistd.h>
 
 #ifndef SHMC_TESTING
-#define SHMC_TESTING 1 /* declares the test hooks in internal.h */
+#define SHMC_TESTING 1 /* declares the test hooks in epoch.h */
 #endif
-#include "internal.h"
+#include "epoch.h"
 #include "testutil.h"
 
 #define LL(x) ((unsigned long long)(x))

@@ -547,38 +547,8 @@ static uint64_t garbage_bytes(const shmc_stats *s)
     return s->bytes_total > x ? s->bytes_total - x : 0;
 }
 
-/* name, value, prometheus type ("counter" / "gauge"), help */
-#define STAT_FIELDS(X) \
-    X(gets, counter, "lookups (hits + misses)") \
-    X(hits, counter, "lookups that found the key") \
-    X(misses, counter, "lookups that did not") \
-    X(sets, counter, "writes") \
-    X(deletes, counter, "deletes (including flushed items)") \
-    X(evictions, counter, "live items dropped to make room") \
-    X(expirations, counter, "expired items removed") \
-    X(rescued, counter, "recently read items kept at eviction") \
-    X(enomem, counter, "writes refused: memory pinned by a stalled reader") \
-    X(items, gauge, "items in the index") \
-    X(bytes_used, gauge, "bytes of live items") \
-    X(bytes_free, gauge, "bytes of free storage") \
-    X(bytes_total, gauge, "bytes of item storage") \
-    X(segments_free, gauge, "free storage segments") \
-    X(segments_open, gauge, "open (append) storage segments") \
-    X(segments_sealed, gauge, "sealed storage segments") \
-    X(segments_retired, gauge, "retired storage segments awaiting a grace period") \
-    X(slots_live, gauge, "participant slots held by live threads") \
-    X(slots_reaped, counter, "slots recovered from dead processes") \
-    X(index_capacity, gauge, "index slots") \
-    X(lock_acquires, counter, "named locks acquired") \
-    X(lock_waits, counter, "lock acquisitions that slept first") \
-    X(lock_timeouts, counter, "lock calls that gave up") \
-    X(lock_takeovers, counter, "locks taken from a dead holder or an expired lease") \
-    X(fills, counter, "singleflight fills led") \
-    X(fill_waits, counter, "callers that slept on another fill") \
-    X(fill_takeovers, counter, "fills taken over from a dead or late leader") \
-    X(fill_errors, counter, "fills aborted with an error") \
-    X(locks_used, gauge, "lock/fill table entries held now") \
-    X(locks_capacity, gauge, "lock/fill table entries")
+/* Every statistic comes from shmcache.h's SHMC_STATS_FIELDS:
+ * X(name, prometheus type ("counter" / "gauge"), source, help). */
 
 /* The cache's shmc_info.max_items (a creation parameter, not a statistic). */
 static uint64_t stats_max_items;
@@ -587,8 +557,8 @@ static void stats_json(const char *name, const shmc_stats *s)
 {
     printf("{\"cache\":");
     put_escaped(stdout, name, strlen(name), true);
-#define J(f, t, h) printf(",\"%s\":%" PRIu64, #f, s->f);
-    STAT_FIELDS(J)
+#define J(f, t, src, h) printf(",\"%s\":%" PRIu64, #f, s->f);
+    SHMC_STATS_FIELDS(J)
 #undef J
     printf(",\"bytes_garbage\":%" PRIu64, garbage_bytes(s));
     printf(",\"max_items\":%" PRIu64, stats_max_items);
@@ -604,12 +574,12 @@ static void stats_prom(const char *name, const shmc_stats *s)
     for (const char *p = name; *p && k + 2 < sizeof lbl; p++)
         lbl[k++] = *p; /* cache names are [A-Za-z0-9._-]: nothing to escape */
     lbl[k] = 0;
-#define P(f, t, h) \
+#define P(f, t, src, h) \
     printf("# HELP shmcache_%s%s %s\n# TYPE shmcache_%s%s %s\nshmcache_%s%s{cache=\"%s\"} %" PRIu64 "\n", \
            #f, !strcmp(#t, "counter") ? "_total" : "", h, #f, \
            !strcmp(#t, "counter") ? "_total" : "", #t, #f, \
            !strcmp(#t, "counter") ? "_total" : "", lbl, s->f);
-    STAT_FIELDS(P)
+    SHMC_STATS_FIELDS(P)
 #undef P
     printf("# HELP shmcache_bytes_garbage bytes of dead items in sealed segments\n"
            "# TYPE shmcache_bytes_garbage gauge\nshmcache_bytes_garbage{cache=\"%s\"} %" PRIu64 "\n",

@@ -390,6 +390,50 @@ static int conv_size(PyObject *o, void *out)
     return conv_u64(o, out);
 }
 
+/* The arguments of a METH_FASTCALL | METH_KEYWORDS call, by position or by
+ * name, into out[0..nnames) (NULL where not given): no argument tuple or
+ * dict is built.  The first nrequired are required.  Returns 0, or -1 with
+ * TypeError set. */
+static int parse_fast(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+                      PyObject *kwnames, const char *const *names, int nnames, int nrequired,
+                      PyObject **out)
+{
+    if (nargs > nnames) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %d arguments (%zd given)", fname,
+                     nnames, nargs);
+        return -1;
+    }
+    for (int i = 0; i < nnames; i++)
+        out[i] = i < nargs ? args[i] : NULL;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t j = 0; j < nkw; j++) {
+        PyObject *kn = PyTuple_GET_ITEM(kwnames, j);
+        int i = 0;
+        while (i < nnames && PyUnicode_CompareWithASCIIString(kn, names[i]) != 0)
+            i++;
+        if (i == nnames) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'",
+                         fname, kn);
+            return -1;
+        }
+        if (out[i]) {
+            PyErr_Format(PyExc_TypeError,
+                         "argument for %s() given by name ('%s') and position (%d)", fname,
+                         names[i], i + 1);
+            return -1;
+        }
+        out[i] = args[nargs + j];
+    }
+    for (int i = 0; i < nrequired; i++) {
+        if (!out[i]) {
+            PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s' (pos %d)",
+                         fname, names[i], i + 1);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* The Cache object                                                          */
 
@@ -467,7 +511,8 @@ static int sval_raw(PyObject *o, sval *v)
 
 static int sval_pickle(CacheObject *s, PyObject *o, sval *v)
 {
-    v->obj = PyObject_CallFunctionObjArgs(pickle_dumps, o, s->protocol, NULL);
+    PyObject *argv[2] = {o, s->protocol};
+    v->obj = PyObject_Vectorcall(pickle_dumps, argv, 2, NULL);
     if (!v->obj)
         return -1;
     if (!PyBytes_Check(v->obj)) {
@@ -840,20 +885,15 @@ static PyObject *Cache_detach_thread(CacheObject *s, PyObject *unused)
 
 /* --- get ------------------------------------------------------------------ */
 
-static PyObject *Cache_get(CacheObject *s, PyObject *args, PyObject *kw)
+/* The value of key k, or a new reference to dflt if absent. */
+static PyObject *do_get(CacheObject *s, const keyarg *k, PyObject *dflt)
 {
-    static char *kwlist[] = {"key", "default", NULL};
-    PyObject *key, *dflt = Py_None;
-    keyarg k;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O:get", kwlist, &key, &dflt) ||
-        get_key(key, &k) < 0)
-        return NULL;
     shmc_t *c = enter(s);
     if (!c)
         return NULL;
     PyObject *b = NULL;
     uint32_t fl = 0;
-    int r = fetch(c, &k, guess_for(s, GET_GUESS), &b, &fl, NULL);
+    int r = fetch(c, k, guess_for(s, GET_GUESS), &b, &fl, NULL);
     leave(s);
     if (r < 0)
         return NULL;
@@ -862,6 +902,17 @@ static PyObject *Cache_get(CacheObject *s, PyObject *args, PyObject *kw)
         return dflt;
     }
     return load_value(s, b, fl);
+}
+
+static PyObject *Cache_get(CacheObject *s, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames)
+{
+    static const char *const names[] = {"key", "default"};
+    PyObject *a[2];
+    keyarg k;
+    if (parse_fast("get", args, nargs, kwnames, names, 2, 1, a) < 0 || get_key(a[0], &k) < 0)
+        return NULL;
+    return do_get(s, &k, a[1] ? a[1] : Py_None);
 }
 
 static PyObject *Cache_get_raw(CacheObject *s, PyObject *args, PyObject *kw)
@@ -954,46 +1005,51 @@ static PyObject *do_store(CacheObject *s, enum setop op, const keyarg *k, sval *
     }
 }
 
-static PyObject *store_method(CacheObject *s, PyObject *args, PyObject *kw, enum setop op,
-                              const char *fmt)
+static PyObject *store_method(CacheObject *s, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames, enum setop op, const char *fname)
 {
-    static char *kwlist[] = {"key", "value", "ttl", NULL};
-    PyObject *key, *value;
+    static const char *const names[] = {"key", "value", "ttl"};
+    PyObject *a[3];
     uint64_t ttl = 0;
     keyarg k;
     sval v;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, fmt, kwlist, &key, &value, conv_ttl, &ttl) ||
-        get_key(key, &k) < 0 || sval_from(s, value, &v) < 0)
+    if (parse_fast(fname, args, nargs, kwnames, names, 3, 2, a) < 0 ||
+        (a[2] && !conv_ttl(a[2], &ttl)) || get_key(a[0], &k) < 0 ||
+        sval_from(s, a[1], &v) < 0)
         return NULL;
     return do_store(s, op, &k, &v, ttl);
 }
 
-static PyObject *Cache_set(CacheObject *s, PyObject *args, PyObject *kw)
+static PyObject *Cache_set(CacheObject *s, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames)
 {
-    return store_method(s, args, kw, OP_SET, "OO|O&:set");
+    return store_method(s, args, nargs, kwnames, OP_SET, "set");
 }
 
-static PyObject *Cache_add(CacheObject *s, PyObject *args, PyObject *kw)
+static PyObject *Cache_add(CacheObject *s, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames)
 {
-    return store_method(s, args, kw, OP_ADD, "OO|O&:add");
+    return store_method(s, args, nargs, kwnames, OP_ADD, "add");
 }
 
-static PyObject *Cache_replace(CacheObject *s, PyObject *args, PyObject *kw)
+static PyObject *Cache_replace(CacheObject *s, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames)
 {
-    return store_method(s, args, kw, OP_REPLACE, "OO|O&:replace");
+    return store_method(s, args, nargs, kwnames, OP_REPLACE, "replace");
 }
 
-static PyObject *Cache_set_raw(CacheObject *s, PyObject *args, PyObject *kw)
+static PyObject *Cache_set_raw(CacheObject *s, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames)
 {
-    static char *kwlist[] = {"key", "data", "flags", "ttl", NULL};
-    PyObject *key, *data;
+    static const char *const names[] = {"key", "data", "flags", "ttl"};
+    PyObject *a[4];
     uint32_t flags = 0;
     uint64_t ttl = 0;
     keyarg k;
     sval v;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|O&O&:set_raw", kwlist, &key, &data,
-                                     conv_u32, &flags, conv_ttl, &ttl) ||
-        get_key(key, &k) < 0 || sval_raw(data, &v) < 0)
+    if (parse_fast("set_raw", args, nargs, kwnames, names, 4, 2, a) < 0 ||
+        (a[2] && !conv_u32(a[2], &flags)) || (a[3] && !conv_ttl(a[3], &ttl)) ||
+        get_key(a[0], &k) < 0 || sval_raw(a[1], &v) < 0)
         return NULL;
     v.flags = flags;
     return do_store(s, OP_SET, &k, &v, ttl);
@@ -1238,18 +1294,13 @@ static PyObject *Cache_ttl(CacheObject *s, PyObject *key)
 
 /* --- counters ----------------------------------------------------------------- */
 
-static PyObject *counter(CacheObject *s, PyObject *args, PyObject *kw, int decr)
+/* incr/decr of k by delta; with initial != NULL, an absent key is created
+ * holding initial (with ttl).  Returns the new value, None (absent) or NULL. */
+static PyObject *do_counter(CacheObject *s, const keyarg *kp, uint64_t delta,
+                            const uint64_t *initial, uint64_t ttl, int decr)
 {
-    static char *kwlist[] = {"key", "delta", "initial", "ttl", NULL};
-    PyObject *key, *initial = Py_None;
-    uint64_t delta = 1, ttl = 0, init = 0, result = 0;
-    keyarg k;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, decr ? "O|O&OO&:decr" : "O|O&OO&:incr", kwlist,
-                                     &key, conv_u64, &delta, &initial, conv_ttl, &ttl) ||
-        get_key(key, &k) < 0)
-        return NULL;
-    if (initial != Py_None && !conv_u64(initial, &init))
-        return NULL;
+    const keyarg k = *kp;
+    uint64_t init = initial ? *initial : 0, result = 0;
     shmc_t *c = enter(s);
     if (!c)
         return NULL;
@@ -1260,7 +1311,7 @@ static PyObject *counter(CacheObject *s, PyObject *args, PyObject *kw, int decr)
         st = decr ? shmc_decr(c, k.p, k.n, delta, 0, 0, 0, &result)
                   : shmc_incr(c, k.p, k.n, delta, 0, 0, 0, &result);
         err = errno;
-        if (st != SHMC_NOT_FOUND || initial == Py_None)
+        if (st != SHMC_NOT_FOUND || !initial)
             break;
         /* Create it holding `initial` as a decimal with FLAG_INT (the
          * library's SHMC_INCR_CREATE would store flags 0, which reads back
@@ -1285,14 +1336,33 @@ static PyObject *counter(CacheObject *s, PyObject *args, PyObject *kw, int decr)
     return raise_status(st, err);
 }
 
-static PyObject *Cache_incr(CacheObject *s, PyObject *args, PyObject *kw)
+static PyObject *counter(CacheObject *s, PyObject *const *args, Py_ssize_t nargs,
+                         PyObject *kwnames, int decr)
 {
-    return counter(s, args, kw, 0);
+    static const char *const names[] = {"key", "delta", "initial", "ttl"};
+    PyObject *a[4];
+    uint64_t delta = 1, ttl = 0, init = 0;
+    keyarg k;
+    if (parse_fast(decr ? "decr" : "incr", args, nargs, kwnames, names, 4, 1, a) < 0 ||
+        (a[1] && !conv_u64(a[1], &delta)) || (a[3] && !conv_ttl(a[3], &ttl)) ||
+        get_key(a[0], &k) < 0)
+        return NULL;
+    int has_init = a[2] && a[2] != Py_None;
+    if (has_init && !conv_u64(a[2], &init))
+        return NULL;
+    return do_counter(s, &k, delta, has_init ? &init : NULL, ttl, decr);
 }
 
-static PyObject *Cache_decr(CacheObject *s, PyObject *args, PyObject *kw)
+static PyObject *Cache_incr(CacheObject *s, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames)
 {
-    return counter(s, args, kw, 1);
+    return counter(s, args, nargs, kwnames, 0);
+}
+
+static PyObject *Cache_decr(CacheObject *s, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames)
+{
+    return counter(s, args, nargs, kwnames, 1);
 }
 
 static PyObject *affix(CacheObject *s, PyObject *args, int prepend)
@@ -1438,14 +1508,16 @@ fail:
     return NULL;
 }
 
-static PyObject *Cache_set_many(CacheObject *s, PyObject *args, PyObject *kw)
+static PyObject *Cache_set_many(CacheObject *s, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames)
 {
-    static char *kwlist[] = {"mapping", "ttl", NULL};
-    PyObject *mapping;
+    static const char *const names[] = {"mapping", "ttl"};
+    PyObject *a[2];
     uint64_t ttl = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O&:set_many", kwlist, &mapping, conv_ttl,
-                                     &ttl))
+    if (parse_fast("set_many", args, nargs, kwnames, names, 2, 1, a) < 0 ||
+        (a[1] && !conv_ttl(a[1], &ttl)))
         return NULL;
+    PyObject *mapping = a[0];
     if (!PyObject_HasAttrString(mapping, "items")) {
         PyErr_Format(PyExc_TypeError, "set_many() expects a mapping, not %.100s",
                      Py_TYPE(mapping)->tp_name);
@@ -1627,36 +1699,9 @@ static PyObject *Cache_stats(CacheObject *s, PyObject *unused)
     PyObject *d = PyDict_New();
     if (!d)
         return NULL;
-    DICT_U64(d, st, gets);
-    DICT_U64(d, st, hits);
-    DICT_U64(d, st, misses);
-    DICT_U64(d, st, sets);
-    DICT_U64(d, st, deletes);
-    DICT_U64(d, st, evictions);
-    DICT_U64(d, st, expirations);
-    DICT_U64(d, st, items);
-    DICT_U64(d, st, bytes_used);
-    DICT_U64(d, st, bytes_free);
-    DICT_U64(d, st, bytes_total);
-    DICT_U64(d, st, segments_free);
-    DICT_U64(d, st, segments_open);
-    DICT_U64(d, st, segments_sealed);
-    DICT_U64(d, st, segments_retired);
-    DICT_U64(d, st, slots_live);
-    DICT_U64(d, st, slots_reaped);
-    DICT_U64(d, st, index_capacity);
-    DICT_U64(d, st, enomem);
-    DICT_U64(d, st, rescued);
-    DICT_U64(d, st, lock_acquires);
-    DICT_U64(d, st, lock_waits);
-    DICT_U64(d, st, lock_timeouts);
-    DICT_U64(d, st, lock_takeovers);
-    DICT_U64(d, st, fills);
-    DICT_U64(d, st, fill_waits);
-    DICT_U64(d, st, fill_takeovers);
-    DICT_U64(d, st, fill_errors);
-    DICT_U64(d, st, locks_used);
-    DICT_U64(d, st, locks_capacity);
+#define STAT_ITEM(name, kind, src, help) DICT_U64(d, st, name);
+    SHMC_STATS_FIELDS(STAT_ITEM)
+#undef STAT_ITEM
     return d;
 }
 
@@ -1999,17 +2044,19 @@ static PyGetSetDef Cache_getset[] = {
 #define METH_KW(name, doc) \
     {#name, (PyCFunction)(void (*)(void))Cache_##name, METH_VARARGS | METH_KEYWORDS, doc}
 #define METH_1(name, doc) {#name, (PyCFunction)(void (*)(void))Cache_##name, METH_O, doc}
+#define METH_FAST(name, doc) \
+    {#name, (PyCFunction)(void (*)(void))Cache_##name, METH_FASTCALL | METH_KEYWORDS, doc}
 #define METH_0(name, doc) {#name, (PyCFunction)(void (*)(void))Cache_##name, METH_NOARGS, doc}
 
 static PyMethodDef Cache_methods[] = {
-    METH_KW(get, "get(key, default=None) -> the value, or default if absent or expired."),
+    METH_FAST(get, "get(key, default=None) -> the value, or default if absent or expired."),
     METH_KW(get_raw, "get_raw(key) -> (bytes, flags), or None if absent."),
     METH_KW(gets, "gets(key, default=None) -> (value, cas_token), or (default, None)."),
-    METH_KW(set, "set(key, value, ttl=None): store (ttl in seconds; None or 0 = never "
+    METH_FAST(set, "set(key, value, ttl=None): store (ttl in seconds; None or 0 = never "
                  "expires)."),
-    METH_KW(set_raw, "set_raw(key, data, flags=0, ttl=None): store bytes with your flags."),
-    METH_KW(add, "add(key, value, ttl=None) -> True if stored, False if the key exists."),
-    METH_KW(replace, "replace(key, value, ttl=None) -> True if stored, False if absent."),
+    METH_FAST(set_raw, "set_raw(key, data, flags=0, ttl=None): store bytes with your flags."),
+    METH_FAST(add, "add(key, value, ttl=None) -> True if stored, False if the key exists."),
+    METH_FAST(replace, "replace(key, value, ttl=None) -> True if stored, False if absent."),
     METH_KW(cas, "cas(key, value, token, ttl=None) -> new token (stored), False (the entry "
                  "changed) or None (absent)."),
     METH_KW(cas_value, "cas_value(key, expected, value, ttl=None) -> (True, None) if "
@@ -2021,15 +2068,15 @@ static PyMethodDef Cache_methods[] = {
     METH_1(exists, "exists(key) -> True if the key is present and not expired."),
     METH_KW(touch, "touch(key, ttl=None) -> True if the key was present (new TTL set)."),
     METH_1(ttl, "ttl(key) -> seconds left (inf: never expires), or None if absent."),
-    METH_KW(incr, "incr(key, delta=1, initial=None, ttl=None) -> new value, or None if "
+    METH_FAST(incr, "incr(key, delta=1, initial=None, ttl=None) -> new value, or None if "
                   "absent and initial is None.  Atomic across processes; wraps at 2**64."),
-    METH_KW(decr, "decr(key, delta=1, initial=None, ttl=None) -> new value (stops at 0)."),
+    METH_FAST(decr, "decr(key, delta=1, initial=None, ttl=None) -> new value (stops at 0)."),
     {"append", (PyCFunction)(void (*)(void))Cache_append, METH_VARARGS,
      "append(key, data) -> True if the key was present."},
     {"prepend", (PyCFunction)(void (*)(void))Cache_prepend, METH_VARARGS,
      "prepend(key, data) -> True if the key was present."},
     METH_1(get_many, "get_many(keys) -> {key: value} for the keys present."),
-    METH_KW(set_many, "set_many(mapping, ttl=None) -> list of the keys not stored."),
+    METH_FAST(set_many, "set_many(mapping, ttl=None) -> list of the keys not stored."),
     METH_1(delete_many, "delete_many(keys) -> number of keys deleted."),
     METH_0(flush, "flush(): remove every item."),
     METH_0(stats, "stats() -> dict of counters summed over every process."),
@@ -2075,6 +2122,585 @@ static PyTypeObject CacheType = {
 };
 
 /* ------------------------------------------------------------------------ */
+/* The Django backend's hot paths                                            */
+
+/*
+ * _shmcache.DjangoBackend is the C base of shmcache.django.ShmCache (which
+ * also derives from Django's BaseCache): get, set, add, incr, get_many,
+ * has_key, delete and get_or_set (its hits) make the key, validate it, convert the timeout and call
+ * the library in C, with no Python frame in between.  The attributes
+ * BaseCache.__init__ sets (key_prefix, version, key_func, default_timeout)
+ * are kept here; with Django's default key function the key is
+ * "<prefix>:<version>:<key>" built from a cached "<prefix>:<version>:".
+ * Anything unusual goes to the Python methods of the subclass (_key_py,
+ * validate_key, get_backend_timeout, _cas_add, _incr_py, _open_handle),
+ * so that the behaviour is the one written there: a subclass that
+ * overrides make_key, validate_key or get_backend_timeout has _fast false
+ * and every key and timeout goes through its methods.
+ */
+
+#define MEMCACHE_MAX_KEY_LENGTH 250
+
+static PyObject *dj_default_key_func;   /* django...base.default_key_func */
+static PyObject *dj_default_timeout;    /* django...base.DEFAULT_TIMEOUT */
+static PyObject *py_zero, *py_one;
+
+typedef struct BackendObject {
+    PyObject_HEAD
+    CacheObject *handle;   /* the process's shared handle, or NULL until first use */
+    PyObject *key_prefix, *version, *key_func, *default_timeout;
+    PyObject *prefix;      /* "<key_prefix>:<version>:", or NULL until needed */
+    int fast;              /* make_key, validate_key and get_backend_timeout are ShmCache's */
+} BackendObject;
+
+/* A new reference to the open handle (opened by self._open_handle()). */
+static CacheObject *be_handle(BackendObject *b)
+{
+    CacheObject *h = b->handle;
+    if (h && h->c && !h->closed) {
+        Py_INCREF(h);
+        return h;
+    }
+    PyObject *r = PyObject_CallMethod((PyObject *)b, "_open_handle", NULL);
+    if (!r)
+        return NULL;
+    if (!PyObject_TypeCheck(r, &CacheType)) {
+        PyErr_SetString(PyExc_TypeError, "_open_handle() must return a shmcache.Cache");
+        Py_DECREF(r);
+        return NULL;
+    }
+    Py_INCREF(r);
+    Py_XSETREF(b->handle, (CacheObject *)r);
+    return (CacheObject *)r;
+}
+
+/* 1 if Django's memcache_key_warnings() finds nothing in the str made and
+ * it is at most max_key bytes in UTF-8; 0 otherwise (validate_key() then
+ * says why). */
+static int be_key_ok(const CacheObject *h, PyObject *made)
+{
+    if (!PyUnicode_CheckExact(made))
+        return 0;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(made), bytes = n;
+    if (n > MEMCACHE_MAX_KEY_LENGTH)
+        return 0;
+    if (PyUnicode_IS_ASCII(made)) {
+        const unsigned char *p = PyUnicode_1BYTE_DATA(made);
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (p[i] < 33 || p[i] == 127)
+                return 0;
+    } else {
+        int kind = PyUnicode_KIND(made);
+        const void *data = PyUnicode_DATA(made);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_UCS4 ch = PyUnicode_READ(kind, data, i);
+            if (ch < 33 || ch == 127)
+                return 0;
+        }
+        if (!PyUnicode_AsUTF8AndSize(made, &bytes)) {   /* lone surrogates */
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    return !h->max_key || (size_t)bytes <= h->max_key;
+}
+
+/* The key made from (key, version) and validated: a new reference, or NULL
+ * with the exception (InvalidCacheKey...) set. */
+static PyObject *be_key(BackendObject *b, const CacheObject *h, PyObject *key,
+                        PyObject *version)
+{
+    if (version == Py_None)
+        version = NULL;
+    if (!b->fast || !b->key_func || !b->key_prefix || !b->version)
+        return PyObject_CallMethod((PyObject *)b, "_key_py", "OO", key,
+                                   version ? version : Py_None);
+    /* Strong references: str() of a key or a key function may run code that
+     * sets these attributes. */
+    PyObject *made, *kf = Py_NewRef(b->key_func), *kp = Py_NewRef(b->key_prefix);
+    PyObject *ver = Py_NewRef(version ? version : b->version);
+    if (kf == dj_default_key_func) {
+        if (version) {
+            made = PyUnicode_FromFormat("%S:%S:%S", kp, ver, key);
+        } else {
+            PyObject *prefix = b->prefix;
+            if (prefix) {
+                Py_INCREF(prefix);
+            } else if ((prefix = PyUnicode_FromFormat("%S:%S:", kp, ver)) && !b->prefix &&
+                       b->key_prefix == kp && b->version == ver) {
+                b->prefix = Py_NewRef(prefix);
+            }
+            if (!prefix) {
+                made = NULL;
+            } else if (PyUnicode_CheckExact(key)) {
+                made = PyUnicode_Concat(prefix, key);
+            } else {
+                PyObject *ks = PyObject_Str(key);   /* as '%s' % key does */
+                made = ks ? PyUnicode_Concat(prefix, ks) : NULL;
+                Py_XDECREF(ks);
+            }
+            Py_XDECREF(prefix);
+        }
+    } else {
+        PyObject *argv[3] = {key, kp, ver};
+        made = PyObject_Vectorcall(kf, argv, 3, NULL);
+    }
+    Py_DECREF(kf);
+    Py_DECREF(kp);
+    Py_DECREF(ver);
+    if (!made || be_key_ok(h, made))
+        return made;
+    PyObject *r = PyObject_CallMethod((PyObject *)b, "validate_key", "O", made);
+    if (!r) {
+        Py_DECREF(made);
+        return NULL;
+    }
+    Py_DECREF(r);
+    return made;
+}
+
+/* The TTL of a Django timeout (DEFAULT_TIMEOUT if t is NULL): 1 with *ms
+ * (0: never expires), 0 if it expires at once (<= 0: not stored), -1 on
+ * error. */
+static int be_ttl(BackendObject *b, PyObject *t, uint64_t *ms)
+{
+    PyObject *owned = NULL;
+    if (!b->fast) {
+        t = owned = PyObject_CallMethod((PyObject *)b, "get_backend_timeout", "O",
+                                        t ? t : dj_default_timeout);
+        if (!t)
+            return -1;
+    } else if (!t || t == dj_default_timeout) {
+        t = b->default_timeout;
+        if (!t) {
+            PyErr_SetString(PyExc_AttributeError, "default_timeout");
+            return -1;
+        }
+        if (t != Py_None && !PyLong_CheckExact(t))
+            t = owned = Py_NewRef(t);   /* comparing it may run code */
+    }
+    int r;
+    if (t == Py_None) {
+        *ms = 0;
+        r = 1;
+    } else if (PyLong_CheckExact(t)) {
+        int of = 0;
+        long v = PyLong_AsLongAndOverflow(t, &of);
+        if (v == -1 && PyErr_Occurred())
+            r = -1;
+        else if (of < 0 || (!of && v <= 0))
+            r = 0;
+        else if (!of && v <= 1000000000000L) {
+            *ms = (uint64_t)v * 1000u;
+            r = 1;
+        } else {
+            r = conv_ttl(t, ms) ? 1 : -1;
+        }
+    } else {
+        int le = PyObject_RichCompareBool(t, py_zero, Py_LE);
+        r = le < 0 ? -1 : le ? 0 : conv_ttl(t, ms) ? 1 : -1;
+    }
+    Py_XDECREF(owned);
+    return r;
+}
+
+/* The value was too large or memory was pinned: like memcached, "not stored". */
+static int be_not_stored(void)
+{
+    return PyErr_ExceptionMatches(exc_by_status[SHMC_EVALLEN]) ||
+           PyErr_ExceptionMatches(exc_by_status[SHMC_ENOMEM]);
+}
+
+#define BE_PARSE(fname, nreq, ...)                                                      \
+    static const char *const names[] = {__VA_ARGS__};                                   \
+    enum { NA = sizeof names / sizeof names[0] };                                       \
+    PyObject *a[NA];                                                                     \
+    if (parse_fast(fname, args, nargs, kwnames, names, NA, nreq, a) < 0)                 \
+        return NULL
+
+/* Opens the handle and makes the key: on success h and made are new
+ * references and k points into made. */
+static int be_begin(BackendObject *b, PyObject *key, PyObject *version, CacheObject **h,
+                    PyObject **made, keyarg *k)
+{
+    if (!(*h = be_handle(b)))
+        return -1;
+    if (!(*made = be_key(b, *h, key, version)) || get_key(*made, k) < 0) {
+        Py_XDECREF(*made);
+        Py_DECREF(*h);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *Backend_get(BackendObject *b, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
+{
+    BE_PARSE("get", 1, "key", "default", "version");
+    CacheObject *h;
+    PyObject *made;
+    keyarg k;
+    if (be_begin(b, a[0], a[2], &h, &made, &k) < 0)
+        return NULL;
+    PyObject *r = do_get(h, &k, a[1] ? a[1] : Py_None);
+    Py_DECREF(made);
+    Py_DECREF(h);
+    return r;
+}
+
+static PyObject *be_store(BackendObject *b, PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames, enum setop op)
+{
+    BE_PARSE(op == OP_SET ? "set" : "add", 2, "key", "value", "timeout", "version");
+    CacheObject *h;
+    PyObject *made, *r = NULL;
+    keyarg k;
+    uint64_t ms = 0;
+    if (be_begin(b, a[0], a[3], &h, &made, &k) < 0)
+        return NULL;
+    int t = be_ttl(b, a[2], &ms);
+    if (t == 0) {
+        /* Expires at once: set removes the old value, add reports whether
+         * it would have been stored. */
+        r = op == OP_SET ? Cache_delete(h, made) : Cache_exists(h, made);
+        if (r) {
+            int present = r == Py_True;
+            Py_SETREF(r, op == OP_SET ? Py_NewRef(Py_None) : PyBool_FromLong(!present));
+        }
+    } else if (t > 0) {
+        sval v;
+        if (sval_from(h, a[1], &v) == 0)
+            r = do_store(h, op, &k, &v, ms);
+        if (!r && be_not_stored()) {
+            PyErr_Clear();
+            if (op == OP_SET) {
+                /* The old value must not stay behind. */
+                r = Cache_delete(h, made);
+                if (r)
+                    Py_SETREF(r, Py_NewRef(Py_None));
+            } else {
+                r = Py_NewRef(Py_False);
+            }
+        }
+    }
+    Py_DECREF(made);
+    Py_DECREF(h);
+    return r;
+}
+
+static PyObject *Backend_set(BackendObject *b, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
+{
+    return be_store(b, args, nargs, kwnames, OP_SET);
+}
+
+static PyObject *Backend_add(BackendObject *b, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
+{
+    return be_store(b, args, nargs, kwnames, OP_ADD);
+}
+
+static PyObject *Backend_incr(BackendObject *b, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames)
+{
+    BE_PARSE("incr", 1, "key", "delta", "version");
+    PyObject *delta = a[1] ? a[1] : py_one;
+    CacheObject *h;
+    PyObject *made, *r = NULL;
+    keyarg k;
+    if (be_begin(b, a[0], a[2], &h, &made, &k) < 0)
+        return NULL;
+    int of = 0;
+    long long d = 0;
+    if (PyLong_CheckExact(delta)) {
+        d = PyLong_AsLongLongAndOverflow(delta, &of);
+        if (d == -1 && PyErr_Occurred())
+            goto out;
+    }
+    if (!PyLong_CheckExact(delta)) {
+        /* A float, Decimal...: compare-and-swap in Python. */
+        r = PyObject_CallMethod((PyObject *)b, "_cas_add", "OOO", made, delta, a[0]);
+    } else if (of) {
+        r = PyObject_CallMethod((PyObject *)b, "_incr_py", "OOO", a[0], delta,
+                                a[2] ? a[2] : Py_None);
+    } else {
+        uint64_t u = d >= 0 ? (uint64_t)d : (uint64_t)0 - (uint64_t)d;
+        r = do_counter(h, &k, u, NULL, 0, d < 0);
+        if (!r && PyErr_ExceptionMatches(exc_by_status[SHMC_ENOTNUM])) {
+            PyErr_Clear();
+            r = PyObject_CallMethod((PyObject *)b, "_cas_add", "OOO", made, delta, a[0]);
+        } else if (r == Py_None) {
+            Py_CLEAR(r);
+            PyErr_Format(PyExc_ValueError, "Key '%S' not found", made);
+        }
+    }
+out:
+    Py_DECREF(made);
+    Py_DECREF(h);
+    return r;
+}
+
+/* get_or_set: a hit is answered here; a miss (and a timeout <= 0) goes to
+ * _get_or_set_py, the singleflight fill. */
+static PyObject *Backend_get_or_set(BackendObject *b, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames)
+{
+    BE_PARSE("get_or_set", 2, "key", "default", "timeout", "version");
+    CacheObject *h;
+    PyObject *made, *r = NULL;
+    keyarg k;
+    uint64_t ms = 0;
+    if (be_begin(b, a[0], a[3], &h, &made, &k) < 0)
+        return NULL;
+    int t = be_ttl(b, a[2], &ms);
+    if (t > 0) {
+        shmc_t *c = enter(h);
+        if (c) {
+            PyObject *v = NULL;
+            uint32_t fl = 0;
+            int found = fetch(c, &k, guess_for(h, GET_GUESS), &v, &fl, NULL);
+            leave(h);
+            if (found > 0)
+                r = load_value(h, v, fl);
+            else if (found == 0)
+                t = 0;   /* a miss */
+        }
+    }
+    Py_DECREF(made);
+    Py_DECREF(h);
+    if (t != 0)
+        return r;
+    return PyObject_CallMethod((PyObject *)b, "_get_or_set_py", "OOOO", a[0], a[1],
+                               a[2] ? a[2] : dj_default_timeout, a[3] ? a[3] : Py_None);
+}
+
+static PyObject *Backend_get_many(BackendObject *b, PyObject *const *args, Py_ssize_t nargs,
+                                  PyObject *kwnames)
+{
+    BE_PARSE("get_many", 1, "keys", "version");
+    CacheObject *h = be_handle(b);
+    if (!h)
+        return NULL;
+    PyObject *key_map = PyDict_New(), *it = PyObject_GetIter(a[0]), *key;
+    PyObject *made_list = NULL, *found = NULL, *result = NULL;
+    if (!key_map || !it)
+        goto out;
+    while ((key = PyIter_Next(it))) {
+        PyObject *made = be_key(b, h, key, a[1]);
+        int bad = !made || PyDict_SetItem(key_map, made, key) < 0;
+        Py_XDECREF(made);
+        Py_DECREF(key);
+        if (bad)
+            goto out;
+    }
+    if (PyErr_Occurred() || !(made_list = PyDict_Keys(key_map)) ||
+        !(found = Cache_get_many(h, made_list)) || !(result = PyDict_New()))
+        goto out;
+    Py_ssize_t pos = 0;
+    PyObject *mk, *v;
+    while (PyDict_Next(found, &pos, &mk, &v)) {
+        PyObject *orig = PyDict_GetItemWithError(key_map, mk);
+        if (!orig || PyDict_SetItem(result, orig, v) < 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetObject(PyExc_KeyError, mk);
+            Py_CLEAR(result);
+            goto out;
+        }
+    }
+out:
+    Py_XDECREF(found);
+    Py_XDECREF(made_list);
+    Py_XDECREF(it);
+    Py_XDECREF(key_map);
+    Py_DECREF(h);
+    return result;
+}
+
+static PyObject *be_key_op(BackendObject *b, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames, const char *fname,
+                           PyObject *(*op)(CacheObject *, PyObject *))
+{
+    BE_PARSE(fname, 1, "key", "version");
+    CacheObject *h;
+    PyObject *made;
+    keyarg k;
+    if (be_begin(b, a[0], a[1], &h, &made, &k) < 0)
+        return NULL;
+    PyObject *r = op ? op(h, made) : Py_NewRef(made);
+    Py_DECREF(made);
+    Py_DECREF(h);
+    return r;
+}
+
+static PyObject *Backend_has_key(BackendObject *b, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *kwnames)
+{
+    return be_key_op(b, args, nargs, kwnames, "has_key", Cache_exists);
+}
+
+static PyObject *Backend_delete(BackendObject *b, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames)
+{
+    return be_key_op(b, args, nargs, kwnames, "delete", Cache_delete);
+}
+
+static PyObject *Backend__key(BackendObject *b, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames)
+{
+    return be_key_op(b, args, nargs, kwnames, "_key", NULL);
+}
+
+static int Backend_contains(BackendObject *b, PyObject *key)
+{
+    PyObject *argv[1] = {key};
+    PyObject *r = Backend_has_key(b, argv, 1, NULL);
+    if (!r)
+        return -1;
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return t;
+}
+
+/* Attributes set by BaseCache.__init__; a new key_prefix or version drops
+ * the cached key prefix. */
+#define BE_ATTR(field)                                                                   \
+    static PyObject *Backend_get_##field(BackendObject *b, void *unused)                 \
+    {                                                                                    \
+        (void)unused;                                                                    \
+        if (!b->field) {                                                                 \
+            PyErr_SetString(PyExc_AttributeError, #field);                               \
+            return NULL;                                                                 \
+        }                                                                                \
+        return Py_NewRef(b->field);                                                      \
+    }                                                                                    \
+    static int Backend_set_##field(BackendObject *b, PyObject *v, void *unused)          \
+    {                                                                                    \
+        (void)unused;                                                                    \
+        Py_XINCREF(v);                                                                   \
+        Py_XSETREF(b->field, v);                                                         \
+        Py_CLEAR(b->prefix);                                                             \
+        return 0;                                                                        \
+    }
+BE_ATTR(key_prefix)
+BE_ATTR(version)
+BE_ATTR(key_func)
+BE_ATTR(default_timeout)
+#undef BE_ATTR
+
+static PyObject *Backend_get_fast(BackendObject *b, void *unused)
+{
+    (void)unused;
+    return PyBool_FromLong(b->fast);
+}
+
+static int Backend_set_fast(BackendObject *b, PyObject *v, void *unused)
+{
+    (void)unused;
+    int t = v ? PyObject_IsTrue(v) : 0;
+    if (t < 0)
+        return -1;
+    b->fast = t;
+    return 0;
+}
+
+static PyObject *Backend_get_cache(BackendObject *b, void *unused)
+{
+    (void)unused;
+    return (PyObject *)be_handle(b);
+}
+
+static PyGetSetDef Backend_getset[] = {
+    {"key_prefix", (getter)Backend_get_key_prefix, (setter)Backend_set_key_prefix, NULL,
+     NULL},
+    {"version", (getter)Backend_get_version, (setter)Backend_set_version, NULL, NULL},
+    {"key_func", (getter)Backend_get_key_func, (setter)Backend_set_key_func, NULL, NULL},
+    {"default_timeout", (getter)Backend_get_default_timeout,
+     (setter)Backend_set_default_timeout, NULL, NULL},
+    {"_fast", (getter)Backend_get_fast, (setter)Backend_set_fast,
+     "True: keys and timeouts are made in C (the methods are not overridden).", NULL},
+    {"_cache", (getter)Backend_get_cache, NULL,
+     "The shmcache.Cache handle (opened by _open_handle() when needed).", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+#define BE_METH(name, doc) \
+    {#name, (PyCFunction)(void (*)(void))Backend_##name, METH_FASTCALL | METH_KEYWORDS, doc}
+
+static PyMethodDef Backend_methods[] = {
+    BE_METH(get, "get(key, default=None, version=None)"),
+    BE_METH(set, "set(key, value, timeout=DEFAULT_TIMEOUT, version=None)"),
+    BE_METH(add, "add(key, value, timeout=DEFAULT_TIMEOUT, version=None) -> bool"),
+    BE_METH(incr, "incr(key, delta=1, version=None) -> the new value"),
+    BE_METH(get_many, "get_many(keys, version=None) -> {key: value}"),
+    BE_METH(get_or_set, "get_or_set(key, default, timeout=DEFAULT_TIMEOUT, version=None)"),
+    BE_METH(has_key, "has_key(key, version=None) -> bool"),
+    BE_METH(delete, "delete(key, version=None) -> bool"),
+    BE_METH(_key, "_key(key, version=None) -> the key made and validated"),
+    {NULL, NULL, 0, NULL},
+};
+
+static int Backend_traverse(BackendObject *b, visitproc visit, void *arg)
+{
+    Py_VISIT(b->handle);
+    Py_VISIT(b->key_prefix);
+    Py_VISIT(b->version);
+    Py_VISIT(b->key_func);
+    Py_VISIT(b->default_timeout);
+    Py_VISIT(b->prefix);
+    return 0;
+}
+
+static int Backend_clear(BackendObject *b)
+{
+    Py_CLEAR(b->handle);
+    Py_CLEAR(b->key_prefix);
+    Py_CLEAR(b->version);
+    Py_CLEAR(b->key_func);
+    Py_CLEAR(b->default_timeout);
+    Py_CLEAR(b->prefix);
+    return 0;
+}
+
+static void Backend_dealloc(BackendObject *b)
+{
+    PyObject_GC_UnTrack(b);
+    Backend_clear(b);
+    Py_TYPE(b)->tp_free((PyObject *)b);
+}
+
+static PySequenceMethods Backend_as_sequence = {
+    .sq_contains = (objobjproc)Backend_contains,
+};
+
+static PyTypeObject BackendType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "shmcache._shmcache.DjangoBackend",
+    .tp_basicsize = sizeof(BackendObject),
+    .tp_dealloc = (destructor)Backend_dealloc,
+    .tp_as_sequence = &Backend_as_sequence,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The C hot paths of shmcache.django.ShmCache (use that class).",
+    .tp_traverse = (traverseproc)Backend_traverse,
+    .tp_clear = (inquiry)Backend_clear,
+    .tp_methods = Backend_methods,
+    .tp_getset = Backend_getset,
+    .tp_new = PyType_GenericNew,
+};
+
+static PyObject *mod_django_setup(PyObject *m, PyObject *args)
+{
+    (void)m;
+    PyObject *kf, *dt;
+    if (!PyArg_ParseTuple(args, "OO:_django_setup", &kf, &dt))
+        return NULL;
+    Py_INCREF(kf);
+    Py_XSETREF(dj_default_key_func, kf);
+    Py_INCREF(dt);
+    Py_XSETREF(dj_default_timeout, dt);
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Module                                                                    */
 
 static PyObject *mod_destroy(PyObject *m, PyObject *name)
@@ -2111,6 +2737,8 @@ static PyMethodDef module_methods[] = {
     {"destroy", mod_destroy, METH_O,
      "destroy(name) -> True if the cache's name was removed, False if it did not exist."},
     {"strerror", mod_strerror, METH_O, "strerror(status) -> the library's sentence."},
+    {"_django_setup", mod_django_setup, METH_VARARGS,
+     "_django_setup(default_key_func, DEFAULT_TIMEOUT): Django's objects for DjangoBackend."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2179,7 +2807,13 @@ PyMODINIT_FUNC PyInit__shmcache(void)
         goto fail;
 
     if (PyType_Ready(&CacheType) < 0 ||
-        PyModule_AddObjectRef(m, "Cache", (PyObject *)&CacheType) < 0)
+        PyModule_AddObjectRef(m, "Cache", (PyObject *)&CacheType) < 0 ||
+        PyType_Ready(&BackendType) < 0 ||
+        PyModule_AddObjectRef(m, "DjangoBackend", (PyObject *)&BackendType) < 0)
+        goto fail;
+    if (!py_zero && !(py_zero = PyLong_FromLong(0)))
+        goto fail;
+    if (!py_one && !(py_one = PyLong_FromLong(1)))
         goto fail;
 
     PyObject *names = PyDict_New();

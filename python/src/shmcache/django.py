@@ -38,11 +38,15 @@ from django.core.cache.backends.base import (
     DEFAULT_TIMEOUT,
     BaseCache,
     InvalidCacheKey,
+    default_key_func,
     memcache_key_warnings,
 )
 from django.core.exceptions import ImproperlyConfigured
 
 import shmcache
+from shmcache import _shmcache
+
+_shmcache._django_setup(default_key_func, DEFAULT_TIMEOUT)
 
 _OPEN_OPTIONS = ("size", "max_key", "max_value", "slots", "mode", "locks", "create",
                  "pickle_protocol", "serializer", "max_items")
@@ -91,8 +95,18 @@ def _open(name, kwargs):
         return cache
 
 
-class ShmCache(BaseCache):
-    """Django cache backend storing in a shmcache shared-memory cache."""
+class ShmCache(_shmcache.DjangoBackend, BaseCache):
+    """Django cache backend storing in a shmcache shared-memory cache.
+
+    get, set, add, incr, get_many, has_key and delete come from the C base
+    class _shmcache.DjangoBackend: they make and validate the key (Django's
+    default KEY_FUNCTION is done in C, any other is called), convert the
+    timeout and call the cache without a Python frame in between.  The
+    methods below are the reference for what they do, and what the C code
+    falls back to for anything unusual; a subclass that overrides make_key,
+    validate_key or get_backend_timeout has every key and timeout go through
+    its methods.
+    """
 
     def __init__(self, location, params):
         super().__init__(params)
@@ -111,28 +125,32 @@ class ShmCache(BaseCache):
                 raise ImproperlyConfigured("unknown shmcache OPTIONS key %r" % key)
         self._name = name
         self._open_kwargs = open_kwargs
-        self._cache_obj = None
+        cls = type(self)
+        self._fast = (cls.make_key is BaseCache.make_key
+                      and cls.validate_key is ShmCache.validate_key
+                      and cls.get_backend_timeout is ShmCache.get_backend_timeout)
 
-    @property
-    def _cache(self):
-        cache = self._cache_obj
-        if cache is None or cache.closed:
-            cache = self._cache_obj = _open(self._name, self._open_kwargs)
-        return cache
+    # self._cache (a property of the C base): the handle, opened on first use
+    # and again after it was closed.
+    def _open_handle(self):
+        return _open(self._name, self._open_kwargs)
 
     # --- keys and timeouts ---------------------------------------------------
 
     def validate_key(self, key):
         for warning in memcache_key_warnings(key):
             raise InvalidCacheKey(warning)
-        if not key.isascii() and len(key.encode("utf-8")) > self._cache.max_key:
+        if (len(key) if key.isascii() else len(key.encode("utf-8"))) > self._cache.max_key:
             raise InvalidCacheKey(
                 "Cache key is longer than %d bytes in UTF-8: %r" % (self._cache.max_key, key))
 
-    def _key(self, key, version=None):
+    def _key_py(self, key, version=None):
         key = self.make_key(key, version=version)
         self.validate_key(key)
         return key
+
+    # _key(key, version=None), in C: _key_py's result, made without a Python
+    # frame when _fast.
 
     def get_backend_timeout(self, timeout=DEFAULT_TIMEOUT):
         """The relative timeout in seconds: None = never expires; <= 0 =
@@ -152,7 +170,7 @@ class ShmCache(BaseCache):
 
     # --- the cache API ---------------------------------------------------------
 
-    def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
+    def _add_py(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
         key = self._key(key, version)
         ttl = self._ttl(timeout)
         if ttl is _EXPIRED:
@@ -162,10 +180,10 @@ class ShmCache(BaseCache):
         except (shmcache.ValueLengthError, shmcache.NoMemoryError):
             return False
 
-    def get(self, key, default=None, version=None):
+    def _get_py(self, key, default=None, version=None):
         return self._cache.get(self._key(key, version), default)
 
-    def set(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
+    def _set_py(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
         key = self._key(key, version)
         ttl = self._ttl(timeout)
         if ttl is _EXPIRED:
@@ -188,13 +206,13 @@ class ShmCache(BaseCache):
         except shmcache.NoMemoryError:
             return False
 
-    def delete(self, key, version=None):
+    def _delete_py(self, key, version=None):
         return self._cache.delete(self._key(key, version))
 
-    def has_key(self, key, version=None):
+    def _has_key_py(self, key, version=None):
         return self._cache.exists(self._key(key, version))
 
-    def get_many(self, keys, version=None):
+    def _get_many_py(self, keys, version=None):
         key_map = {self._key(key, version): key for key in keys}
         found = self._cache.get_many(list(key_map))
         return {key_map[k]: v for k, v in found.items()}
@@ -221,7 +239,7 @@ class ShmCache(BaseCache):
     def clear(self):
         self._cache.flush()
 
-    def get_or_set(self, key, default, timeout=DEFAULT_TIMEOUT, version=None):
+    def _get_or_set_py(self, key, default, timeout=DEFAULT_TIMEOUT, version=None):
         """Returns the cached value; on a miss exactly one process (of all that
         miss the key at once) evaluates `default` and stores it, and the others
         get its value.  If the default raises in that process, the others get
@@ -252,7 +270,7 @@ class ShmCache(BaseCache):
         except (shmcache.ValueLengthError, shmcache.NoMemoryError):
             pass
 
-    def incr(self, key, delta=1, version=None):
+    def _incr_py(self, key, delta=1, version=None):
         """Adds delta atomically across processes; ValueError if the key is
         missing.  A stored int in [0, 2**64) is a native counter (decr stops
         at 0); other numbers are updated with a compare-and-swap loop."""
@@ -269,6 +287,12 @@ class ShmCache(BaseCache):
         if value is None:
             raise ValueError("Key '%s' not found" % made)
         return value
+
+    # The methods above are the reference versions of the C ones of
+    # _shmcache.DjangoBackend (get, set, add, delete, has_key, get_many,
+    # get_or_set and incr).  The C get_or_set answers hits and calls
+    # _get_or_set_py on a miss; the C incr calls _incr_py for a delta of
+    # 2**63 or more.
 
     def decr(self, key, delta=1, version=None):
         return self.incr(key, -delta, version)
@@ -296,3 +320,9 @@ class ShmCache(BaseCache):
     def close(self, **kwargs):
         # Called at the end of every request: keep the shared handle open.
         pass
+
+
+try:  # the Redis tier is built only when hiredis was found
+    from .django_tier import TieredCache  # noqa: E402,F401
+except ImportError:
+    pass

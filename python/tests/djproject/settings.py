@@ -51,4 +51,10 @@ CACHES = {
         "LOCATION": SHMCACHE_NAME,
         "OPTIONS": {"serializer": "shmcache.PickleSerializer", "MAX_ENTRIES": 10},
     },
+    # A cache of its own with a small max_key (validate_key's byte limit).
+    "small_keys": {
+        "BACKEND": "shmcache.django.ShmCache",
+        "LOCATION": SHMCACHE_NAME + "-small-keys",
+        "OPTIONS": {"SIZE": 4 * 1024 * 1024, "MAX_KEY": 64, "MAX_VALUE": 64 * 1024},
+    },
 }

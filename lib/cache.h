@@ -1,0 +1,18 @@
+/*
+ * cache.h — the key/value operations (cache.c: shmc_get/set/... of
+ * shmcache.h).  Owns no shared state of its own: it composes the index,
+ * the stripe locks and the allocator.  Every public call takes the thread's
+ * slot, runs inside a read section and takes the key's stripe lock to write.
+ * Calls alloc.c, epoch.c, index.c, slots.c and util.c.
+ */
+#ifndef SHMC_CACHE_H
+#define SHMC_CACHE_H
+
+#include "handle.h"
+
+/* shmc_get_alloc that also returns the item's expiry (monotonic ms, 0 =
+ * never).  Outside any read section (it opens its own). */
+HIDDEN shmc_status get_alloc_expire(shmc_t *c, const void *key, size_t klen, void **val,
+                                    size_t *vlen, uint32_t *flags, uint64_t *expire);
+
+#endif

@@ -1,0 +1,71 @@
+/*
+ * util.h — the truly shared basics of lib/: symbol visibility, the clock,
+ * the keyed hash, robust process-shared mutexes and their bounded locking.
+ * util.c owns no shared state and calls no other lib/ file.
+ * Nothing in lib/ headers is public API; symbols are hidden in the shared library.
+ */
+#ifndef SHMC_UTIL_H
+#define SHMC_UTIL_H
+
+#include "shmcache.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <urcu/arch.h>
+#include <urcu/compiler.h>
+
+#define HIDDEN __attribute__((visibility("hidden")))
+
+/* Fuzz builds (fuzz/meson.build) wait out every bound 50 times sooner, so
+ * that an input which makes a call wait its whole bound (a lock that looks
+ * held by a live thread, a reader that looks stalled) costs milliseconds,
+ * not seconds.  The logic is the same. */
+#if defined(FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION)
+#define BOUND_MS(ms) ((ms) / 50u)
+#else
+#define BOUND_MS(ms) (ms)
+#endif
+/* How long a per-key (stripe) lock or the lock table's claim lock is waited
+ * for: their holders keep them for microseconds, so this is a holder that is
+ * stopped (SIGSTOP, a debugger) or a damaged mutex. */
+#define LOCK_WAIT_MS BOUND_MS(10000u)
+
+/* Monotonic milliseconds (+1: never 0, which means "never" in items).  Any context. */
+HIDDEN uint64_t now_ms(void);
+/* Keyed multiply-fold hash (not cryptographic).  Any context. */
+HIDDEN uint64_t hash_key(uint64_t seed, const void *key, size_t len);
+HIDDEN uint64_t random_seed(void);
+
+/* Initialise a robust, process-shared mutex (hold: also error-checking, so
+ * relocking by its owner fails, not hangs).  Segment creation only. */
+HIDDEN int robust_mutex_init(pthread_mutex_t *m);
+HIDDEN int hold_mutex_init(pthread_mutex_t *m);
+/* Whether a mutex of the segment still has the kind robust_mutex_init
+ * (hold = false) or hold_mutex_init (hold = true) gave it (see util.c). */
+HIDDEN bool mutex_kind_ok(const pthread_mutex_t *m, bool hold);
+/* pthread_mutex_clocklock on CLOCK_MONOTONIC until `deadline` (now_ms()
+ * time): 0, EOWNERDEAD, ETIMEDOUT or another error. */
+HIDDEN int mutex_lock_until(pthread_mutex_t *m, uint64_t deadline);
+/* Locks a robust mutex of the segment, waiting at most wait_ms: another
+ * process, or damage, can leave it held for ever, and no call may hang.  A
+ * holder that no longer exists is treated as dead (see util.c).  Returns 0,
+ * EOWNERDEAD (the caller makes it consistent), ETIMEDOUT or another error. */
+HIDDEN int mutex_lock_bounded(pthread_mutex_t *m, uint64_t wait_ms);
+/* When m's futex word names a holder thread that no longer exists (and the
+ * kernel did not mark it owner-died), marks it as the kernel marks a dead
+ * holder's mutex, so the next locker gets EOWNERDEAD.  One kill(tid, 0).
+ * Returns whether it marked the mutex (see util.c). */
+HIDDEN bool mutex_mark_vanished(pthread_mutex_t *m);
+/* The status of a pthread mutex lock result: 0 and EOWNERDEAD -> SHMC_OK,
+ * ETIMEDOUT -> SHMC_ETIMEDOUT, ENOTRECOVERABLE (damage) -> SHMC_ECORRUPT,
+ * anything else -> SHMC_ESYS with errno set to it. */
+HIDDEN shmc_status lock_status(int r);
+/* mutex_lock_bounded as a status.  On SHMC_OK the mutex is held and
+ * consistent; *died (may be NULL) tells whether its last holder died holding
+ * it, so the caller repairs what that holder guarded. */
+HIDDEN shmc_status robust_lock(pthread_mutex_t *m, uint64_t wait_ms, bool *died);
+
+#endif
