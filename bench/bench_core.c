@@ -78,6 +78,8 @@ static struct {
     bool skip_capacity;
     bool skip_throughput;
     bool prefault;          /* throughput cache opened with SHMC_OPEN_PREFAULT */
+    uint64_t max_items;     /* options.max_items of the throughput cache (0: default) */
+    unsigned wl_mask;       /* workloads to run (bit per enum workload) */
 } cfg = {
     .seconds = 2.0,
     .nprocs_list = { 1, 2 },
@@ -85,6 +87,7 @@ static struct {
     .keys = 100000,
     .size = 256ull << 20,
     .capacity_size = 1ull << 30,
+    .wl_mask = (1u << WL_COUNT) - 1,
 };
 
 static char (*keys)[KEY_LEN];   /* preformatted keys, not NUL-terminated */
@@ -181,11 +184,12 @@ static bool check(shmc_status st, const char *what)
 }
 
 /* Opens a fresh cache of `size` bytes (removing a stale one of that name). */
-static shmc_t *open_fresh(const char *name, uint64_t size, unsigned flags)
+static shmc_t *open_fresh(const char *name, uint64_t size, uint64_t max_items, unsigned flags)
 {
     shmc_options o;
     memset(&o, 0, sizeof o);
     o.size = size;
+    o.max_items = max_items;
     o.flags = SHMC_OPEN_CREATE_ONLY | flags;
     shmc_t *c = NULL;
     shmc_status st = shmc_open(name, &o, &c);
@@ -447,7 +451,7 @@ static void run_capacity(capacity_result *cr)
     memset(cr, 0, sizeof *cr);
     char name[SHMC_MAX_NAME + 1];
     snprintf(name, sizeof name, "%.*s-cap", (int)(SHMC_MAX_NAME - 4), cfg.name);
-    shmc_t *c = open_fresh(name, cfg.capacity_size, 0);
+    shmc_t *c = open_fresh(name, cfg.capacity_size, 0, 0);
     if (!c)
         return;
     if (!check(shmc_info_get(c, &cr->info), "shmc_info_get"))
@@ -540,8 +544,8 @@ static void json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static int write_json(const char *path, const run_result *runs, unsigned nruns,
-                      const capacity_result *cr, double preload_rate)
+static int write_json(const char *path, const run_result *runs, const run_result *local_runs,
+                      unsigned nruns, const capacity_result *cr, double preload_rate)
 {
     FILE *f = fopen(path, "w");
     if (!f) {
@@ -561,15 +565,17 @@ static int write_json(const char *path, const run_result *runs, unsigned nruns,
     fprintf(f, ", \"compiler\": ");
     json_string(f, BENCH_COMPILER);
     fprintf(f, "},\n  \"config\": {\"seconds\": %.3f, \"keys\": %u, \"key_bytes\": %d, "
-               "\"value_bytes\": %d, \"cache_bytes\": %" PRIu64 ", \"prefault\": %s},\n",
-            cfg.seconds, cfg.keys, KEY_LEN, VALUE_LEN, cfg.size, cfg.prefault ? "true" : "false");
+               "\"value_bytes\": %d, \"cache_bytes\": %" PRIu64 ", \"max_items\": %" PRIu64
+               ", \"prefault\": %s},\n",
+            cfg.seconds, cfg.keys, KEY_LEN, VALUE_LEN, cfg.size, cfg.max_items,
+            cfg.prefault ? "true" : "false");
     fprintf(f, "  \"preload_sets_per_sec\": %.0f,\n", preload_rate);
     fprintf(f, "  \"throughput\": [");
     for (unsigned i = 0; i < nruns; i++) {
         const run_result *r = &runs[i];
         fprintf(f, "%s\n    {\"workload\": \"%s\", \"procs\": %u, \"total_ops_per_sec\": %.0f, "
-                   "\"per_process_ops_per_sec\": [",
-                i ? "," : "", wl_id[r->wl], r->procs, r->total_ops_s);
+                   "\"private_ops_per_sec\": %.0f, \"per_process_ops_per_sec\": [",
+                i ? "," : "", wl_id[r->wl], r->procs, r->total_ops_s, local_runs[i].total_ops_s);
         for (unsigned p = 0; p < r->procs; p++)
             fprintf(f, "%s%.0f", p ? ", " : "", r->per_proc_ops_s[p]);
         fprintf(f, "], \"ops\": %" PRIu64 ", ", r->ops);
@@ -615,7 +621,8 @@ static void usage(FILE *f, const char *argv0)
     fprintf(f,
             "usage: %s [--seconds S] [--procs LIST] [--keys N] [--size-mib M]\n"
             "          [--capacity-mib M] [--skip-capacity] [--skip-throughput]\n"
-            "          [--prefault] [--name NAME] [--json FILE]\n"
+            "          [--prefault] [--max-items N] [--workloads LIST] [--name NAME]\n"
+            "          [--json FILE]\n"
             "\n"
             "  --seconds S        duration of each throughput run per process (default 2)\n"
             "  --procs LIST       comma-separated process counts (default 1,2)\n"
@@ -626,6 +633,9 @@ static void usage(FILE *f, const char *argv0)
             "  --skip-throughput  do not run the throughput runs\n"
             "  --prefault         open the throughput cache with SHMC_OPEN_PREFAULT: every\n"
             "                     worker maps the whole segment before its run\n"
+            "  --max-items N      options.max_items of the throughput cache: its index\n"
+            "                     holds N items (default 0: sized by the cache size)\n"
+            "  --workloads LIST   comma-separated subset of get,mixed,set (default all)\n"
             "  --name NAME        cache name prefix (default shmcache-bench-<pid>)\n"
             "  --json FILE        also write the results as JSON to FILE\n",
             argv0);
@@ -660,6 +670,24 @@ static bool parse_procs(const char *s)
     return cfg.nprocs_count > 0;
 }
 
+static bool parse_workloads(const char *s)
+{
+    cfg.wl_mask = 0;
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", s);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        int wl = strcmp(tok, "get") == 0     ? WL_GET
+                 : strcmp(tok, "mixed") == 0 ? WL_MIXED
+                 : strcmp(tok, "set") == 0   ? WL_SET
+                                             : -1;
+        if (wl < 0)
+            return false;
+        cfg.wl_mask |= 1u << wl;
+    }
+    return cfg.wl_mask != 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -671,6 +699,8 @@ int main(int argc, char **argv)
         { "skip-capacity", no_argument, NULL, 'c' },
         { "skip-throughput", no_argument, NULL, 't' },
         { "prefault", no_argument, NULL, 'P' },
+        { "max-items", required_argument, NULL, 'm' },
+        { "workloads", required_argument, NULL, 'w' },
         { "name", required_argument, NULL, 'n' },
         { "json", required_argument, NULL, 'j' },
         { "help", no_argument, NULL, 'h' },
@@ -716,6 +746,15 @@ int main(int argc, char **argv)
             break;
         case 'P':
             cfg.prefault = true;
+            break;
+        case 'm':
+            if (!parse_u64(optarg, 1, 1ull << 40, &v))
+                goto bad;
+            cfg.max_items = v;
+            break;
+        case 'w':
+            if (!parse_workloads(optarg))
+                goto bad;
             break;
         case 'n':
             if (strlen(optarg) > SHMC_MAX_NAME - 4)
@@ -768,7 +807,7 @@ int main(int argc, char **argv)
         for (unsigned i = 0; i < cfg.keys; i++)
             format_key(keys[i], 'k', i);
 
-        shmc_t *c = open_fresh(cfg.name, cfg.size, cfg.prefault ? SHMC_OPEN_PREFAULT : 0);
+        shmc_t *c = open_fresh(cfg.name, cfg.size, cfg.max_items, cfg.prefault ? SHMC_OPEN_PREFAULT : 0);
         if (!c)
             return 1;
         shmc_info info;
@@ -779,8 +818,8 @@ int main(int argc, char **argv)
                cfg.prefault ? "; SHMC_OPEN_PREFAULT (each worker maps the whole cache first)"
                             : "");
         printf("cache: %" PRIu64 " MiB (%u storage segments of %" PRIu64 " KiB, %u index "
-               "slots)\n", info.size >> 20, info.segments, info.segment_bytes >> 10,
-               info.index_slots);
+               "slots, max_items %" PRIu64 ")\n", info.size >> 20, info.segments,
+               info.segment_bytes >> 10, info.index_slots, info.max_items);
 
         unsigned char val[VALUE_LEN];
         fill_value(val, 0);
@@ -801,6 +840,8 @@ int main(int argc, char **argv)
          * shmcache run is followed at once by the same run on private tables,
          * so that both see the same machine state */
         for (int wl = 0; wl < WL_COUNT; wl++) {
+            if (!(cfg.wl_mask & (1u << wl)))
+                continue;
             for (unsigned i = 0; i < cfg.nprocs_count; i++) {
                 run_workload(c, (enum workload)wl, cfg.nprocs_list[i], shared, &runs[nruns]);
                 run_workload(NULL, (enum workload)wl, cfg.nprocs_list[i], shared,
@@ -884,7 +925,7 @@ int main(int argc, char **argv)
         }
     }
 
-    if (cfg.json && write_json(cfg.json, runs, nruns, cfg.skip_capacity ? NULL : &cr,
+    if (cfg.json && write_json(cfg.json, runs, local_runs, nruns, cfg.skip_capacity ? NULL : &cr,
                                preload_rate) == 0)
         printf("\nJSON written to %s\n", cfg.json);
     if (failures)
