@@ -88,6 +88,8 @@ static struct {
     bool churn;             /* run the overwrite-churn row */
     unsigned churn_keys;
     uint64_t churn_size, churn_sets;
+    uint64_t max_items;     /* options.max_items of the throughput cache (0: default) */
+    unsigned wl_mask;       /* workloads to run (bit per enum workload) */
 } cfg = {
     .seconds = 2.0,
     .nprocs_list = { 1, 2 },
@@ -98,6 +100,7 @@ static struct {
     .churn_keys = 100000,
     .churn_size = 64ull << 20,
     .churn_sets = 10000000,
+    .wl_mask = (1u << WL_COUNT) - 1,
 };
 
 static char (*keys)[KEY_LEN];   /* preformatted keys, not NUL-terminated */
@@ -194,11 +197,12 @@ static bool check(shmc_status st, const char *what)
 }
 
 /* Opens a fresh cache of `size` bytes (removing a stale one of that name). */
-static shmc_t *open_fresh(const char *name, uint64_t size, unsigned flags)
+static shmc_t *open_fresh(const char *name, uint64_t size, uint64_t max_items, unsigned flags)
 {
     shmc_options o;
     memset(&o, 0, sizeof o);
     o.size = size;
+    o.max_items = max_items;
     o.flags = SHMC_OPEN_CREATE_ONLY | flags;
     shmc_t *c = NULL;
     shmc_status st = shmc_open(name, &o, &c);
@@ -460,7 +464,7 @@ static void run_capacity(capacity_result *cr)
     memset(cr, 0, sizeof *cr);
     char name[SHMC_MAX_NAME + 1];
     snprintf(name, sizeof name, "%.*s-cap", (int)(SHMC_MAX_NAME - 4), cfg.name);
-    shmc_t *c = open_fresh(name, cfg.capacity_size, 0);
+    shmc_t *c = open_fresh(name, cfg.capacity_size, 0, 0);
     if (!c)
         return;
     if (!check(shmc_info_get(c, &cr->info), "shmc_info_get"))
@@ -551,7 +555,7 @@ static void run_churn(void)
 {
     char name[SHMC_MAX_NAME + 1];
     snprintf(name, sizeof name, "%.*s-churn", (int)(SHMC_MAX_NAME - 6), cfg.name);
-    shmc_t *c = open_fresh(name, cfg.churn_size, 0);
+    shmc_t *c = open_fresh(name, cfg.churn_size, 0, 0);
     if (!c)
         return;
     uint64_t n = cfg.churn_keys, *last = calloc(n, sizeof *last), rng = 0x18181818;
@@ -616,8 +620,8 @@ static void json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static int write_json(const char *path, const run_result *runs, unsigned nruns,
-                      const capacity_result *cr, double preload_rate)
+static int write_json(const char *path, const run_result *runs, const run_result *local_runs,
+                      unsigned nruns, const capacity_result *cr, double preload_rate)
 {
     FILE *f = fopen(path, "w");
     if (!f) {
@@ -637,15 +641,17 @@ static int write_json(const char *path, const run_result *runs, unsigned nruns,
     fprintf(f, ", \"compiler\": ");
     json_string(f, BENCH_COMPILER);
     fprintf(f, "},\n  \"config\": {\"seconds\": %.3f, \"keys\": %u, \"key_bytes\": %d, "
-               "\"value_bytes\": %d, \"cache_bytes\": %" PRIu64 ", \"prefault\": %s},\n",
-            cfg.seconds, cfg.keys, KEY_LEN, VALUE_LEN, cfg.size, cfg.prefault ? "true" : "false");
+               "\"value_bytes\": %d, \"cache_bytes\": %" PRIu64 ", \"max_items\": %" PRIu64
+               ", \"prefault\": %s},\n",
+            cfg.seconds, cfg.keys, KEY_LEN, VALUE_LEN, cfg.size, cfg.max_items,
+            cfg.prefault ? "true" : "false");
     fprintf(f, "  \"preload_sets_per_sec\": %.0f,\n", preload_rate);
     fprintf(f, "  \"throughput\": [");
     for (unsigned i = 0; i < nruns; i++) {
         const run_result *r = &runs[i];
         fprintf(f, "%s\n    {\"workload\": \"%s\", \"procs\": %u, \"total_ops_per_sec\": %.0f, "
-                   "\"per_process_ops_per_sec\": [",
-                i ? "," : "", wl_id[r->wl], r->procs, r->total_ops_s);
+                   "\"private_ops_per_sec\": %.0f, \"per_process_ops_per_sec\": [",
+                i ? "," : "", wl_id[r->wl], r->procs, r->total_ops_s, local_runs[i].total_ops_s);
         for (unsigned p = 0; p < r->procs; p++)
             fprintf(f, "%s%.0f", p ? ", " : "", r->per_proc_ops_s[p]);
         fprintf(f, "], \"ops\": %" PRIu64 ", ", r->ops);
@@ -701,8 +707,9 @@ static void usage(FILE *f, const char *argv0)
     fprintf(f,
             "usage: %s [--seconds S] [--procs LIST] [--keys N] [--size-mib M]\n"
             "          [--capacity-mib M] [--skip-capacity] [--skip-throughput]\n"
-            "          [--prefault] [--churn] [--churn-keys N] [--churn-mib M]\n"
-            "          [--churn-sets N] [--name NAME] [--json FILE]\n"
+            "          [--prefault] [--max-items N] [--workloads LIST] [--churn]\n"
+            "          [--churn-keys N] [--churn-mib M] [--churn-sets N] [--name NAME]\n"
+            "          [--json FILE]\n"
             "\n"
             "  --seconds S        duration of each throughput run per process (default 2)\n"
             "  --procs LIST       comma-separated process counts (default 1,2)\n"
@@ -717,6 +724,9 @@ static void usage(FILE *f, const char *argv0)
             "                     --churn-mib cache, --churn-sets random overwrites, no\n"
             "                     reads; reports the live keys lost (defaults 100000,\n"
             "                     64, 10000000)\n"
+            "  --max-items N      options.max_items of the throughput cache: its index\n"
+            "                     holds N items (default 0: sized by the cache size)\n"
+            "  --workloads LIST   comma-separated subset of get,mixed,set (default all)\n"
             "  --name NAME        cache name prefix (default shmcache-bench-<pid>)\n"
             "  --json FILE        also write the results as JSON to FILE\n",
             argv0);
@@ -751,6 +761,24 @@ static bool parse_procs(const char *s)
     return cfg.nprocs_count > 0;
 }
 
+static bool parse_workloads(const char *s)
+{
+    cfg.wl_mask = 0;
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", s);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        int wl = strcmp(tok, "get") == 0     ? WL_GET
+                 : strcmp(tok, "mixed") == 0 ? WL_MIXED
+                 : strcmp(tok, "set") == 0   ? WL_SET
+                                             : -1;
+        if (wl < 0)
+            return false;
+        cfg.wl_mask |= 1u << wl;
+    }
+    return cfg.wl_mask != 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -766,6 +794,8 @@ int main(int argc, char **argv)
         { "churn-keys", required_argument, NULL, 'K' },
         { "churn-mib", required_argument, NULL, 'M' },
         { "churn-sets", required_argument, NULL, 'N' },
+        { "max-items", required_argument, NULL, 'm' },
+        { "workloads", required_argument, NULL, 'w' },
         { "name", required_argument, NULL, 'n' },
         { "json", required_argument, NULL, 'j' },
         { "help", no_argument, NULL, 'h' },
@@ -830,6 +860,15 @@ int main(int argc, char **argv)
                 goto bad;
             cfg.churn_sets = v;
             break;
+        case 'm':
+            if (!parse_u64(optarg, 1, 1ull << 40, &v))
+                goto bad;
+            cfg.max_items = v;
+            break;
+        case 'w':
+            if (!parse_workloads(optarg))
+                goto bad;
+            break;
         case 'n':
             if (strlen(optarg) > SHMC_MAX_NAME - 4)
                 goto bad;
@@ -881,7 +920,7 @@ int main(int argc, char **argv)
         for (unsigned i = 0; i < cfg.keys; i++)
             format_key(keys[i], 'k', i);
 
-        shmc_t *c = open_fresh(cfg.name, cfg.size, cfg.prefault ? SHMC_OPEN_PREFAULT : 0);
+        shmc_t *c = open_fresh(cfg.name, cfg.size, cfg.max_items, cfg.prefault ? SHMC_OPEN_PREFAULT : 0);
         if (!c)
             return 1;
         shmc_info info;
@@ -892,8 +931,8 @@ int main(int argc, char **argv)
                cfg.prefault ? "; SHMC_OPEN_PREFAULT (each worker maps the whole cache first)"
                             : "");
         printf("cache: %" PRIu64 " MiB (%u storage segments of %" PRIu64 " KiB, %u index "
-               "slots)\n", info.size >> 20, info.segments, info.segment_bytes >> 10,
-               info.index_slots);
+               "slots, max_items %" PRIu64 ")\n", info.size >> 20, info.segments,
+               info.segment_bytes >> 10, info.index_slots, info.max_items);
 
         unsigned char val[VALUE_LEN];
         fill_value(val, 0);
@@ -914,6 +953,8 @@ int main(int argc, char **argv)
          * shmcache run is followed at once by the same run on private tables,
          * so that both see the same machine state */
         for (int wl = 0; wl < WL_COUNT; wl++) {
+            if (!(cfg.wl_mask & (1u << wl)))
+                continue;
             for (unsigned i = 0; i < cfg.nprocs_count; i++) {
                 run_workload(c, (enum workload)wl, cfg.nprocs_list[i], shared, &runs[nruns]);
                 run_workload(NULL, (enum workload)wl, cfg.nprocs_list[i], shared,
@@ -1012,7 +1053,7 @@ int main(int argc, char **argv)
                    (double)churn.st.bytes_dead / 1048576.0, churn.sets_per_s / 1e6);
     }
 
-    if (cfg.json && write_json(cfg.json, runs, nruns, cfg.skip_capacity ? NULL : &cr,
+    if (cfg.json && write_json(cfg.json, runs, local_runs, nruns, cfg.skip_capacity ? NULL : &cr,
                                preload_rate) == 0)
         printf("\nJSON written to %s\n", cfg.json);
     if (failures)

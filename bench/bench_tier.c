@@ -399,7 +399,7 @@ static void run(int tiered, int probe)
 
 int main(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v && strcmp(a, "--help") != 0) {
             fprintf(stderr, "bench_tier: %s needs a value\n", a);
@@ -431,7 +431,6 @@ int main(int argc, char **argv)
                             "[--name PREFIX]\n");
             return 2;
         }
-        i++;
     }
     if (!cfg.redis || cfg.hosts < 2 || cfg.hosts > 8 || cfg.workers < 1 ||
         cfg.hosts * cfg.workers > 48 || cfg.keys < 1 || cfg.write_pct > 100 ||

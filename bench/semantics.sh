@@ -12,7 +12,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 bin="$build/bench/bench_semantics"
 [ -x "$bin" ] || { echo "no $bin: build first (ninja -C $build)" >&2; exit 2; }
 peer=0
-if command -v php >/dev/null && php -m 2>/dev/null | grep -qx apcu && php -m | grep -qx pcntl; then
+if command -v php >/dev/null && mods=$(php -m 2>/dev/null) &&
+   grep -qx apcu <<<"$mods" && grep -qx pcntl <<<"$mods"; then
     peer=1
 fi
 php_run() { php -d apc.enable_cli=1 -d apc.shm_size=64M "$here/peer_apcu.php" "$@"; }

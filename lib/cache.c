@@ -17,6 +17,7 @@
 #include "slots.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,6 +55,7 @@ typedef struct cond {
     size_t elen;
     bool abs_expire;            /* the ttl argument is an absolute expiry (rewrites) */
     uint8_t kind;               /* item kind to write (ITEM_KIND_*) */
+    uint64_t cell_value;        /* ITEM_KIND_CELL_*: the number (val is ignored) */
     uint64_t cur_cas;           /* out: the current entry's token, 0 if none */
     void *cur;                  /* out (optional): the current value on refusal */
     size_t curlen, *cur_vlen;
@@ -63,6 +65,39 @@ static shmc_status store(struct shmc *c, const void *key, size_t klen, const voi
 static shmc_item *write_item(struct shmc *c, tslot *t, uint64_t off, const void *key, size_t klen,
                              const void *val, size_t vlen, uint32_t flags, uint64_t expire,
                              uint8_t kind);
+static shmc_item *write_cell_item(struct shmc *c, tslot *t, uint64_t off, const void *key,
+                                  size_t klen, uint64_t value, uint32_t flags, uint64_t expire,
+                                  uint8_t kind);
+static size_t counter_format(uint64_t v, uint8_t kind, uint8_t out[24]);
+static uint64_t next_cas(tslot *t);
+static uint64_t expiry_of(uint64_t ttl_ms);
+
+static inline bool kind_is_cell(uint8_t kind)
+{
+    return kind == ITEM_KIND_CELL_DEC || kind == ITEM_KIND_CELL_BIN;
+}
+
+/* Counters live in cells when a cell item fits under max_value. */
+static inline bool cells_ok(const struct shmc *c)
+{
+    return c->max_value >= CELL_VLEN;
+}
+
+/* The value of an item as readers see it: its bytes, or a counter cell's
+ * number formatted into tmp (with the cell's token in *tok). */
+static inline const uint8_t *item_value(shmc_item *it, uint8_t tmp[24], uint32_t *vlen,
+                                        uint64_t *tok)
+{
+    if (caa_unlikely(item_is_cell(it))) {
+        cell_t x = cell_read(item_cell(it));
+        *tok = cell_tok(x) & ~CELL_FROZEN;
+        *vlen = (uint32_t)counter_format(cell_val(x), it->kind, tmp);
+        return tmp;
+    }
+    *tok = it->cas;
+    *vlen = it->vlen;
+    return (const uint8_t *)(it + 1) + it->klen;
+}
 
 /* The start of every keyed operation: validate the key, take the calling
  * thread's slot, hash the key. */
@@ -77,8 +112,10 @@ static shmc_status op_begin(struct shmc *c, const void *key, size_t klen, tslot 
 }
 
 /* The item a get callback is visiting, for callers that need more than the
- * value (its CAS token, its expiry).  Valid only inside the callback. */
+ * value (its expiry, kind), and its CAS token.  Valid only inside the
+ * callback. */
 static __thread const shmc_item *visiting;
+static __thread uint64_t visiting_cas;
 
 /* Called inside the read section with the value in place. */
 typedef shmc_status (*visit_fn)(void *ctx, const uint8_t *val, uint32_t vlen, uint32_t flags);
@@ -94,8 +131,11 @@ static shmc_status get_visit(struct shmc *c, const void *key, size_t klen, visit
     uint64_t w, now = 0;
     shmc_item *it;
     if (index_find(c, &kh, key, klen, &w, &it) && !expired(it, &now)) {
+        uint8_t tmp[24];
+        uint32_t vlen;
+        const uint8_t *val = item_value(it, tmp, &vlen, &visiting_cas);
         visiting = it;
-        st = fn(ctx, (const uint8_t *)(it + 1) + it->klen, it->vlen, it->flags);
+        st = fn(ctx, val, vlen, it->flags);
         mark_accessed(it);
         STAT_ADD(t, hits, 1);
     } else {
@@ -170,12 +210,14 @@ typedef struct entry_copy {
 static shmc_status entry_out(void *p, const uint8_t *val, uint32_t vlen, uint32_t flags)
 {
     entry_copy *e = p;
-    e->cas = visiting->cas;
+    e->cas = visiting_cas;
     e->expire = visiting->expire_ms;
     e->kind = visiting->kind;
     struct alloc_ctx a = {&e->val, &e->vlen, &e->flags};
     return alloc_out(&a, val, vlen, flags);
 }
+
+static bool counter_parse(const entry_copy *e, uint64_t *v);
 
 static shmc_status read_entry(shmc_t *c, const void *key, size_t klen, entry_copy *e)
 {
@@ -216,7 +258,7 @@ struct gets_ctx {
 static shmc_status gets_out(void *p, const uint8_t *val, uint32_t vlen, uint32_t flags)
 {
     struct gets_ctx *x = p;
-    *x->cas = visiting->cas;
+    *x->cas = visiting_cas;
     return copy_out(&x->copy, val, vlen, flags);
 }
 
@@ -257,6 +299,8 @@ static shmc_status retouch(shmc_t *c, const void *key, size_t klen, uint64_t ttl
         if (st != SHMC_OK)
             return st;
         cond cd = {.mode = STORE_CAS, .token = e.cas, .kind = e.kind};
+        if (kind_is_cell(e.kind) && !counter_parse(&e, &cd.cell_value))
+            cd.kind = ITEM_KIND_PLAIN; /* cannot happen: a cell reads as a number */
         st = store(c, key, klen, e.val, e.vlen, e.flags, ttl_ms, &cd);
         if (st == SHMC_OK && keep) {
             *keep = e;
@@ -344,7 +388,7 @@ shmc_status shmc_prepend(shmc_t *c, const void *key, size_t klen, const void *da
  * bytes; any other value must be 1-20 ASCII decimal digits <= 2^64-1. */
 static bool counter_value(uint8_t kind, const uint8_t *p, size_t n, uint64_t *v)
 {
-    if (kind == ITEM_KIND_COUNTER) {
+    if (kind == ITEM_KIND_COUNTER || kind == ITEM_KIND_CELL_BIN) {
         if (n != 8)
             return false;
         uint64_t x = 0;
@@ -375,7 +419,7 @@ static bool counter_parse(const entry_copy *e, uint64_t *v)
 
 static size_t counter_format(uint64_t v, uint8_t kind, uint8_t out[24])
 {
-    if (kind == ITEM_KIND_COUNTER) {
+    if (kind == ITEM_KIND_COUNTER || kind == ITEM_KIND_CELL_BIN) {
         for (int i = 0; i < 8; i++)
             out[i] = (uint8_t)(v >> (8 * i));
         return 8;
@@ -391,12 +435,153 @@ static size_t counter_format(uint64_t v, uint8_t kind, uint8_t out[24])
     return n;
 }
 
-/* The common case in one pass: under the key's stripe lock, read the
- * counter, append the new value to our open segment (the no-wait fast path
- * of allocation, so holding the lock cannot stall anyone) and publish it.
- * No retries under contention, no copy of the old value.  Returns false,
- * having changed nothing, when the open segment is full or an evictor moved
- * the entry; the caller then takes the general path. */
+/* The kind a counter is written as: a cell when cells fit (cells_ok),
+ * binary or decimal as it was. */
+static uint8_t counter_kind(uint8_t kind, bool cell)
+{
+    bool bin = kind == ITEM_KIND_COUNTER || kind == ITEM_KIND_CELL_BIN;
+    return cell ? (bin ? ITEM_KIND_CELL_BIN : ITEM_KIND_CELL_DEC)
+                : (bin ? ITEM_KIND_COUNTER : ITEM_KIND_PLAIN);
+}
+
+/* incr wraps modulo 2^64; decr stops at 0 (as memcached does). */
+static inline uint64_t counter_step(uint64_t v, uint64_t delta, bool down)
+{
+    return down ? (v > delta ? v - delta : 0) : v + delta;
+}
+
+/* One in-place update of a counter cell: read it (with the CAS itself, so
+ * that the cache line comes over once, for writing), check the section,
+ * compute, and CAS value and a fresh token together; retried while other
+ * incrementers win.  False, having written nothing, when the cell is frozen
+ * (being moved or replaced) or the read section is no longer valid: the
+ * caller then takes the locked path. */
+static bool cell_add(struct shmc *c, tslot *t, shmc_item *it, uint64_t delta, bool down,
+                     uint64_t *result)
+{
+    cell_t *p = item_cell(it);
+    cell_t x = cell_cas(p, 0, 0); /* an exclusive load: writes 0 over 0 at most */
+    uint64_t tok = 0;
+    for (;;) {
+        if (cell_tok(x) & CELL_FROZEN)
+            return false;
+        /* After reading, before writing: an ejected section's item may have
+         * been reused meanwhile (issue 16); the CAS then fails anyway unless
+         * the same 16 bytes came back, which needs the same unique token. */
+        if (!read_section_valid(c, t))
+            return false;
+        uint64_t nv = counter_step(cell_val(x), delta, down);
+        if (!tok)
+            tok = next_cas(t);
+        cell_t was = cell_cas(p, x, cell_make(nv, tok));
+        if (was == x) {
+            *result = nv;
+            return true;
+        }
+        x = was;
+    }
+}
+
+/* Whether an item sits in a segment sealed more than nsegs/8 seals ago:
+ * eviction (oldest first) may reach it soon (retired segments and the free
+ * reserve can leave few sealed ones).  A counter updated in place stays
+ * where it was written, and a second-chance copy is not always possible (the
+ * evicting writer's open segment can be full): so a counter that ages is
+ * rewritten once by the locked path, into an open segment, and is then
+ * updated in place there. */
+static inline bool item_aging(struct shmc *c, shmc_item *it)
+{
+    uint64_t off = (uint64_t)((uint8_t *)it - c->data);
+    uint64_t seq = atomic_load_explicit(&c->segs[off >> c->seg_shift].seq, memory_order_relaxed);
+    return seq && atomic_load_explicit(&c->hdr->seal_seq, memory_order_relaxed) - seq >
+                      c->nsegs / 8;
+}
+
+/* The fast path: a counter cell updated in place, with no lock and no
+ * allocation.  False when the key is not a live counter cell (or the cell is
+ * frozen): the caller takes the locked path. */
+static bool counter_inplace(shmc_t *c, const void *key, size_t klen, uint64_t delta, bool down,
+                            uint64_t *result)
+{
+    tslot *t;
+    keyhash kh;
+    if (op_begin(c, key, klen, &t, &kh) != SHMC_OK)
+        return false; /* the locked path reports the error */
+    read_enter(c, t);
+    uint64_t w, now = 0;
+    shmc_item *it;
+    bool done = index_find(c, &kh, key, klen, &w, &it) && item_is_cell(it) &&
+                !expired(it, &now) && !item_aging(c, it) &&
+                cell_add(c, t, it, delta, down, result);
+    if (done) {
+        mark_accessed(it);
+        STAT_ADD(t, sets, 1);
+    }
+    read_exit(c, t);
+    return done;
+}
+
+/* The locked path, in one pass under the key's stripe lock: a live cell is
+ * updated in place; anything else (a missing key with SHMC_INCR_CREATE, a
+ * decimal value set by shmc_set, a frozen cell) is replaced by a new counter
+ * cell appended with the no-wait allocation fast path (so holding the lock
+ * cannot stall anyone) and published by CAS.  Returns false, having changed
+ * nothing, when the open segment is full or a mover changed the entry; the
+ * caller then takes the general path. */
+/* A counter being rewritten under the stripe lock: its next state. */
+typedef struct ctr_next {
+    uint64_t nv, expire;
+    uint32_t flags;
+    uint8_t kind;
+} ctr_next;
+
+/* Writes the counter's next state as a new item (a cell when cells fit)
+ * from the no-wait allocation path and publishes it in place of `old`
+ * (slot/ow; NULL: absent).  Under the key's stripe lock.  False, having
+ * changed nothing, when the open segment is full or a mover changed the
+ * entry; else *out (SHMC_OK or SHMC_EVALLEN). */
+static bool counter_republish(struct shmc *c, tslot *t, const keyhash *kh, const void *key,
+                              size_t klen, _Atomic uint64_t *slot, uint64_t ow, shmc_item *old,
+                              const ctr_next *n, shmc_status *out)
+{
+    uint8_t buf[24];
+    bool cell = cells_ok(c);
+    uint8_t kind = counter_kind(n->kind, cell);
+    size_t len = counter_format(n->nv, kind, buf);
+    if (len > c->max_value) {
+        /* As store() would say: an item over max_value would be written and
+         * published, then refused by every reader (item_at). */
+        *out = SHMC_EVALLEN;
+        return true;
+    }
+    uint64_t total = item_total((uint32_t)klen, cell ? CELL_VLEN : (uint32_t)len), off;
+    if (!alloc_in_head(c, t, total, &off))
+        return false;
+    if (cell)
+        write_cell_item(c, t, off, key, klen, n->nv, n->flags, n->expire, kind);
+    else
+        write_item(c, t, off, key, klen, buf, len, n->flags, n->expire, kind);
+    uint64_t nw = iw_make(kh->tag, off);
+    if (slot) {
+        uint64_t ooff = iw_off(ow);
+        uint64_t obytes = item_total(old->klen, old->vlen);
+        /* old is no cell, or frozen by the caller, or expired (freezing it
+         * keeps late updates off it). */
+        if (!cell_freeze(c, t, old) ||
+            !atomic_compare_exchange_strong_explicit(slot, &ow, nw, memory_order_acq_rel,
+                                                     memory_order_relaxed)) {
+            seg_dec_live(c, off, total); /* moved by an evictor: dead bytes */
+            return false;
+        }
+        seg_dec_live(c, ooff, obytes);
+    } else {
+        index_insert(c, t, kh, nw);
+    }
+    STAT_ADD(t, sets, 1);
+    *out = SHMC_OK;
+    return true;
+}
+
 static bool counter_locked(shmc_t *c, const void *key, size_t klen, uint64_t delta, bool down,
                            uint64_t initial, uint64_t ttl_ms, unsigned opts, uint64_t *result,
                            shmc_status *out)
@@ -414,64 +599,38 @@ static bool counter_locked(shmc_t *c, const void *key, size_t klen, uint64_t del
         return true;
     }
     bool done = true;
-    uint64_t ow = 0, now = 0, nv, expire;
+    uint64_t ow = 0, now = 0;
     shmc_item *old = NULL;
     _Atomic uint64_t *slot = index_find(c, &kh, key, klen, &ow, &old);
-    uint8_t kind;
-    uint32_t flags;
+    ctr_next n;
     if (!slot || expired(old, &now)) {
-        if (!(opts & SHMC_INCR_CREATE)) {
-            *out = SHMC_NOT_FOUND;
-            goto unlock;
-        }
-        nv = initial;
-        kind = opts & SHMC_INCR_BINARY ? ITEM_KIND_COUNTER : ITEM_KIND_PLAIN;
-        flags = 0;
-        expire = ttl_ms ? now_ms() + ttl_ms : 0;
-        if (ttl_ms && expire < ttl_ms)
-            expire = UINT64_MAX;
-    } else {
-        uint64_t v;
-        if (!counter_value(old->kind, (const uint8_t *)(old + 1) + old->klen, old->vlen, &v)) {
-            *out = SHMC_ENOTNUM;
-            goto unlock;
-        }
-        nv = down ? (v > delta ? v - delta : 0) : v + delta;
-        kind = old->kind;
-        flags = old->flags;
-        expire = old->expire_ms;
-    }
-    uint8_t buf[24];
-    size_t len = counter_format(nv, kind, buf);
-    if (len > c->max_value) {
-        /* As store() would say: an item over max_value would be written and
-         * published, then refused by every reader (item_at). */
-        *out = SHMC_EVALLEN;
+        n = (ctr_next){initial, expiry_of(ttl_ms), 0,
+                       opts & SHMC_INCR_BINARY ? ITEM_KIND_COUNTER : ITEM_KIND_PLAIN};
+        *out = opts & SHMC_INCR_CREATE ? SHMC_OK : SHMC_NOT_FOUND;
+    } else if (item_is_cell(old) && !item_aging(c, old) &&
+               cell_add(c, t, old, delta, down, result)) {
+        mark_accessed(old);
+        STAT_ADD(t, sets, 1);
+        *out = SHMC_OK;
         goto unlock;
-    }
-    uint64_t total = item_total((uint32_t)klen, (uint32_t)len), off;
-    if (!alloc_in_head(c, t, total, &off)) {
+    } else if (!cell_freeze(c, t, old)) {
+        /* To be replaced: frozen first, so that the number read below is
+         * final (an unlocked incrementer may be at it right now). */
         done = false;
         goto unlock;
-    }
-    write_item(c, t, off, key, klen, buf, len, flags, expire, kind);
-    uint64_t nw = iw_make(kh.tag, off);
-    if (slot) {
-        uint64_t ooff = iw_off(ow);
-        uint64_t obytes = item_total(old->klen, old->vlen);
-        if (!atomic_compare_exchange_strong_explicit(slot, &ow, nw, memory_order_acq_rel,
-                                                     memory_order_relaxed)) {
-            seg_dec_live(c, off, total); /* moved by an evictor: dead bytes */
-            done = false;
-            goto unlock;
-        }
-        seg_dec_live(c, ooff, obytes);
     } else {
-        index_insert(c, t, &kh, nw);
+        uint8_t tmp[24];
+        uint32_t vlen;
+        uint64_t tok, v = 0;
+        const uint8_t *val = item_value(old, tmp, &vlen, &tok);
+        *out = counter_value(old->kind, val, vlen, &v) ? SHMC_OK : SHMC_ENOTNUM;
+        n = (ctr_next){counter_step(v, delta, down), old->expire_ms, old->flags, old->kind};
     }
-    STAT_ADD(t, sets, 1);
-    *result = nv;
-    *out = SHMC_OK;
+    if (*out == SHMC_OK) {
+        done = counter_republish(c, t, &kh, key, klen, slot, ow, old, &n, out);
+        if (done && *out == SHMC_OK)
+            *result = n.nv;
+    }
 unlock:
     stripe_unlock(c, kh.stripe);
     read_exit(c, t);
@@ -484,9 +643,13 @@ static shmc_status counter_add(shmc_t *c, const void *key, size_t klen, uint64_t
 {
     if (!result || (opts & ~(SHMC_INCR_CREATE | SHMC_INCR_BINARY)))
         return SHMC_EINVAL;
+    if (counter_inplace(c, key, klen, delta, down, result))
+        return SHMC_OK;
     shmc_status fast;
     if (counter_locked(c, key, klen, delta, down, initial, ttl_ms, opts, result, &fast))
         return fast;
+    /* The general path: a read and a compare-and-swap, retried. */
+    bool cell = cells_ok(c);
     uint8_t buf[24];
     for (;;) {
         entry_copy e;
@@ -494,8 +657,9 @@ static shmc_status counter_add(shmc_t *c, const void *key, size_t klen, uint64_t
         if (st == SHMC_NOT_FOUND) {
             if (!(opts & SHMC_INCR_CREATE))
                 return st;
-            uint8_t kind = opts & SHMC_INCR_BINARY ? ITEM_KIND_COUNTER : ITEM_KIND_PLAIN;
-            cond cd = {.mode = STORE_ADD, .kind = kind};
+            uint8_t kind = counter_kind(
+                opts & SHMC_INCR_BINARY ? ITEM_KIND_COUNTER : ITEM_KIND_PLAIN, cell);
+            cond cd = {.mode = STORE_ADD, .kind = kind, .cell_value = initial};
             st = store(c, key, klen, buf, counter_format(initial, kind, buf), 0, ttl_ms, &cd);
             if (st == SHMC_OK)
                 *result = initial;
@@ -510,10 +674,11 @@ static shmc_status counter_add(shmc_t *c, const void *key, size_t klen, uint64_t
             free(e.val);
             return SHMC_ENOTNUM;
         }
-        /* incr wraps modulo 2^64; decr stops at 0 (as memcached does) */
-        uint64_t nv = down ? (v > delta ? v - delta : 0) : v + delta;
-        cond cd = {.mode = STORE_CAS, .token = e.cas, .abs_expire = true, .kind = e.kind};
-        st = store(c, key, klen, buf, counter_format(nv, e.kind, buf), e.flags, e.expire, &cd);
+        uint64_t nv = counter_step(v, delta, down);
+        uint8_t kind = counter_kind(e.kind, cell);
+        cond cd = {.mode = STORE_CAS, .token = e.cas, .abs_expire = true, .kind = kind,
+                   .cell_value = nv};
+        st = store(c, key, klen, buf, counter_format(nv, kind, buf), e.flags, e.expire, &cd);
         free(e.val);
         if (st == SHMC_OK) {
             *result = nv;
@@ -551,7 +716,8 @@ static uint64_t next_cas(tslot *t)
 {
     uint64_t seq = atomic_load_explicit(&t->s->cas_seq, memory_order_relaxed) + 1;
     atomic_store_explicit(&t->s->cas_seq, seq, memory_order_relaxed);
-    return cas_make(seq, t->idx + 1);
+    /* The top bit is a counter cell's CELL_FROZEN (2^47 tokens per slot). */
+    return cas_make(seq, t->idx + 1) & ~CELL_FROZEN;
 }
 
 /* ---- writes ---- */
@@ -578,6 +744,18 @@ static shmc_item *write_item(struct shmc *c, tslot *t, uint64_t off, const void 
     return it;
 }
 
+/* write_item for a counter cell holding `value` (kind ITEM_KIND_CELL_*);
+ * the allocation is item_total(klen, CELL_VLEN). */
+static shmc_item *write_cell_item(struct shmc *c, tslot *t, uint64_t off, const void *key,
+                                  size_t klen, uint64_t value, uint32_t flags, uint64_t expire,
+                                  uint8_t kind)
+{
+    uint8_t zero[CELL_VLEN] = {0};
+    shmc_item *it = write_item(c, t, off, key, klen, zero, CELL_VLEN, flags, expire, kind);
+    *item_cell(it) = cell_make(value, it->cas); /* unpublished: a plain store */
+    return it;
+}
+
 /* Whether a write under `cd` may replace `old` (NULL: absent).  Called under
  * the key's stripe lock.  On refusal, the status to return, with the current
  * entry's token and (if asked) value reported through cd. */
@@ -585,37 +763,47 @@ static shmc_status store_allowed(cond *cd, shmc_item *old, bool old_expired)
 {
     bool present = old && !old_expired;
     shmc_status st;
-    cd->cur_cas = present ? old->cas : 0;
+    uint8_t tmp[24];
+    uint32_t vlen = 0;
+    uint64_t tok = 0;
+    const uint8_t *val = present ? item_value(old, tmp, &vlen, &tok) : NULL;
+    cd->cur_cas = tok;
     switch (cd->mode) {
     case STORE_SET: st = SHMC_OK; break;
     case STORE_ADD: st = present ? SHMC_EXISTS : SHMC_OK; break;
     case STORE_REPLACE: st = present ? SHMC_OK : SHMC_NOT_FOUND; break;
     case STORE_CAS:
-        st = !present ? SHMC_NOT_FOUND : old->cas == cd->token ? SHMC_OK : SHMC_STALE;
+        st = !present ? SHMC_NOT_FOUND : tok == cd->token ? SHMC_OK : SHMC_STALE;
         break;
     case STORE_VALUE:
         st = !present ? SHMC_NOT_FOUND
-             : (old->vlen == cd->elen &&
-                (cd->elen == 0 ||
-                 memcmp((const uint8_t *)(old + 1) + old->klen, cd->expected, cd->elen) == 0))
+             : (vlen == cd->elen && (cd->elen == 0 || memcmp(val, cd->expected, cd->elen) == 0))
                  ? SHMC_OK
                  : SHMC_STALE;
         break;
     default: st = SHMC_EINVAL; break;
     }
     if (st != SHMC_OK && present && cd->cur_vlen) {
-        *cd->cur_vlen = old->vlen;
-        if (old->vlen <= cd->curlen && old->vlen)
-            memcpy(cd->cur, (const uint8_t *)(old + 1) + old->klen, old->vlen);
+        *cd->cur_vlen = vlen;
+        if (vlen <= cd->curlen && vlen)
+            memcpy(cd->cur, val, vlen);
     }
     return st;
 }
 
+/* Items up to this size are written under the stripe lock by a conditional
+ * write that passed its check (the no-wait allocation fast path). */
+#define LOCKED_WRITE_MAX 512u
+
 /* Checks a conditional write before paying for it: a failed add or stale
- * cas (common in retry loops) then allocates nothing. */
-static shmc_status precheck(struct shmc *c, const keyhash *kh, const void *key, size_t klen,
-                            cond *cd)
+ * cas (common in retry loops) then allocates nothing.  When it passes and
+ * the item is small, this also takes its room in our open segment (never
+ * waits) and keeps the lock (*locked): the write is then published in the
+ * same round on the lock, which halves the lock traffic of cas loops. */
+static shmc_status precheck(struct shmc *c, tslot *t, const keyhash *kh, const void *key,
+                            size_t klen, cond *cd, uint64_t total, uint64_t *off, bool *locked)
 {
+    *locked = false;
     shmc_status st = stripe_lock(c, kh->stripe);
     if (st != SHMC_OK)
         return st;
@@ -624,15 +812,14 @@ static shmc_status precheck(struct shmc *c, const keyhash *kh, const void *key, 
     if (!index_find(c, kh, key, klen, &ow, &old))
         old = NULL;
     st = store_allowed(cd, old, old && expired(old, &now));
+    if (st == SHMC_OK && total <= LOCKED_WRITE_MAX && alloc_in_head(c, t, total, off)) {
+        *locked = true;
+        return st;
+    }
     stripe_unlock(c, kh->stripe);
     return st;
 }
 
-/* The write path of set/add/replace/cas.  The new item is allocated and
- * fully written outside the stripe lock (allocation may wait for readers,
- * and a writer waiting for a stripe lock sits inside its read section, so
- * holding the lock while allocating could stall both); the condition is
- * then checked again and the item published under the lock, by one CAS. */
 /* The expiry of an item stored now with ttl_ms (0 = never). */
 static uint64_t expiry_of(uint64_t ttl_ms)
 {
@@ -642,6 +829,59 @@ static uint64_t expiry_of(uint64_t ttl_ms)
     return ttl_ms > UINT64_MAX - now ? UINT64_MAX : now + ttl_ms;
 }
 
+/* Publishes the written item at `off` under the key's stripe lock (held):
+ * checks the condition against the current entry and CASes the word, or
+ * inserts it.  A counter cell changes in place without the lock, so it is
+ * frozen first (no increment lands on it once replaced) and the condition
+ * checked again against its final state; a write refused then leaves it
+ * frozen, and the next increment replaces it under the lock.  *restart when
+ * the read section is no longer valid (nothing published). */
+static shmc_status publish(struct shmc *c, tslot *t, const keyhash *kh, const void *key,
+                           size_t klen, cond *cd, uint64_t off, uint64_t total, bool *restart)
+{
+    uint64_t nw = iw_make(kh->tag, off);
+    for (;;) {
+        uint64_t ow, now = 0;
+        shmc_item *old;
+        _Atomic uint64_t *slot = index_find(c, kh, key, klen, &ow, &old);
+        bool was_expired = slot && expired(old, &now);
+        shmc_status st = store_allowed(cd, slot ? old : NULL, was_expired);
+        if (st != SHMC_OK) {
+            /* Changed between the check and now: the new item is dead bytes. */
+            seg_dec_live(c, off, total);
+            return st;
+        }
+        if (!slot) {
+            index_insert(c, t, kh, nw);
+            return SHMC_OK;
+        }
+        bool live_cell = item_is_cell(old) && !was_expired &&
+                         !(cell_tok(cell_read(item_cell(old))) & CELL_FROZEN);
+        if (!cell_freeze(c, t, old)) {
+            *restart = true;
+            return SHMC_OK;
+        }
+        if (live_cell)
+            continue; /* check again against the frozen state */
+        uint64_t ooff = iw_off(ow);
+        uint64_t obytes = item_total(old->klen, old->vlen);
+        /* Fails only if an evictor removed (or moved) the old entry. */
+        if (atomic_compare_exchange_strong_explicit(slot, &ow, nw, memory_order_acq_rel,
+                                                    memory_order_relaxed)) {
+            seg_dec_live(c, ooff, obytes);
+            if (was_expired)
+                STAT_ADD(t, expirations, 1);
+            return SHMC_OK;
+        }
+    }
+}
+
+/* The write path of set/add/replace/cas.  The new item is allocated and
+ * fully written outside the stripe lock (allocation may wait for readers,
+ * and a writer waiting for a stripe lock sits inside its read section, so
+ * holding the lock while allocating could stall both); the condition is
+ * then checked again and the item published under the lock, by one CAS.
+ * (A small conditional write is the exception: see precheck.) */
 static shmc_status store(struct shmc *c, const void *key, size_t klen, const void *val,
                          size_t vlen, uint32_t flags, uint64_t ttl_ms, cond *cd)
 {
@@ -657,64 +897,52 @@ static shmc_status store(struct shmc *c, const void *key, size_t klen, const voi
         return SHMC_EINVAL;
     if (vlen > c->max_value)
         return SHMC_EVALLEN;
-    uint64_t total = item_total((uint32_t)klen, (uint32_t)vlen);
+    bool cell = kind_is_cell(cd->kind);
+    uint64_t total = item_total((uint32_t)klen, cell ? CELL_VLEN : (uint32_t)vlen);
     uint64_t expire = cd->abs_expire ? ttl_ms : expiry_of(ttl_ms);
-    read_enter(c, t);
-    if (cd->mode != STORE_SET) {
-        st = precheck(c, &kh, key, klen, cd);
-        if (st != SHMC_OK) {
+    /* The bucket and the old item then arrive while we write the new item. */
+    if (cd->mode == STORE_SET)
+        index_prefetch(c, &kh);
+    for (;;) {
+        read_enter(c, t);
+        uint64_t off;
+        bool locked = false;
+        if (cd->mode != STORE_SET) {
+            st = precheck(c, t, &kh, key, klen, cd, total, &off, &locked);
+            if (st != SHMC_OK) {
+                read_exit(c, t);
+                return st;
+            }
+        }
+        if (!locked && (st = alloc_item(c, t, total, &off)) != SHMC_OK) {
             read_exit(c, t);
             return st;
         }
-    }
-    uint64_t off;
-    st = alloc_item(c, t, total, &off);
-    if (st != SHMC_OK) {
-        read_exit(c, t);
-        return st;
-    }
-    shmc_item *it = write_item(c, t, off, key, klen, val, vlen, flags, expire, cd->kind);
-    uint64_t nw = iw_make(kh.tag, off);
-
-    st = stripe_lock(c, kh.stripe);
-    if (st != SHMC_OK) {
-        seg_dec_live(c, off, total);
-        read_exit(c, t);
-        return st;
-    }
-    for (;;) {
-        uint64_t ow, now = 0;
-        shmc_item *old;
-        _Atomic uint64_t *slot = index_find(c, &kh, key, klen, &ow, &old);
-        bool was_expired = slot && expired(old, &now);
-        st = store_allowed(cd, slot ? old : NULL, was_expired);
+        shmc_item *it = cell ? write_cell_item(c, t, off, key, klen, cd->cell_value, flags,
+                                               expire, cd->kind)
+                             : write_item(c, t, off, key, klen, val, vlen, flags, expire,
+                                          cd->kind);
+        uint64_t new_cas = it->cas;
+        st = locked ? SHMC_OK : stripe_lock(c, kh.stripe);
         if (st != SHMC_OK) {
-            /* Changed between the check and now: the new item is dead bytes. */
             seg_dec_live(c, off, total);
-            break;
+            read_exit(c, t);
+            return st;
         }
-        if (!slot) {
-            index_insert(c, t, &kh, nw);
-            break;
+        bool restart = false;
+        st = publish(c, t, &kh, key, klen, cd, off, total, &restart);
+        stripe_unlock(c, kh.stripe);
+        read_exit(c, t);
+        /* Ejected (epoch.h: read_section_valid): what we wrote is dead bytes
+         * in memory that may be reused already, so it is not counted off. */
+        if (restart)
+            continue;
+        if (st == SHMC_OK) {
+            STAT_ADD(t, sets, 1);
+            cd->cur_cas = new_cas;
         }
-        uint64_t ooff = iw_off(ow);
-        uint64_t obytes = item_total(old->klen, old->vlen);
-        /* Fails only if an evictor removed (or moved) the old entry. */
-        if (atomic_compare_exchange_strong_explicit(slot, &ow, nw, memory_order_acq_rel,
-                                                    memory_order_relaxed)) {
-            seg_dec_live(c, ooff, obytes);
-            if (was_expired)
-                STAT_ADD(t, expirations, 1);
-            break;
-        }
+        return st;
     }
-    stripe_unlock(c, kh.stripe);
-    read_exit(c, t);
-    if (st == SHMC_OK) {
-        STAT_ADD(t, sets, 1);
-        cd->cur_cas = it->cas;
-    }
-    return st;
 }
 
 shmc_status shmc_set(shmc_t *c, const void *key, size_t klen, const void *val, size_t vlen,
@@ -738,6 +966,60 @@ shmc_status shmc_replace(shmc_t *c, const void *key, size_t klen, const void *va
     return store(c, key, klen, val, vlen, flags, ttl_ms, &cd);
 }
 
+/* Whether val is a number in canonical decimal form (1-20 digits, no leading
+ * zero, at most 2^64-1): exactly the text a decimal counter cell reads as. */
+static bool canonical_decimal(const void *val, size_t vlen, uint64_t *v)
+{
+    const uint8_t *p = val;
+    return val && vlen && !(p[0] == '0' && vlen > 1) &&
+           counter_value(ITEM_KIND_PLAIN, p, vlen, v);
+}
+
+/* A cas that writes a number onto a decimal counter cell, keeping its flags
+ * and its absence of expiry, is done in place: one 16-byte CAS from the
+ * cell's state with the caller's token to the new number and a new token.
+ * Returns false, having changed nothing, when that does not apply (the
+ * caller then takes store()); else the outcome in *out. */
+static bool cas_inplace(shmc_t *c, const void *key, size_t klen, uint64_t num, uint32_t flags,
+                        uint64_t token, uint64_t *new_tok, shmc_status *out)
+{
+    tslot *t;
+    keyhash kh;
+    if (op_begin(c, key, klen, &t, &kh) != SHMC_OK)
+        return false;
+    read_enter(c, t);
+    bool done = false;
+    uint64_t w, now = 0;
+    shmc_item *it;
+    if (index_find(c, &kh, key, klen, &w, &it) && it->kind == ITEM_KIND_CELL_DEC &&
+        it->flags == flags && it->expire_ms == 0 && !expired(it, &now) && !item_aging(c, it)) {
+        cell_t *p = item_cell(it);
+        cell_t x = cell_cas(p, 0, 0); /* an exclusive load, as in cell_add */
+        if (!(cell_tok(x) & CELL_FROZEN) && read_section_valid(c, t)) {
+            done = true;
+            if (cell_tok(x) != token) {
+                *new_tok = cell_tok(x); /* STALE reports the current token */
+                *out = SHMC_STALE;
+            } else {
+                uint64_t tok = next_cas(t);
+                cell_t was = cell_cas(p, x, cell_make(num, tok));
+                if (was == x) {
+                    *new_tok = tok;
+                    *out = SHMC_OK;
+                    STAT_ADD(t, sets, 1);
+                } else if (cell_tok(was) & CELL_FROZEN) {
+                    done = false; /* being replaced: store() decides */
+                } else {
+                    *new_tok = cell_tok(was); /* another update won */
+                    *out = SHMC_STALE;
+                }
+            }
+        }
+    }
+    read_exit(c, t);
+    return done;
+}
+
 shmc_status shmc_cas(shmc_t *c, const void *key, size_t klen, const void *val, size_t vlen,
                      uint32_t flags, uint64_t ttl_ms, uint64_t token, uint64_t *cas_out)
 {
@@ -746,6 +1028,21 @@ shmc_status shmc_cas(shmc_t *c, const void *key, size_t klen, const void *val, s
     if (!token)
         return SHMC_EINVAL;
     cond cd = {.mode = STORE_CAS, .token = token};
+    /* A number written by cas is a counter being updated (a gets + cas
+     * loop): it is kept as a decimal counter cell, which reads back as the
+     * very same text, so that the next cas (or incr) can be done in place. */
+    uint64_t num;
+    if (c && cells_ok(c) && vlen <= c->max_value && canonical_decimal(val, vlen, &num)) {
+        uint64_t tok = 0;
+        shmc_status st;
+        if (ttl_ms == 0 && cas_inplace(c, key, klen, num, flags, token, &tok, &st)) {
+            if (cas_out)
+                *cas_out = tok;
+            return st;
+        }
+        cd.kind = ITEM_KIND_CELL_DEC;
+        cd.cell_value = num;
+    }
     shmc_status st = store(c, key, klen, val, vlen, flags, ttl_ms, &cd);
     if (cas_out)
         *cas_out = cd.cur_cas;
@@ -792,6 +1089,13 @@ static shmc_status delete_if(struct shmc *c, const void *key, size_t klen, cond 
             if (st != SHMC_OK)
                 break;
             st = SHMC_NOT_FOUND;
+        }
+        /* A counter cell: freeze it (no increment lands on it once it is
+         * gone), then decide on its final state. */
+        if (item_is_cell(old) && !(cell_tok(cell_read(item_cell(old))) & CELL_FROZEN)) {
+            if (!cell_freeze(c, t, old))
+                break; /* ejected (read_section_valid): nothing deleted */
+            continue;
         }
         if (atomic_compare_exchange_strong_explicit(slot, &ow, 0, memory_order_acq_rel,
                                                     memory_order_relaxed)) {
@@ -854,6 +1158,8 @@ shmc_status shmc_flush(shmc_t *c)
             uint64_t off;
             shmc_item *it = item_at(c, w, &off);
             uint64_t bytes = it ? item_total(it->klen, it->vlen) : 0;
+            if (it && !cell_freeze(c, t, it))
+                continue;
             if (atomic_compare_exchange_strong_explicit(&c->index[j], &w, 0, memory_order_acq_rel,
                                                         memory_order_relaxed)) {
                 if (it)
@@ -910,7 +1216,11 @@ shmc_status shmc_get_many(shmc_t *c, shmc_get_req *reqs, size_t n)
                 continue;
             }
             struct copy_ctx x = {r->buf, r->buflen, &r->vlen, &r->flags};
-            r->status = copy_out(&x, (const uint8_t *)(it + 1) + it->klen, it->vlen, it->flags);
+            uint8_t tmp[24];
+            uint32_t vlen;
+            uint64_t tok;
+            const uint8_t *val = item_value(it, tmp, &vlen, &tok);
+            r->status = copy_out(&x, val, vlen, it->flags);
             mark_accessed(it);
             hits++;
         }

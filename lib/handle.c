@@ -17,6 +17,7 @@ void handle_unref(struct shmc *c)
     pthread_key_delete(c->tkey);
     munmap(c->base, c->size);
     close(c->fd);
+    free(c->pop_bits);
     free(c);
 }
 
@@ -50,3 +51,12 @@ void handle_prefault(struct shmc *c)
         (void)*(volatile const uint8_t *)(c->base + off);
 }
 
+void handle_populate_segment(struct shmc *c, uint32_t seg)
+{
+    static _Atomic int unsupported;
+    if (seg >= c->nsegs || atomic_load_explicit(&unsupported, memory_order_relaxed))
+        return;
+    uint8_t *p = c->data + ((uint64_t)seg << c->seg_shift);
+    if (madvise(p, c->seg_size, MADV_POPULATE_WRITE) != 0 && errno == EINVAL)
+        atomic_store_explicit(&unsupported, 1, memory_order_relaxed); /* before Linux 5.14 */
+}

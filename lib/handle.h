@@ -37,6 +37,10 @@ struct shmc {
     uint64_t id;                 /* process-unique handle id */
     bool prefault;               /* opened with SHMC_OPEN_PREFAULT */
     _Atomic int prefaulted_pid;  /* the process whose page tables hold it all */
+    /* Storage segments this process has mapped in (populated) for writing,
+     * one bit each (NULL: not tracked); valid for fork generation pop_gen. */
+    _Atomic uint64_t *pop_bits;
+    _Atomic uint64_t pop_gen;
     /* Hooks of the lock table (coord.c, set by coord_bind at open), so that
      * slots.c frees a participant's lock-table holds without calling up:
      * on_reap when a dead slot is reaped, before it can be reused;
@@ -69,6 +73,10 @@ HIDDEN void handle_unref(struct shmc *c);
  * per process (a child that inherited the handle does it on first use).
  * Any context; best effort. */
 HIDDEN void handle_prefault(struct shmc *c);
+/* Maps storage segment `seg` into this process for writing, in one call
+ * (MADV_POPULATE_WRITE): the first writes into a segment otherwise fault
+ * once per 4 KiB page, in every process.  Any context; best effort. */
+HIDDEN void handle_populate_segment(struct shmc *c, uint32_t seg);
 
 /* Adds n to one of the calling participant's statistic counters (a row of
  * SHMC_STATS_FIELDS with source `slot`).  Only the slot's owner writes it. */

@@ -14,8 +14,10 @@
  * before the item is used: a bad word is skipped, never followed.
  */
 #include "index.h"
+#include "epoch.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 static inline uint64_t reduce(uint64_t x32, uint64_t n)
@@ -49,7 +51,8 @@ shmc_item *item_at(struct shmc *c, uint64_t word, uint64_t *off_out)
         return NULL;
     shmc_item *it = (shmc_item *)(c->data + off);
     if (it->magic != ITEM_MAGIC || it->klen == 0 || it->klen > c->max_key ||
-        it->vlen > c->max_value || in_seg + item_total(it->klen, it->vlen) > c->seg_size)
+        it->vlen > c->max_value || in_seg + item_total(it->klen, it->vlen) > c->seg_size ||
+        (item_is_cell(it) && it->vlen != CELL_VLEN))
         return NULL;
     *off_out = off;
     return it;
@@ -68,37 +71,77 @@ static unsigned empties(_Atomic uint64_t *b)
     return n;
 }
 
+/* The ways of bucket b whose word carries `tag` (and a location), one bit
+ * each.  Branch-free: which way holds a key is random, so a loop that stops
+ * at the first match costs a mispredicted branch per lookup. */
+static inline unsigned tag_matches(_Atomic uint64_t *b, uint16_t tag)
+{
+    unsigned m = 0;
+    for (unsigned i = 0; i < SHMC_BUCKET_WAYS; i++) {
+        uint64_t w = atomic_load_explicit(&b[i], memory_order_relaxed);
+        m |= (unsigned)(iw_tag(w) == tag && iw_loc(w) != 0) << i;
+    }
+    return m;
+}
+
+/* The candidates of both buckets of kh, one bit per way (b1's ways low). */
+static inline unsigned candidates(struct shmc *c, const keyhash *kh)
+{
+    return tag_matches(bucket(c, kh->b1), kh->tag) |
+           tag_matches(bucket(c, kh->b2), kh->tag) << SHMC_BUCKET_WAYS;
+}
+
+static inline _Atomic uint64_t *candidate_way(struct shmc *c, const keyhash *kh, unsigned j)
+{
+    return bucket(c, j < SHMC_BUCKET_WAYS ? kh->b1 : kh->b2) + j % SHMC_BUCKET_WAYS;
+}
+
+void index_prefetch(struct shmc *c, const keyhash *kh)
+{
+    /* No branch on what was loaded: the caller goes on with its own work
+     * while the loads are outstanding.  A prefetch never faults, so a word
+     * that changed, or no candidate at all, costs a useless prefetch only. */
+    unsigned j = (unsigned)__builtin_ctz(candidates(c, kh) | 1u << (2 * SHMC_BUCKET_WAYS));
+    uint64_t w = atomic_load_explicit(candidate_way(c, kh, j % (2 * SHMC_BUCKET_WAYS)),
+                                      memory_order_relaxed);
+    uint64_t off = iw_off(w);
+    const uint8_t *p = c->data + (off < c->data_bytes ? off : 0);
+    __builtin_prefetch(p);
+    __builtin_prefetch(p + 64);
+}
+
 _Atomic uint64_t *index_find(struct shmc *c, const keyhash *kh, const void *key, size_t klen,
                              uint64_t *word, shmc_item **item)
 {
-    uint64_t bs[2] = {kh->b1, kh->b2};
-    /* Fetch the second bucket in parallel with the first, so that a key
-     * stored there (or a miss) costs no extra memory round trip. */
+    /* Both buckets at once (their two misses overlap), and the candidates of
+     * both in one mask: a key is in either bucket at random, and a branch on
+     * which one was mispredicted half the time, each time discarding the work
+     * already started on the next operation.  A key is never indexed twice,
+     * so the order of the candidates does not matter. */
     __builtin_prefetch(bucket(c, kh->b2));
-    for (int k = 0; k < 2; k++) {
-        _Atomic uint64_t *b = bucket(c, bs[k]);
-        for (unsigned i = 0; i < SHMC_BUCKET_WAYS; i++) {
-            uint64_t w = atomic_load_explicit(&b[i], memory_order_acquire);
-            if (!w || iw_tag(w) != kh->tag)
-                continue;
-            /* Ask for the item's first lines at once: the header, the key and
-             * a short value then cost one memory round trip, not three. */
-            if (iw_off(w) < c->data_bytes) {
-                const uint8_t *p = c->data + iw_off(w);
-                __builtin_prefetch(p);
-                __builtin_prefetch(p + 64);
-                __builtin_prefetch(p + 128);
-            }
-            uint64_t off;
-            shmc_item *it = item_at(c, w, &off);
-            if (!it || it->klen != klen)
-                continue;
-            if (memcmp((const uint8_t *)(it + 1), key, klen) != 0)
-                continue;
-            *word = w;
-            *item = it;
-            return &b[i];
+    for (unsigned m = candidates(c, kh); m; m &= m - 1) {
+        _Atomic uint64_t *way = candidate_way(c, kh, (unsigned)__builtin_ctz(m));
+        /* Acquire: the item's bytes were written before its word. */
+        uint64_t w = atomic_load_explicit(way, memory_order_acquire);
+        if (iw_tag(w) != kh->tag)
+            continue; /* changed since */
+        /* Ask for the item's first lines at once: the header, the key and
+         * a short value then cost one memory round trip, not three. */
+        if (iw_off(w) < c->data_bytes) {
+            const uint8_t *p = c->data + iw_off(w);
+            __builtin_prefetch(p);
+            __builtin_prefetch(p + 64);
+            __builtin_prefetch(p + 128);
         }
+        uint64_t off;
+        shmc_item *it = item_at(c, w, &off);
+        if (!it || it->klen != klen)
+            continue;
+        if (memcmp((const uint8_t *)(it + 1), key, klen) != 0)
+            continue;
+        *word = w;
+        *item = it;
+        return way;
     }
     return NULL;
 }
@@ -162,7 +205,10 @@ void index_insert(struct shmc *c, tslot *t, const keyhash *kh, uint64_t newword)
                 }
             }
         }
-        if (!found)
+        /* A counter cell is frozen before it goes (cell_freeze). */
+        uint64_t voff0;
+        shmc_item *vit = found ? item_at(c, vword, &voff0) : NULL;
+        if (!found || (vit && !cell_freeze(c, t, vit)))
             continue;
         if (atomic_compare_exchange_strong_explicit(victim, &vword, newword,
                                                     memory_order_acq_rel,
@@ -179,7 +225,7 @@ void index_insert(struct shmc *c, tslot *t, const keyhash *kh, uint64_t newword)
     }
 }
 
-bool index_unlink_item(struct shmc *c, shmc_item *it, uint64_t off)
+bool index_unlink_item(struct shmc *c, tslot *t, shmc_item *it, uint64_t off)
 {
     keyhash kh;
     keyhash_of(c, (const uint8_t *)(it + 1), it->klen, &kh);
@@ -191,6 +237,8 @@ bool index_unlink_item(struct shmc *c, shmc_item *it, uint64_t off)
             uint64_t w = atomic_load_explicit(&b[i], memory_order_acquire);
             if (iw_loc(w) != loc)
                 continue;
+            if (!cell_freeze(c, t, it))
+                return false;
             if (atomic_compare_exchange_strong_explicit(&b[i], &w, 0, memory_order_acq_rel,
                                                         memory_order_relaxed))
                 return true;
@@ -199,7 +247,7 @@ bool index_unlink_item(struct shmc *c, shmc_item *it, uint64_t off)
     return false;
 }
 
-uint64_t index_purge_range(struct shmc *c, uint64_t lo, uint64_t hi)
+uint64_t index_purge_range(struct shmc *c, tslot *t, uint64_t lo, uint64_t hi)
 {
     uint64_t n = 0, ways = c->nbuckets * SHMC_BUCKET_WAYS;
     for (uint64_t i = 0; i < ways; i++) {
@@ -209,11 +257,56 @@ uint64_t index_purge_range(struct shmc *c, uint64_t lo, uint64_t hi)
         uint64_t off = iw_off(w);
         if (off < lo || off >= hi)
             continue;
+        uint64_t ioff;
+        shmc_item *it = item_at(c, w, &ioff);
+        if (it && !cell_freeze(c, t, it))
+            continue;
         if (atomic_compare_exchange_strong_explicit(&c->index[i], &w, 0, memory_order_acq_rel,
                                                     memory_order_relaxed))
             n++;
     }
     return n;
+}
+
+/* ---- counter cells (index.h) ---- */
+
+bool cell_freeze(struct shmc *c, tslot *t, shmc_item *it)
+{
+    if (!item_is_cell(it))
+        return true;
+    cell_t *p = item_cell(it);
+    cell_t x = cell_read(p);
+    for (;;) {
+        if (cell_tok(x) & CELL_FROZEN)
+            return true;
+        if (!read_section_valid(c, t))
+            return false;
+        cell_t was = cell_cas(p, x, cell_make(cell_val(x), cell_tok(x) | CELL_FROZEN));
+        if (was == x)
+            return true;
+        x = was;
+    }
+}
+
+bool item_move_copy(struct shmc *c, tslot *t, shmc_item *from, shmc_item *to, uint64_t total)
+{
+    /* Copy around `accessed` (readers may be storing to it right now) and,
+     * for a counter, around its cell, which incrementers may be changing. */
+    const size_t a = offsetof(shmc_item, accessed);
+    bool cell = item_is_cell(from);
+    size_t end = cell ? sizeof(shmc_item) + from->klen : total;
+    memcpy(to, from, a);
+    atomic_store_explicit(&to->accessed, 0, memory_order_relaxed);
+    memcpy((uint8_t *)to + a + 1, (const uint8_t *)from + a + 1, end - a - 1);
+    if (!cell)
+        return true;
+    memset((uint8_t *)to + end, 0, total - end);
+    if (!cell_freeze(c, t, from))
+        return false;
+    /* Frozen: no update lands on `from` any more, so this is its last state. */
+    cell_t x = cell_read(item_cell(from));
+    *item_cell(to) = cell_make(cell_val(x), cell_tok(x) & ~CELL_FROZEN);
+    return true;
 }
 
 /* ---- per-segment entry counts ---- */

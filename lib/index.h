@@ -45,6 +45,10 @@ HIDDEN shmc_item *item_at(struct shmc *c, uint64_t word, uint64_t *off_out);
  * in *word, its item in *item) or NULL.  Inside a read section. */
 HIDDEN _Atomic uint64_t *index_find(struct shmc *c, const keyhash *kh, const void *key,
                                     size_t klen, uint64_t *word, shmc_item **item);
+/* Starts loading the key's buckets and its likely item, without waiting for
+ * them: for writers, which have work of their own before index_find.
+ * Inside a read section. */
+HIDDEN void index_prefetch(struct shmc *c, const keyhash *kh);
 /* Publishes `newword` for a key not present in the index: takes an empty way
  * in either bucket, or evicts the oldest entry of the two buckets.  Inside a
  * read section, under the key's stripe lock. */
@@ -52,10 +56,80 @@ HIDDEN void index_insert(struct shmc *c, tslot *t, const keyhash *kh, uint64_t n
 /* Removes every index entry pointing into data range [lo, hi) by a scan of the
  * whole index (fallback after a crash left counters high).  Inside a read
  * section; no stripe lock (only CASes words to 0). */
-HIDDEN uint64_t index_purge_range(struct shmc *c, uint64_t lo, uint64_t hi);
+HIDDEN uint64_t index_purge_range(struct shmc *c, tslot *t, uint64_t lo, uint64_t hi);
 /* Removes the entry for the item at `off` if present.  Inside a read
  * section; no stripe lock (CAS to 0 from the exact word). */
-HIDDEN bool index_unlink_item(struct shmc *c, shmc_item *it, uint64_t off);
+HIDDEN bool index_unlink_item(struct shmc *c, tslot *t, shmc_item *it, uint64_t off);
+
+/* ---- in-place counters (cells) ----
+ * A counter item (ITEM_KIND_CELL_*) keeps its number and its CAS token in a
+ * 16-byte cell {value, token}, on a cache line of its own (the first 64-byte
+ * boundary at or after the value's start; CELL_VLEN value bytes always hold
+ * it).  incr/decr change both with one 16-byte CAS, in place (cache.c).
+ * Tokens are unique and never come back at one place, so a CAS from a state
+ * read earlier fails if anything changed meanwhile, including the memory
+ * being reused.  CELL_FROZEN in the token stops in-place updates for good:
+ * whoever moves, replaces or unlinks a counter item freezes its cell first,
+ * and an incrementer that finds it frozen takes the locked path.  A frozen
+ * cell still reads as (value, token & ~CELL_FROZEN). */
+typedef unsigned __int128 cell_t;
+#define CELL_VLEN 79u
+#define CELL_FROZEN (1ull << 63)
+
+static inline bool item_is_cell(const shmc_item *it)
+{
+    return it->kind == ITEM_KIND_CELL_DEC || it->kind == ITEM_KIND_CELL_BIN;
+}
+/* The cell of a cell item (item_at checked that vlen == CELL_VLEN, so it
+ * lies inside the item; the data area is page-aligned, so this is 16-byte
+ * aligned in every mapping). */
+static inline cell_t *item_cell(shmc_item *it)
+{
+    uintptr_t v = (uintptr_t)((uint8_t *)(it + 1) + it->klen);
+    return (cell_t *)((v + 63) & ~(uintptr_t)63);
+}
+static inline cell_t cell_make(uint64_t value, uint64_t token)
+{
+    return ((cell_t)token << 64) | value;
+}
+static inline uint64_t cell_val(cell_t x) { return (uint64_t)x; }
+static inline uint64_t cell_tok(cell_t x) { return (uint64_t)(x >> 64); }
+/* One 16-byte CAS (a full barrier); returns the cell as it was. */
+static inline cell_t cell_cas(cell_t *p, cell_t expect, cell_t want)
+{
+    return __sync_val_compare_and_swap(p, expect, want);
+}
+/* The cell's state, read without writing (readers): token, value, token
+ * again, until both token reads agree.  A token never comes back at one
+ * place, so the value read between them belongs to that token. */
+static inline cell_t cell_read(cell_t *p)
+{
+    uint64_t *w = (uint64_t *)p;
+    for (;;) {
+        uint64_t t1 = __atomic_load_n(&w[1], __ATOMIC_ACQUIRE);
+        uint64_t v = __atomic_load_n(&w[0], __ATOMIC_ACQUIRE);
+        uint64_t t2 = __atomic_load_n(&w[1], __ATOMIC_ACQUIRE);
+        if (t1 == t2)
+            return cell_make(v, t1);
+    }
+}
+/* The CAS token of an item: its cell's (unfrozen) for a counter. */
+static inline uint64_t item_token(shmc_item *it)
+{
+    return item_is_cell(it) ? cell_tok(cell_read(item_cell(it))) & ~CELL_FROZEN : it->cas;
+}
+/* Freezes a counter item's cell (no-op for other items) so that no in-place
+ * update lands on it any more; returns false, having written nothing, if
+ * the read section is no longer valid (epoch.h: read_section_valid).
+ * Inside a read section. */
+HIDDEN bool cell_freeze(struct shmc *c, tslot *t, shmc_item *it);
+/* Copies an item (total bytes) for a mover (second chance, compaction):
+ * freezes a counter's cell first and gives the copy the cell's value and
+ * token, so no increment is lost; copies around `accessed`.  False (the copy
+ * must not be published) when the section is no longer valid.  Inside a
+ * read section. */
+HIDDEN bool item_move_copy(struct shmc *c, tslot *t, shmc_item *from, shmc_item *to,
+                           uint64_t total);
 
 /* The segment of data offset `off` gains / loses one entry of `bytes` bytes
  * (and, gaining, an expiry: 0 = never).  Any context. */

@@ -66,6 +66,20 @@ typedef struct kent {
     uint64_t ttl_left, cas;
 } kent;
 
+/* The length of an item's value as a get returns it: a counter cell reads as
+ * its number, 8 bytes or its decimal digits. */
+static uint32_t value_len(shmc_item *it)
+{
+    if (!item_is_cell(it))
+        return it->vlen;
+    if (it->kind == ITEM_KIND_CELL_BIN)
+        return 8;
+    uint32_t n = 1;
+    for (uint64_t v = cell_val(cell_read(item_cell(it))); v >= 10; v /= 10)
+        n++;
+    return n;
+}
+
 shmc_status shmc_keys_iter(shmc_t *c, uint64_t *cursor, shmc_key_fn fn, void *ctx)
 {
     if (!c || !fn)
@@ -109,11 +123,11 @@ shmc_status shmc_keys_iter(shmc_t *c, uint64_t *cursor, shmc_key_fn fn, void *ct
             k->way = j;
             k->koff = (uint32_t)used;
             k->klen = klen;
-            k->vlen = it->vlen;
+            k->vlen = value_len(it);
             k->flags = it->flags;
-            k->counter = it->kind == ITEM_KIND_COUNTER;
+            k->counter = it->kind == ITEM_KIND_COUNTER || it->kind == ITEM_KIND_CELL_BIN;
             k->ttl_left = it->expire_ms ? it->expire_ms - now : SHMC_TTL_NONE;
-            k->cas = it->cas;
+            k->cas = item_token(it);
             memcpy(buf + used, (const uint8_t *)(it + 1), klen);
             used += klen;
         }

@@ -53,7 +53,10 @@ _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
 #define SHMC_MIN_SEG_SIZE     (64ull << 10)
 #define SHMC_MAX_SEG_SIZE     (16ull << 20)
 #define SHMC_SEGS_TARGET      128u        /* segment size aims at size / 128 */
-#define SHMC_INDEX_BYTES_PER_WAY 80u      /* one index way per 80 bytes of data */
+#define SHMC_INDEX_BYTES_PER_WAY 80u      /* one index way per 80 bytes of data (default) */
+/* With options.max_items: the index is at most NUM/DEN full when it holds them. */
+#define SHMC_INDEX_LOAD_NUM   2u
+#define SHMC_INDEX_LOAD_DEN   3u
 #define SHMC_HOLDS            8u          /* = SHMC_MAX_HOLDS: locks + fills one thread holds */
 _Static_assert(SHMC_HOLDS == SHMC_MAX_HOLDS, "hold records match the public limit");
 _Static_assert(SHMC_HOLDS <= (1u << ST_K_BITS), "a hold record number fits its field");
@@ -94,6 +97,7 @@ _Static_assert(SHMC_HOLDS <= (1u << ST_K_BITS), "a hold record number fits its f
     F(uint32_t, membarrier, )             /* 1: readers may rely on membarrier */ \
     G(uint32_t, ncoord)                   /* entries of the lock/flight table */ \
     G(uint64_t, off_coord) \
+    G(uint64_t, max_items)                /* options.max_items (0: index sized by storage) */ \
     /* hot shared words, each group on its own cache line */ \
     F(_Alignas(64) _Atomic uint64_t, epoch, )    /* global reclamation epoch, starts at 1 */ \
     F(_Alignas(64) _Atomic uint64_t, seal_seq, ) /* sequence for sealed-segment age */ \
@@ -248,7 +252,8 @@ _Static_assert(sizeof(shmc_segmeta) == 64, "segmeta is one cache line");
 
 /* ---- item in a storage segment ----
  * Followed by key bytes then value bytes, padded to 8.  Immutable once
- * published, except `accessed`. */
+ * published, except `accessed` and the cell of a counter item
+ * (ITEM_KIND_CELL_*, see index.h). */
 #define SHMC_ITEM_FIELDS(F) \
     F(uint32_t, magic, )                  /* ITEM_MAGIC */ \
     F(uint16_t, klen, ) \
@@ -269,6 +274,8 @@ _Static_assert(SHMC_MAX_KEY_LIMIT <= UINT16_MAX, "klen fits the item header");
 #define ITEM_MAGIC 0x6d657469u   /* bytes "item" in memory order */
 #define ITEM_KIND_PLAIN   0u     /* bytes; a counter if they are decimal digits */
 #define ITEM_KIND_COUNTER 1u     /* an 8-byte little-endian binary counter */
+#define ITEM_KIND_CELL_DEC 2u    /* in-place counter read as decimal text (index.h) */
+#define ITEM_KIND_CELL_BIN 3u    /* in-place counter read as 8 little-endian bytes */
 
 /* Every shared struct and its field table: what layout_hash() covers
  * (with shmc_counters, hashed from SHMC_STATS_FIELDS).  S2 marks the
@@ -325,7 +332,8 @@ typedef struct shmc_field_desc {
 #define SHMC_LAYOUT_CONSTANTS \
     {sizeof(pthread_mutex_t), SHMC_BUCKET_WAYS, SHMC_STRIPES, SHMC_MAX_HEADS, SHMC_HOLDS, \
      SHMC_HDR_SIZE, SHMC_MIN_SEG_SIZE, SHMC_MAX_SEG_SIZE, SHMC_SEGS_TARGET, \
-     SHMC_INDEX_BYTES_PER_WAY, SLOT1_BITS, OWNER_GEN_BITS, SW_OWNER_SHIFT, LIVE_SHIFT, \
+     SHMC_INDEX_BYTES_PER_WAY, SHMC_INDEX_LOAD_NUM, SHMC_INDEX_LOAD_DEN, SLOT1_BITS, \
+     OWNER_GEN_BITS, SW_OWNER_SHIFT, LIVE_SHIFT, \
      IW_LOC_BITS, ST_K_BITS, ST_TOK_BITS, WANT_EXP_SHIFT, 0x0102030405060708ull}
 
 static inline uint64_t shmc_hash_mix_(uint64_t h, uint64_t v)

@@ -75,6 +75,19 @@ typedef struct layout {
 #undef GEOMETRY_FIELD
 
 #define MAX_LOCKS (1u << 20)
+#define MAX_ITEMS_LIMIT (1ull << 40)
+
+/* Index buckets: for max_items items at a load of at most
+ * SHMC_INDEX_LOAD_NUM/DEN, or (max_items 0) one way per
+ * SHMC_INDEX_BYTES_PER_WAY bytes of storage. */
+static uint64_t index_buckets(uint64_t max_items, uint64_t data)
+{
+    uint64_t ways = max_items ? (max_items * SHMC_INDEX_LOAD_DEN + SHMC_INDEX_LOAD_NUM - 1) /
+                                    SHMC_INDEX_LOAD_NUM
+                              : data / SHMC_INDEX_BYTES_PER_WAY;
+    uint64_t nb = (ways + SHMC_BUCKET_WAYS - 1) / SHMC_BUCKET_WAYS;
+    return nb < 2 ? 2 : nb;
+}
 
 /* Default lock/flight table: one entry per 64 KiB, within [64, 4096]. */
 static uint32_t default_locks(uint64_t size)
@@ -86,11 +99,12 @@ static uint32_t default_locks(uint64_t size)
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
 
 static shmc_status compute_layout(uint64_t size, uint32_t max_key, uint32_t max_value,
-                                  uint32_t nslots, uint32_t ncoord, layout *L)
+                                  uint32_t nslots, uint32_t ncoord, uint64_t max_items,
+                                  layout *L)
 {
     if (max_key == 0 || max_key > SHMC_MAX_KEY_LIMIT || max_value > SHMC_MAX_VALUE_LIMIT ||
         nslots == 0 || nslots > SHMC_MAX_SLOTS || size > (1ull << 46) || ncoord == 0 ||
-        ncoord > MAX_LOCKS)
+        ncoord > MAX_LOCKS || max_items > MAX_ITEMS_LIMIT)
         return SHMC_EINVAL;
     if (size < MIN_SIZE)
         return SHMC_ETOOSMALL;
@@ -100,6 +114,7 @@ static shmc_status compute_layout(uint64_t size, uint32_t max_key, uint32_t max_
     L->max_value = max_value;
     L->nslots = nslots;
     L->ncoord = ncoord;
+    L->max_items = max_items;
     /* Segments: the eviction unit.  About size/128 each (fine-grained
      * eviction, cheap segment scans), within [64 KiB, 16 MiB], and never
      * smaller than the largest item. */
@@ -121,18 +136,18 @@ static shmc_status compute_layout(uint64_t size, uint32_t max_key, uint32_t max_
     L->off_stripes = align_up(L->off_slots + (uint64_t)nslots * sizeof(shmc_slot), SHMC_CL);
     L->off_coord = L->off_stripes + SHMC_STRIPES * sizeof(shmc_stripe);
     L->off_heads = align_up(L->off_coord + (uint64_t)ncoord * sizeof(shmc_centry), SHMC_CL);
-    uint64_t fixed = L->off_heads + SHMC_MAX_HEADS * sizeof(shmc_head) + 2 * 4096;
+    /* A fixed index when sized by max_items, else one that grows with storage. */
+    uint64_t fixed = L->off_heads + SHMC_MAX_HEADS * sizeof(shmc_head) + 2 * 4096 +
+                     (max_items ? index_buckets(max_items, 0) * SHMC_BUCKET_WAYS * 8 : 0);
     if (size <= fixed)
         return SHMC_ETOOSMALL;
-    uint64_t per_seg = seg + sizeof(shmc_segmeta) + seg / SHMC_INDEX_BYTES_PER_WAY * 8 + SHMC_CL;
+    uint64_t per_seg = seg + sizeof(shmc_segmeta) + SHMC_CL +
+                       (max_items ? 0 : seg / SHMC_INDEX_BYTES_PER_WAY * 8);
     uint64_t nsegs = (size - fixed) / per_seg;
     for (; nsegs > 0; nsegs--) {
         uint32_t heads = nsegs >= 32 ? SHMC_MAX_HEADS : (nsegs >= 16 ? 2 : 1);
         uint64_t data = nsegs * seg;
-        uint64_t ways = data / SHMC_INDEX_BYTES_PER_WAY;
-        uint64_t nb = (ways + SHMC_BUCKET_WAYS - 1) / SHMC_BUCKET_WAYS;
-        if (nb < 2)
-            nb = 2;
+        uint64_t nb = index_buckets(max_items, data);
         L->nheads = heads;
         L->off_segs = align_up(L->off_heads + SHMC_MAX_HEADS * sizeof(shmc_head), SHMC_CL);
         L->off_index = align_up(L->off_segs + nsegs * sizeof(shmc_segmeta), SHMC_CL);
@@ -274,7 +289,8 @@ static shmc_status check_header(const shmc_hdr *h, uint64_t fsize, layout *L)
     uint64_t ns = pid_namespace();
     if (h->pidns && ns && h->pidns != ns)
         return SHMC_ENAMESPACE;
-    if (compute_layout(h->size, h->max_key, h->max_value, h->nslots, h->ncoord, L) != SHMC_OK)
+    if (compute_layout(h->size, h->max_key, h->max_value, h->nslots, h->ncoord, h->max_items,
+                       L) != SHMC_OK)
         return SHMC_ECORRUPT;
     /* Every geometry field, re-derived, must match what the header says. */
 #define DIFFERS(type, name) || L->name != h->name
@@ -295,6 +311,8 @@ static shmc_status check_wanted(const layout *have, const shmc_options *o)
     if (o->slots && o->slots != have->nslots)
         return SHMC_EMISMATCH;
     if (o->locks && o->locks != have->ncoord)
+        return SHMC_EMISMATCH;
+    if (o->max_items && o->max_items != have->max_items)
         return SHMC_EMISMATCH;
     return SHMC_OK;
 }
@@ -390,7 +408,7 @@ static shmc_status open_options(const shmc_options *opts, shmc_options *o)
         (o->mode & ~0777u))
         return SHMC_EINVAL;
     if (o->max_key > SHMC_MAX_KEY_LIMIT || o->max_value > SHMC_MAX_VALUE_LIMIT ||
-        o->slots > SHMC_MAX_SLOTS || o->locks > MAX_LOCKS)
+        o->slots > SHMC_MAX_SLOTS || o->locks > MAX_LOCKS || o->max_items > MAX_ITEMS_LIMIT)
         return SHMC_EINVAL;
     return SHMC_OK;
 }
@@ -404,7 +422,8 @@ static shmc_status wanted_layout(const shmc_options *o, layout *want)
     for (;;) {
         shmc_status st = compute_layout(size, o->max_key ? o->max_key : SHMC_DEFAULT_MAX_KEY, mv,
                                         o->slots ? o->slots : SHMC_DEFAULT_SLOTS,
-                                        o->locks ? o->locks : default_locks(size), want);
+                                        o->locks ? o->locks : default_locks(size),
+                                        o->max_items, want);
         if (st != SHMC_ETOOSMALL || o->max_value || mv <= MIN_DEFAULT_MAX_VALUE)
             return st;
         mv /= 2; /* a default max_value shrinks to fit a small cache */
@@ -531,6 +550,9 @@ static shmc_status handle_init(struct shmc *c, const layout *L, uint8_t *base, i
         errno = r;
         return SHMC_ESYS;
     }
+    /* Segments this process has mapped in for writing (alloc.c); NULL: not
+     * tracked, each page then faults in on first touch. */
+    c->pop_bits = calloc(c->nsegs / 64 + 1, sizeof *c->pop_bits);
     membarrier_setup(c);
     coord_bind(c);
     c->prefault = (o->flags & SHMC_OPEN_PREFAULT) != 0;
@@ -662,5 +684,8 @@ shmc_status shmc_info_get(shmc_t *c, shmc_info *info)
     info->segments = c->nsegs;
     info->index_slots = (uint32_t)(c->nbuckets * SHMC_BUCKET_WAYS);
     info->locks = c->ncoord;
+    info->max_items = c->hdr->max_items ? c->hdr->max_items
+                                        : c->nbuckets * SHMC_BUCKET_WAYS * SHMC_INDEX_LOAD_NUM /
+                                              SHMC_INDEX_LOAD_DEN;
     return SHMC_OK;
 }

@@ -366,8 +366,18 @@ static void test_commands_with_writers(void **state)
     char name[64];
     tu_name(name, sizeof name, "cli");
     run r;
-    RUN(&r, "create", name, "--size", "64M", "--max-value", "64K", "--locks", "128");
+    RUN(&r, "create", name, "--size", "64M", "--max-value", "64K", "--locks", "128",
+        "--max-items", "50000");
     assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "max_items 50000"));
+    run_free(&r);
+    RUN(&r, "stats", name, "--json");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "\"max_items\":50000"));
+    assert_non_null(strstr(r.out, "\"index_capacity\":75000"));
+    run_free(&r);
+    RUN(&r, "create", name, "--max-items", "0");
+    assert_int_equal(r.status, 2);
     run_free(&r);
     RUN(&r, "create", name);
     assert_int_equal(r.status, 1);

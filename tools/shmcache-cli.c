@@ -338,7 +338,7 @@ static int cmd_create(int argc, char **argv)
         {"size", required_argument, 0, 's'},      {"max-key", required_argument, 0, 'k'},
         {"max-value", required_argument, 0, 'v'}, {"slots", required_argument, 0, 'p'},
         {"locks", required_argument, 0, 'l'},     {"mode", required_argument, 0, 'm'},
-        {0, 0, 0, 0}};
+        {"max-items", required_argument, 0, 'i'}, {0, 0, 0, 0}};
     shmc_options o = {0};
     o.flags = SHMC_OPEN_CREATE_ONLY;
     int ch;
@@ -369,6 +369,10 @@ static int cmd_create(int argc, char **argv)
             if (!parse_u32(optarg, &o.locks))
                 return usage_err("create", "bad --locks '%s'", optarg);
             break;
+        case 'i':
+            if (!parse_u64(optarg, &o.max_items) || o.max_items == 0)
+                return usage_err("create", "bad --max-items '%s'", optarg);
+            break;
         case 'm': {
             char *end;
             unsigned long m = strtoul(optarg, &end, 8);
@@ -392,8 +396,9 @@ static int cmd_create(int argc, char **argv)
     shmc_info_get(c, &in);
     char sz[32];
     fmt_bytes(sz, sizeof sz, in.size);
-    printf("created cache '%s': %s, max_key %u, max_value %u, slots %u, locks %u\n", name, sz,
-           in.max_key, in.max_value, in.slots, in.locks);
+    printf("created cache '%s': %s, max_key %u, max_value %u, slots %u, locks %u, "
+           "max_items %" PRIu64 "\n", name, sz, in.max_key, in.max_value, in.slots, in.locks,
+           in.max_items);
     shmc_close(c);
     return EX_OK;
 }
@@ -545,6 +550,9 @@ static uint64_t garbage_bytes(const shmc_stats *s)
 /* Every statistic comes from shmcache.h's SHMC_STATS_FIELDS:
  * X(name, prometheus type ("counter" / "gauge"), source, help). */
 
+/* The cache's shmc_info.max_items (a creation parameter, not a statistic). */
+static uint64_t stats_max_items;
+
 static void stats_json(const char *name, const shmc_stats *s)
 {
     printf("{\"cache\":");
@@ -553,6 +561,7 @@ static void stats_json(const char *name, const shmc_stats *s)
     SHMC_STATS_FIELDS(J)
 #undef J
     printf(",\"bytes_garbage\":%" PRIu64, garbage_bytes(s));
+    printf(",\"max_items\":%" PRIu64, stats_max_items);
     printf(",\"hit_ratio\":%.6f", ratio(s->hits, s->gets));
     printf(",\"bytes_per_item\":%.1f", ratio(s->bytes_used, s->items));
     printf("}\n");
@@ -575,6 +584,9 @@ static void stats_prom(const char *name, const shmc_stats *s)
     printf("# HELP shmcache_bytes_garbage bytes of dead items in sealed segments\n"
            "# TYPE shmcache_bytes_garbage gauge\nshmcache_bytes_garbage{cache=\"%s\"} %" PRIu64 "\n",
            lbl, garbage_bytes(s));
+    printf("# HELP shmcache_max_items items the index holds (creation parameter)\n"
+           "# TYPE shmcache_max_items gauge\nshmcache_max_items{cache=\"%s\"} %" PRIu64 "\n",
+           lbl, stats_max_items);
     printf("# HELP shmcache_hit_ratio hits / gets since creation\n"
            "# TYPE shmcache_hit_ratio gauge\nshmcache_hit_ratio{cache=\"%s\"} %.6f\n", lbl,
            ratio(s->hits, s->gets));
@@ -605,9 +617,10 @@ static void stats_text(const char *name, const shmc_stats *s, const shmc_stats *
            s->compactions);
     printf("  memory        used (live) %s  dead %s  free %s  garbage %s  of %s\n", u, d, f, g,
            t);
-    printf("  items         %" PRIu64 " (index %" PRIu64 " slots, %.1f%% full; %.1f bytes/item)\n",
-           s->items, s->index_capacity, 100.0 * ratio(s->items, s->index_capacity),
-           ratio(s->bytes_used, s->items));
+    printf("  items         %" PRIu64 " of max_items %" PRIu64 " (index %" PRIu64
+           " slots, %.1f%% full; %.1f bytes/item)\n",
+           s->items, stats_max_items, s->index_capacity,
+           100.0 * ratio(s->items, s->index_capacity), ratio(s->bytes_used, s->items));
     printf("  segments      free %" PRIu64 "  open %" PRIu64 "  sealed %" PRIu64
            "  retired %" PRIu64 "\n",
            s->segments_free, s->segments_open, s->segments_sealed, s->segments_retired);
@@ -670,6 +683,8 @@ static int cmd_stats(int argc, char **argv)
     bool have_prev = false;
     double tprev = 0;
     bool tty = isatty(STDOUT_FILENO);
+    shmc_info info;
+    stats_max_items = shmc_info_get(c, &info) == SHMC_OK ? info.max_items : 0;
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
     for (uint64_t iter = 1;; iter++) {
@@ -1531,10 +1546,13 @@ static int cmd_load(int argc, char **argv)
 
 static const cmd cmds[] = {
     {"create", cmd_create,
-     "create NAME [--size SIZE] [--max-key N] [--max-value SIZE] [--slots N] [--locks N] [--mode OCTAL]",
+     "create NAME [--size SIZE] [--max-key N] [--max-value SIZE] [--slots N] [--locks N]\n"
+     "       [--max-items N] [--mode OCTAL]",
      "Creates a new cache (fails if NAME exists).  SIZE takes K/M/G suffixes\n"
      "(powers of 1024), e.g. --size 256M.  Unset parameters get the library's\n"
-     "defaults (64M, max-key 250, max-value 1M, 1024 slots, mode 0600).\n"},
+     "defaults (64M, max-key 250, max-value 1M, 1024 slots, mode 0600).\n"
+     "--max-items sizes the key index to hold N items (default: by SIZE, one\n"
+     "slot per 80 bytes); more items than that are evicted, oldest first.\n"},
     {"destroy", cmd_destroy, "destroy NAME",
      "Removes the cache's name.  Processes that have it open keep using it; the\n"
      "memory is freed when the last one closes.\n"},

@@ -349,6 +349,13 @@ class BackendTests(unittest.TestCase):
         backend = ShmCache(settings.SHMCACHE_NAME, {"OPTIONS": {"create": False}})
         backend.set("k", 1)
         self.assertEqual(cache.get("k"), 1)
+        sized = ShmCache("pyt-max-items-%d" % os.getpid(),
+                         {"OPTIONS": {"SIZE": 4 << 20, "MAX_ITEMS": 5000}})
+        try:
+            sized.set("k", 1)
+            self.assertEqual(sized._cache.info()["max_items"], 5000)
+        finally:
+            shmcache.destroy("pyt-max-items-%d" % os.getpid())
         missing = ShmCache("pyt-no-such-cache-%d" % os.getpid(), {"OPTIONS": {"CREATE": False}})
         with self.assertRaises(shmcache.CacheNotFoundError):
             missing.get("k")

@@ -241,6 +241,24 @@ class TestValues(CacheTestCase):
         self.assertTrue(rep["ok"], rep)
         self.assertEqual(rep["first_error"], "")
 
+    def test_max_items(self):
+        name = "%s-mi" % self.name
+        c = shmcache.Cache(name, 4 << 20, max_items=1000, exclusive=True)
+        try:
+            self.assertEqual(c.info()["max_items"], 1000)
+            self.assertGreaterEqual(c.info()["index_slots"], 1000)
+            for i in range(3000):
+                c.set("k%d" % i, i)   # more than the index holds: evicted, never refused
+            self.assertLessEqual(c.stats()["items"], c.info()["index_slots"])
+            self.assertEqual(c.get("k2999"), 2999)
+            with self.assertRaises(shmcache.MismatchError):
+                shmcache.Cache(name, max_items=999)
+            with self.assertRaises(ValueError):
+                shmcache.Cache(name, max_items=-1)
+        finally:
+            c.close()
+            shmcache.destroy(name)
+
     def test_custom_serializers(self):
         py = shmcache.Cache(self.name, serializer=shmcache.PickleSerializer())
         try:

@@ -196,6 +196,7 @@ class Cache(_shmcache.Cache):
     creating it with these parameters if it does not exist.  None means the
     library's default when creating and "whatever the segment has" when
     attaching.  create=False only attaches; exclusive=True only creates.
+    max_items sizes the key index to hold that many items (default: by size).
     serializer: None for the built-in one, or an object with
     dumps(value) -> (bytes, flags) and loads(data, flags) -> value.
 

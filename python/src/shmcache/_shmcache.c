@@ -371,6 +371,16 @@ static int conv_u32(PyObject *o, void *out)
     return 1;
 }
 
+/* An int in [0, 2**64), or None for 0 (an option's default). */
+static int conv_u64_opt(PyObject *o, void *out)
+{
+    if (o == Py_None) {
+        *(uint64_t *)out = 0;
+        return 1;
+    }
+    return conv_u64(o, out);
+}
+
 static int conv_size(PyObject *o, void *out)
 {
     if (o == Py_None) {
@@ -713,16 +723,16 @@ static int Cache_init(CacheObject *s, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"name", "size", "max_key", "max_value", "slots", "mode",
                              "locks", "create", "exclusive", "serializer",
-                             "pickle_protocol", "prefault", NULL};
+                             "pickle_protocol", "prefault", "max_items", NULL};
     PyObject *name, *serializer = Py_None, *protocol = Py_None;
     shmc_options o;
     memset(&o, 0, sizeof o);
     int create = 1, exclusive = 0, prefault = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "U|O&$O&O&O&O&O&ppOOp:Cache", kwlist, &name,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "U|O&$O&O&O&O&O&ppOOpO&:Cache", kwlist, &name,
                                      conv_size, &o.size, conv_u32, &o.max_key, conv_u32,
                                      &o.max_value, conv_u32, &o.slots, conv_u32, &o.mode,
                                      conv_u32, &o.locks, &create, &exclusive, &serializer,
-                                     &protocol, &prefault))
+                                     &protocol, &prefault, conv_u64_opt, &o.max_items))
         return -1;
     if (s->c) {
         PyErr_SetString(PyExc_RuntimeError, "Cache.__init__ called on an open cache");
@@ -1719,6 +1729,7 @@ static PyObject *Cache_info(CacheObject *s, PyObject *unused)
     DICT_U64(d, in, segments);
     DICT_U64(d, in, index_slots);
     DICT_U64(d, in, locks);
+    DICT_U64(d, in, max_items);
     return d;
 }
 
@@ -2099,7 +2110,7 @@ static PyTypeObject CacheType = {
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "Cache(name, size=None, *, max_key=None, max_value=None, slots=None, "
               "mode=None, locks=None, create=True, exclusive=False, serializer=None, "
-              "pickle_protocol=None, prefault=False)\n\n"
+              "pickle_protocol=None, prefault=False, max_items=None)\n\n"
               "Opens (creating it unless create=False) the shared-memory cache `name`.",
     .tp_traverse = (traverseproc)Cache_traverse,
     .tp_clear = (inquiry)Cache_clear,

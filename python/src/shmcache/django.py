@@ -20,7 +20,8 @@ across processes, and TTLs are exact to the millisecond with no 30-day
 limit.
 
 OPTIONS (all optional, case-insensitive):
-    SIZE, MAX_KEY, MAX_VALUE, SLOTS, MODE, LOCKS   creation parameters of the cache
+    SIZE, MAX_KEY, MAX_VALUE, SLOTS, MODE, LOCKS, MAX_ITEMS
+                      creation parameters of the cache
     CREATE            False: attach only (the cache must exist)
     PICKLE_PROTOCOL   pickle protocol of the built-in serializer
     SERIALIZER        an object, class or dotted path with dumps()/loads()
@@ -48,7 +49,7 @@ from shmcache import _shmcache
 _shmcache._django_setup(default_key_func, DEFAULT_TIMEOUT)
 
 _OPEN_OPTIONS = ("size", "max_key", "max_value", "slots", "mode", "locks", "create",
-                 "pickle_protocol", "serializer")
+                 "pickle_protocol", "serializer", "max_items")
 _FILL_OPTIONS = {"fill_wait": "wait", "fill_timeout": "fill_timeout",
                  "fill_error_ttl": "error_ttl"}
 _IGNORED_OPTIONS = ("max_entries", "cull_frequency")
