@@ -298,8 +298,14 @@ static void test_killed_writers_lose_nothing(void **state)
     }
     tu_rng r;
     tu_rng_seed(&r, 1818);
+    shmc_info in;
+    assert_int_equal(shmc_info_get(f->c, &in), SHMC_OK);
+    /* At least 3 s, and until the writers have written the storage over
+     * three times (slow machines, sanitizers), within 60 s. */
     uint64_t kills = 0, t0 = tu_now_ms();
-    while (tu_now_ms() - t0 < 3000 && !atomic_load(&sh->rep.errors)) {
+    while ((tu_now_ms() - t0 < 3000 ||
+            atomic_load(&sh->rep.ops) * tu_item_bytes(16, VLEN) < 3 * in.data_bytes) &&
+           tu_now_ms() - t0 < 60000 && !atomic_load(&sh->rep.errors)) {
         tu_sleep_ms(20 + tu_rng_below(&r, 40));
         uint32_t p = tu_rng_below(&r, PROCS);
         kill(pid[p], SIGKILL);
