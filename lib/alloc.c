@@ -213,6 +213,10 @@ static enum move_result move_item(struct shmc *c, tslot *t, shmc_item *it, uint6
         /* A counter's cell is frozen first and its last state copied, so no
          * increment is lost (item_move_copy). */
         bool copied = item_move_copy(c, t, it, copy, total);
+        /* A compaction keeps the accessed mark (the item was not evicted; the
+         * copy is still private); a second chance uses it up. */
+        if (mode == EV_COMPACT && atomic_load_explicit(&it->accessed, memory_order_relaxed))
+            atomic_store_explicit(&copy->accessed, 1, memory_order_relaxed);
         seg_inc_live(c, noff, total, copy->expire_ms);
         uint64_t w = ow;
         bool done = copied &&
