@@ -14,6 +14,13 @@
  * segment).  Bytes per item = cache size / items held, so every overhead is
  * included (header, slot table, index, item headers, padding, segment slack).
  *
+ * Overwrite churn (--churn): --churn-keys (default 100k) keys of 16 B / 100 B
+ * in a --churn-mib (default 64) MiB cache, then --churn-sets (default 10 M)
+ * overwrites of keys chosen uniformly, no reads; then every key is read back.
+ * Reported: live keys lost (absent, or not holding their last value), items
+ * evicted and compacted, bytes dead at the end, sets/s.  The live data fits
+ * (about a quarter of the storage), so a cache should lose none.
+ *
  * Output: a plain table on stdout; --json FILE also writes the figures as
  * JSON.  Exit status is non-zero if any library call failed unexpectedly.
  */
@@ -78,6 +85,9 @@ static struct {
     bool skip_capacity;
     bool skip_throughput;
     bool prefault;          /* throughput cache opened with SHMC_OPEN_PREFAULT */
+    bool churn;             /* run the overwrite-churn row */
+    unsigned churn_keys;
+    uint64_t churn_size, churn_sets;
     uint64_t max_items;     /* options.max_items of the throughput cache (0: default) */
     unsigned wl_mask;       /* workloads to run (bit per enum workload) */
 } cfg = {
@@ -87,6 +97,9 @@ static struct {
     .keys = 100000,
     .size = 256ull << 20,
     .capacity_size = 1ull << 30,
+    .churn_keys = 100000,
+    .churn_size = 64ull << 20,
+    .churn_sets = 10000000,
     .wl_mask = (1u << WL_COUNT) - 1,
 };
 
@@ -527,6 +540,69 @@ out:
     (void)shmc_destroy(name);
 }
 
+/* ---- overwrite churn ---- */
+
+typedef struct churn_result {
+    bool done;
+    uint64_t lost, stale, sets;
+    shmc_stats st;
+    double sets_per_s;
+} churn_result;
+
+static churn_result churn;
+
+static void run_churn(void)
+{
+    char name[SHMC_MAX_NAME + 1];
+    snprintf(name, sizeof name, "%.*s-churn", (int)(SHMC_MAX_NAME - 6), cfg.name);
+    shmc_t *c = open_fresh(name, cfg.churn_size, 0, 0);
+    if (!c)
+        return;
+    uint64_t n = cfg.churn_keys, *last = calloc(n, sizeof *last), rng = 0x18181818;
+    unsigned char val[VALUE_LEN];
+    char key[KEY_LEN];
+    fill_value(val, 3);
+    if (!last)
+        goto out;
+    for (uint64_t i = 0; i < n; i++) {
+        format_key(key, 'w', i);
+        memcpy(val, &last[i], sizeof last[i]);
+        if (!check(shmc_set(c, key, KEY_LEN, val, VALUE_LEN, 0, 0), "shmc_set (churn)"))
+            goto out;
+    }
+    uint64_t t0 = now_ns();
+    for (uint64_t k = 1; k <= cfg.churn_sets; k++) {
+        uint64_t i = rng_next(&rng) % n;
+        format_key(key, 'w', i);
+        last[i] = k;
+        memcpy(val, &k, sizeof k);
+        if (!check(shmc_set(c, key, KEY_LEN, val, VALUE_LEN, 0, 0), "shmc_set (churn)"))
+            goto out;
+    }
+    churn.sets_per_s = (double)cfg.churn_sets * 1e9 / (double)(now_ns() - t0);
+    for (uint64_t i = 0; i < n; i++) {
+        size_t vl;
+        uint64_t q;
+        format_key(key, 'w', i);
+        shmc_status st = shmc_get(c, key, KEY_LEN, val, sizeof val, &vl, NULL);
+        if (st == SHMC_NOT_FOUND) {
+            churn.lost++;
+            continue;
+        }
+        if (!check(st, "shmc_get (churn)"))
+            goto out;
+        memcpy(&q, val, sizeof q);
+        if (vl != VALUE_LEN || q != last[i])
+            churn.stale++;
+    }
+    churn.sets = cfg.churn_sets;
+    churn.done = check(shmc_stats_get(c, &churn.st), "shmc_stats_get");
+out:
+    free(last);
+    shmc_close(c);
+    (void)shmc_destroy(name);
+}
+
 /* ---- output ---- */
 
 static void json_string(FILE *f, const char *s)
@@ -602,10 +678,20 @@ static int write_json(const char *path, const run_result *runs, const run_result
                     cr->full_bytes_per_item, cr->full_exact ? "true" : "false");
         else
             fprintf(f, "    \"storage_full\": null,\n");
-        fprintf(f, "    \"insert_sets_per_sec\": %.0f}\n", cr->insert_rate);
+        fprintf(f, "    \"insert_sets_per_sec\": %.0f}%s\n", cr->insert_rate,
+                churn.done ? "," : "");
     } else {
-        fprintf(f, "  \"capacity\": null\n");
+        fprintf(f, "  \"capacity\": null%s\n", churn.done ? "," : "");
     }
+    if (churn.done)
+        fprintf(f, "  \"churn\": {\"keys\": %u, \"cache_bytes\": %" PRIu64 ", \"sets\": %" PRIu64
+                   ", \"keys_lost\": %" PRIu64 ", \"keys_stale\": %" PRIu64
+                   ", \"evictions\": %" PRIu64 ", \"compacted\": %" PRIu64
+                   ", \"compactions\": %" PRIu64 ", \"bytes_live\": %" PRIu64
+                   ", \"bytes_dead\": %" PRIu64 ", \"sets_per_sec\": %.0f}\n",
+                cfg.churn_keys, cfg.churn_size, churn.sets, churn.lost, churn.stale,
+                churn.st.evictions, churn.st.compacted, churn.st.compactions,
+                churn.st.bytes_used, churn.st.bytes_dead, churn.sets_per_s);
     fprintf(f, "}\n");
     if (fclose(f) != 0) {
         fprintf(stderr, "bench_core: %s: %s\n", path, strerror(errno));
@@ -621,7 +707,8 @@ static void usage(FILE *f, const char *argv0)
     fprintf(f,
             "usage: %s [--seconds S] [--procs LIST] [--keys N] [--size-mib M]\n"
             "          [--capacity-mib M] [--skip-capacity] [--skip-throughput]\n"
-            "          [--prefault] [--max-items N] [--workloads LIST] [--name NAME]\n"
+            "          [--prefault] [--max-items N] [--workloads LIST] [--churn]\n"
+            "          [--churn-keys N] [--churn-mib M] [--churn-sets N] [--name NAME]\n"
             "          [--json FILE]\n"
             "\n"
             "  --seconds S        duration of each throughput run per process (default 2)\n"
@@ -633,6 +720,10 @@ static void usage(FILE *f, const char *argv0)
             "  --skip-throughput  do not run the throughput runs\n"
             "  --prefault         open the throughput cache with SHMC_OPEN_PREFAULT: every\n"
             "                     worker maps the whole segment before its run\n"
+            "  --churn            also run the overwrite churn: --churn-keys keys in a\n"
+            "                     --churn-mib cache, --churn-sets random overwrites, no\n"
+            "                     reads; reports the live keys lost (defaults 100000,\n"
+            "                     64, 10000000)\n"
             "  --max-items N      options.max_items of the throughput cache: its index\n"
             "                     holds N items (default 0: sized by the cache size)\n"
             "  --workloads LIST   comma-separated subset of get,mixed,set (default all)\n"
@@ -699,6 +790,10 @@ int main(int argc, char **argv)
         { "skip-capacity", no_argument, NULL, 'c' },
         { "skip-throughput", no_argument, NULL, 't' },
         { "prefault", no_argument, NULL, 'P' },
+        { "churn", no_argument, NULL, 'W' },
+        { "churn-keys", required_argument, NULL, 'K' },
+        { "churn-mib", required_argument, NULL, 'M' },
+        { "churn-sets", required_argument, NULL, 'N' },
         { "max-items", required_argument, NULL, 'm' },
         { "workloads", required_argument, NULL, 'w' },
         { "name", required_argument, NULL, 'n' },
@@ -746,6 +841,24 @@ int main(int argc, char **argv)
             break;
         case 'P':
             cfg.prefault = true;
+            break;
+        case 'W':
+            cfg.churn = true;
+            break;
+        case 'K':
+            if (!parse_u64(optarg, 1, 100000000, &v))
+                goto bad;
+            cfg.churn_keys = (unsigned)v;
+            break;
+        case 'M':
+            if (!parse_u64(optarg, 2, 1u << 20, &v))
+                goto bad;
+            cfg.churn_size = v << 20;
+            break;
+        case 'N':
+            if (!parse_u64(optarg, 1, 1000000000000ull, &v))
+                goto bad;
+            cfg.churn_sets = v;
             break;
         case 'm':
             if (!parse_u64(optarg, 1, 1ull << 40, &v))
@@ -923,6 +1036,21 @@ int main(int argc, char **argv)
             if (cr.verified)
                 printf("  shmc_verify: consistent, %" PRIu64 " items\n", cr.verify_items);
         }
+    }
+
+    if (cfg.churn) {
+        printf("\noverwrite churn: %u keys of %d B / %d B in a %" PRIu64 " MiB cache, %" PRIu64
+               " random overwrites, no reads...\n", cfg.churn_keys, KEY_LEN, VALUE_LEN,
+               cfg.churn_size >> 20, cfg.churn_sets);
+        run_churn();
+        if (churn.done)
+            printf("  live keys lost %" PRIu64 " (absent) + %" PRIu64 " (stale value) of %u; "
+                   "evictions %" PRIu64 ", compacted %" PRIu64 " items in %" PRIu64
+                   " segments; at the end %.1f MiB live, %.1f MiB dead; %.2f M sets/s\n",
+                   churn.lost, churn.stale, cfg.churn_keys, churn.st.evictions,
+                   churn.st.compacted, churn.st.compactions,
+                   (double)churn.st.bytes_used / 1048576.0,
+                   (double)churn.st.bytes_dead / 1048576.0, churn.sets_per_s / 1e6);
     }
 
     if (cfg.json && write_json(cfg.json, runs, local_runs, nruns, cfg.skip_capacity ? NULL : &cr,

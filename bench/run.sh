@@ -29,6 +29,10 @@
 #                    it starts its own redis-server and memcached); a full run
 #                    ends with it.  Needs the Python binding built in DIR for
 #                    a python3 with Django (PATH=/usr/bin:$PATH meson setup).
+#   --only hitratio  only the hit-ratio comparison (bench/bench_hitratio: the
+#                    same zipf, scan and overwrite traces replayed against
+#                    shmcache and a memcached given the same memory, -m 32,
+#                    plus an exact LRU; about 5 minutes, --quick 30 s)
 #   --only tier      only the Redis tier section: bench_tier (3 hosts x 2 workers
 #                    through shmcache_tier vs. every worker on Redis directly;
 #                    needs hiredis at build time; see bench/README.md)
@@ -82,9 +86,32 @@ run_django() {
     say "django: no python3 with Django can import shmcache from $build/python/src"
     [ "${CI:-}" != true ]   # a failure on CI, a skip elsewhere
 }
+# ---- hit ratio against memcached at the same memory (bench/bench_hitratio) ----
+run_hitratio() {
+    [ -f "$build/build.ninja" ] || meson setup "$build" "$root" --buildtype=release >/dev/null
+    ninja -C "$build" bench/bench_hitratio >/dev/null
+    local t mib=32 mc=() pid="" rc=0 u=()
+    t=$(mktemp -d "${TMPDIR:-/tmp}/shmcache-hitratio.XXXXXX")
+    [ "$(id -u)" -eq 0 ] && u=(-u root)
+    if command -v memcached >/dev/null; then
+        memcached "${u[@]}" -s "$t/mc.sock" -a 0700 -m $mib -c 64 >"$t/mc.log" 2>&1 &
+        pid=$!
+        mc=(--memcached "$t/mc.sock")
+    else
+        say "memcached not installed: its column will be n/a"
+    fi
+    mkdir -p "$out"
+    "$build/bench/bench_hitratio" --mib $mib "${mc[@]}" --json "$out/hitratio.json" \
+        $([ $quick = 1 ] && echo --requests 300000 --scan-every 50000 --scan-len 10000) \
+        | tee "$out/hitratio.txt" || rc=$?
+    [ -n "$pid" ] && { kill "$pid"; wait "$pid" 2>/dev/null || true; }
+    rm -rf "$t"
+    return $rc
+}
 case $only in
     ""|tier) ;;
     django) run_django; exit ;;
+    hitratio) run_hitratio; exit ;;
     *) echo "run.sh: unknown --only $only (try --help)" >&2; exit 2 ;;
 esac
 

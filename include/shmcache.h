@@ -43,7 +43,7 @@ extern "C" {
 /* The shared-memory layout this library reads and writes.  Processes built
  * against libraries of different layout versions cannot share a cache:
  * shmc_open reports SHMC_EVERSION (see also shmc_info, shmc_peek). */
-#define SHMC_LAYOUT_VERSION 4u
+#define SHMC_LAYOUT_VERSION 5u
 
 /* Limits and defaults. */
 #define SHMC_DEFAULT_MAX_KEY     250u          /* bytes */
@@ -651,6 +651,7 @@ SHMC_API shmc_status shmc_get_or_fill(shmc_t *c, const void *key, size_t klen,
      * segment is evicted (shmc_verify counts exactly) */ \
     X(items, gauge, cache, "items in the index") \
     X(bytes_used, gauge, cache, "bytes of live items") \
+    X(bytes_dead, gauge, cache, "bytes of replaced or deleted items not reclaimed yet (in open and sealed storage segments)") \
     X(bytes_free, gauge, cache, "bytes of free storage (free segments + open space)") \
     X(bytes_total, gauge, cache, "bytes of item storage") \
     X(segments_free, gauge, cache, "free storage segments") \
@@ -662,6 +663,8 @@ SHMC_API shmc_status shmc_get_or_fill(shmc_t *c, const void *key, size_t klen,
     X(index_capacity, gauge, cache, "index slots") \
     X(enomem, counter, cache, "writes refused: memory pinned by a stalled reader") \
     X(rescued, counter, slot, "recently read items kept (copied forward) at eviction") \
+    X(compacted, counter, slot, "live items moved forward by compaction (none lost)") \
+    X(compactions, counter, slot, "mostly-dead storage segments compacted instead of evicted") \
     X(lock_acquires, counter, slot, "named locks acquired (including takeovers)") \
     X(lock_waits, counter, slot, "lock acquisitions that had to sleep first") \
     X(lock_timeouts, counter, slot, "acquire/try calls that gave up (SHMC_ETIMEDOUT/SHMC_EBUSY)") \

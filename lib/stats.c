@@ -31,21 +31,23 @@ shmc_status shmc_stats_get(shmc_t *c, shmc_stats *st)
         uint64_t live = atomic_load_explicit(&m->live, memory_order_relaxed);
         st->items += live_items(live);
         st->bytes_used += live_bytes(live);
+        uint64_t w = atomic_load_explicit(&m->wpos, memory_order_relaxed);
+        w = w < c->seg_size ? w : c->seg_size;
         switch (sw_state(sw)) {
         case SEG_FREE:
             st->segments_free++;
             st->bytes_free += c->seg_size;
             break;
-        case SEG_OPEN: {
+        case SEG_OPEN:
             st->segments_open++;
-            uint64_t w = atomic_load_explicit(&m->wpos, memory_order_relaxed);
-            st->bytes_free += w < c->seg_size ? c->seg_size - w : 0;
+            st->bytes_free += c->seg_size - w;
+            st->bytes_dead += w > live_bytes(live) ? w - live_bytes(live) : 0;
             break;
-        }
         case SEG_SEALED:
         case SEG_SEALING:
         case SEG_EVICTING:
             st->segments_sealed++;
+            st->bytes_dead += w > live_bytes(live) ? w - live_bytes(live) : 0;
             break;
         case SEG_RETIRED:
             st->segments_retired++;

@@ -2021,10 +2021,10 @@ static void summary(const shmc_stats *st, double secs)
     printf("timing       max overshoot of a lock or fill wait past its timeout: %llu ms; longest "
            "write: %llu ms (slack %u ms)\n",
            LL(timed_over), LL(write_max), cfg.slack_ms);
-    printf("cache        evictions %llu, rescued %llu, expirations %llu, slots reaped %llu, "
-           "lock takeovers %llu, SHMC_ENOMEM %llu\n",
-           LL(st->evictions), LL(st->rescued), LL(st->expirations), LL(st->slots_reaped),
-           LL(st->lock_takeovers), LL(st->enomem));
+    printf("cache        evictions %llu, rescued %llu, compacted %llu (%llu segments), "
+           "expirations %llu, slots reaped %llu, lock takeovers %llu, SHMC_ENOMEM %llu\n",
+           LL(st->evictions), LL(st->rescued), LL(st->compacted), LL(st->compactions),
+           LL(st->expirations), LL(st->slots_reaped), LL(st->lock_takeovers), LL(st->enomem));
     printf("at rest      slots live %llu, locks held %llu, segments free %llu open %llu sealed "
            "%llu retired %llu\n",
            LL(st->slots_live), LL(st->locks_used), LL(st->segments_free), LL(st->segments_open),

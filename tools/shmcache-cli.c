@@ -595,7 +595,8 @@ static void stats_prom(const char *name, const shmc_stats *s)
 static void stats_text(const char *name, const shmc_stats *s, const shmc_stats *prev,
                        double dt)
 {
-    char u[32], f[32], t[32], g[32];
+    char u[32], f[32], t[32], g[32], d[32];
+    fmt_bytes(d, sizeof d, s->bytes_dead);
     fmt_bytes(u, sizeof u, s->bytes_used);
     fmt_bytes(f, sizeof f, s->bytes_free);
     fmt_bytes(t, sizeof t, s->bytes_total);
@@ -612,7 +613,10 @@ static void stats_text(const char *name, const shmc_stats *s, const shmc_stats *
     printf("  removed       evictions %" PRIu64 "  expirations %" PRIu64 "  rescued %" PRIu64
            "  enomem %" PRIu64 "\n",
            s->evictions, s->expirations, s->rescued, s->enomem);
-    printf("  memory        used %s  free %s  garbage %s  of %s\n", u, f, g, t);
+    printf("  compacted     %" PRIu64 " live items moved, %" PRIu64 " segments\n", s->compacted,
+           s->compactions);
+    printf("  memory        used (live) %s  dead %s  free %s  garbage %s  of %s\n", u, d, f, g,
+           t);
     printf("  items         %" PRIu64 " of max_items %" PRIu64 " (index %" PRIu64
            " slots, %.1f%% full; %.1f bytes/item)\n",
            s->items, stats_max_items, s->index_capacity,
