@@ -44,11 +44,6 @@
                                                 * only waiting for a CPU (oversubscribed
                                                 * host) */
 
-static inline uint32_t seg_of(const struct shmc *c, uint64_t off)
-{
-    return (uint32_t)(off >> c->seg_shift);
-}
-
 static bool cas_state(shmc_segmeta *m, uint64_t *expect, uint64_t want)
 {
     return atomic_compare_exchange_strong_explicit(&m->state, expect, want,
