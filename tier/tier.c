@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <sys/random.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -320,6 +321,19 @@ static shmc_status flush_prefix(shmc_tier_t *t)
 
 /* ---- Redis connections ---------------------------------------------------- */
 
+/* Sends one command whose only good answer is a status reply (+OK). */
+static int command_ok(redisContext *rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(rc, fmt, ap);
+    va_end(ap);
+    int ok = r && r->type == REDIS_REPLY_STATUS;
+    if (r)
+        freeReplyObject(r);
+    return ok;
+}
+
 static redisContext *redis_connect(shmc_tier_t *t)
 {
     struct timeval tv = tv_of(t->timeout_ms);
@@ -331,25 +345,10 @@ static redisContext *redis_connect(shmc_tier_t *t)
         redisFree(rc);
         return NULL;
     }
-    if (t->password) {
-        redisReply *r = redisCommand(rc, "AUTH %s", t->password);
-        int ok = r && r->type == REDIS_REPLY_STATUS;
-        if (r)
-            freeReplyObject(r);
-        if (!ok) {
-            redisFree(rc);
-            return NULL;
-        }
-    }
-    if (t->db) {
-        redisReply *r = redisCommand(rc, "SELECT %d", t->db);
-        int ok = r && r->type == REDIS_REPLY_STATUS;
-        if (r)
-            freeReplyObject(r);
-        if (!ok) {
-            redisFree(rc);
-            return NULL;
-        }
+    if ((t->password && !command_ok(rc, "AUTH %s", t->password)) ||
+        (t->db && !command_ok(rc, "SELECT %d", t->db))) {
+        redisFree(rc);
+        return NULL;
     }
     return rc;
 }
