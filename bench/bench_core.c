@@ -25,6 +25,7 @@
  * JSON.  Exit status is non-zero if any library call failed unexpectedly.
  */
 #include "shmcache.h"
+#include "bench_hist.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -62,6 +63,7 @@ static const char *const wl_id[WL_COUNT] = { "get", "mixed_90_10", "set" };
 typedef struct proc_result {
     uint64_t ops, gets, hits, sets, enomem, errors;
     uint64_t elapsed_ns;
+    hist set_ns;              /* latency of each shmc_set (shmcache runs) */
 } proc_result;
 
 typedef struct run_result {
@@ -71,6 +73,8 @@ typedef struct run_result {
     double per_proc_ops_s[MAX_PROCS];
     double hit_rate;          /* of the gets, -1 when there were none */
     uint64_t ops, enomem, errors;
+    uint64_t set_p50, set_p99, set_p999, set_max; /* ns; 0 without sets */
+    uint64_t ejections;       /* stats.ejections during the run */
 } run_result;
 
 static struct {
@@ -319,7 +323,9 @@ static void run_proc(shmc_t *c, enum workload wl, unsigned idx, int start_fd, pr
             if (do_set) {
                 memcpy(val, &r->ops, sizeof r->ops);  /* values change, sizes do not */
                 if (c) {
+                    uint64_t ts = now_ns();
                     st = shmc_set(c, keys[k], KEY_LEN, val, VALUE_LEN, 0, 0);
+                    hist_add(&r->set_ns, now_ns() - ts);
                 } else {
                     lentry *e = local_find(keys[k]);
                     st = e ? SHMC_OK : SHMC_NOT_FOUND;
@@ -375,6 +381,12 @@ static void run_workload(shmc_t *c, enum workload wl, unsigned procs, proc_resul
                          run_result *out)
 {
     memset(shared, 0, sizeof *shared * procs);
+    uint64_t ej0 = 0;
+#if SHMC_LAYOUT_VERSION >= 3
+    shmc_stats s0;
+    if (c && shmc_stats_get(c, &s0) == SHMC_OK)
+        ej0 = s0.ejections;
+#endif
     fflush(stdout);
     fflush(stderr);
     int start[2];
@@ -433,6 +445,21 @@ static void run_workload(shmc_t *c, enum workload wl, unsigned procs, proc_resul
         hits += r->hits;
     }
     out->hit_rate = gets ? (double)hits / (double)gets : -1.0;
+    static hist h;
+    memset(&h, 0, sizeof h);
+    for (unsigned i = 0; i < n; i++)
+        hist_merge(&h, &shared[i].set_ns);
+    out->set_p50 = hist_quantile(&h, 0.5);
+    out->set_p99 = hist_quantile(&h, 0.99);
+    out->set_p999 = hist_quantile(&h, 0.999);
+    out->set_max = h.max;
+#if SHMC_LAYOUT_VERSION >= 3
+    shmc_stats s1;
+    if (c && shmc_stats_get(c, &s1) == SHMC_OK)
+        out->ejections = s1.ejections - ej0;
+#else
+    (void)ej0;
+#endif
 }
 
 /* ---- capacity ---- */
@@ -988,6 +1015,16 @@ int main(int argc, char **argv)
             if (r->errors)
                 printf("  (ERRORS %" PRIu64 ")", r->errors);
             printf("\n");
+        }
+        printf("\nshmc_set latency (each set timed; us):\n%-12s %5s %9s %9s %9s %9s %10s\n",
+               "workload", "procs", "p50", "p99", "p99.9", "max", "ejections");
+        for (unsigned i = 0; i < nruns; i++) {
+            const run_result *r = &runs[i];
+            if (r->wl == WL_GET)
+                continue;
+            printf("%-12s %5u %9.2f %9.2f %9.2f %9.1f %10" PRIu64 "\n", wl_name[r->wl],
+                   r->procs, r->set_p50 / 1e3, r->set_p99 / 1e3, r->set_p999 / 1e3,
+                   r->set_max / 1e3, r->ejections);
         }
         printf("\nthe same runs on a private in-process hash table per process (local memory,\n"
                "no sharing; run right after each shmcache run):\n");

@@ -43,7 +43,7 @@ extern "C" {
 /* The shared-memory layout this library reads and writes.  Processes built
  * against libraries of different layout versions cannot share a cache:
  * shmc_open reports SHMC_EVERSION (see also shmc_info, shmc_peek). */
-#define SHMC_LAYOUT_VERSION 5u
+#define SHMC_LAYOUT_VERSION 6u
 
 /* Limits and defaults. */
 #define SHMC_DEFAULT_MAX_KEY     250u          /* bytes */
@@ -69,7 +69,7 @@ typedef enum shmc_status {
     SHMC_EVERSION,       /* segment made by an incompatible shmcache version/layout */
     SHMC_EMISMATCH,      /* segment exists with other creation parameters */
     SHMC_ECORRUPT,       /* segment header or data failed validation */
-    SHMC_ENOMEM,         /* no memory could be made free (stalled readers hold it) */
+    SHMC_ENOMEM,         /* no memory could be made free (every segment pinned) */
     SHMC_ENOSLOTS,       /* every participant slot is taken by live threads */
     SHMC_ENAMESPACE,     /* segment belongs to another PID namespace */
     SHMC_ETIMEDOUT,      /* waited too long (e.g. for a creator to initialise) */
@@ -249,7 +249,17 @@ SHMC_API shmc_status shmc_info_get(shmc_t *c, shmc_info *info);
  * A writer holds its key's lock for microseconds; one that finds it held for
  * 10 s (its holder stopped, e.g. by SIGSTOP or a debugger, or the segment
  * damaged) gives up with SHMC_ETIMEDOUT rather than wait longer: any call
- * that writes may return it.  A lock whose holder is gone is taken over.
+ * that writes may return it (set, add, replace, cas, cas_value, delete,
+ * delete_cas, delete_value, touch, get_and_touch, append, prepend, incr,
+ * decr, the *_many writes, get_or_fill and fill_finish when they store).
+ * Once one waiter gave up on a holder, later waiters on that same holder give
+ * up after 50 ms.  A lock whose holder is gone is taken over.
+ *
+ * A stopped process never stops the others: a reader stopped inside a call
+ * is ejected after ~5 ms if writers need the memory it holds back (it then
+ * retries, and never returns bytes reused under it); a writer stopped inside
+ * a call pins only the storage segment it writes into and its key's lock.
+ * shmc_stats.ejections and shmc_procs show ejections.
  */
 
 /* Copies the value of `key` into buf[0..buflen).
@@ -275,10 +285,14 @@ SHMC_API shmc_status shmc_get_alloc(shmc_t *c, const void *key, size_t klen,
  * forward (second chance) while there is room, the rest are dropped.  The set
  * succeeds.
  * Errors: SHMC_EKEYLEN, SHMC_EVALLEN, SHMC_EINVAL, SHMC_ENOSLOTS,
- *   SHMC_ENOMEM (retired memory is pinned by a stalled reader: one that is
- *   stopped, e.g. by SIGSTOP or a debugger, for 500 ms, or any reader in the way
- *   for 10 s; the write was not made; reads and deletes still work).  May wait
- *   that long for readers to leave their read sections. */
+ *   SHMC_ETIMEDOUT (the key's stripe lock is held by a stopped writer: after
+ *   10 s, or 50 ms once another waiter gave up on that same holder; nothing
+ *   written), SHMC_ENOMEM (no storage segment could be freed for 2 s because
+ *   every one is pinned: open, or being written into or evicted by stopped
+ *   processes; never because of a reader; the write was not made).  A read
+ *   section that holds the memory a write needs back for 5 ms (a stopped or
+ *   descheduled reader) is ejected, so a write waits for readers at most
+ *   about that long; the ejected reader retries its read when it runs. */
 SHMC_API shmc_status shmc_set(shmc_t *c, const void *key, size_t klen,
                               const void *val, size_t vlen, uint32_t flags, uint64_t ttl_ms);
 
@@ -661,7 +675,7 @@ SHMC_API shmc_status shmc_get_or_fill(shmc_t *c, const void *key, size_t klen,
     X(slots_live, gauge, cache, "participant slots held by live threads") \
     X(slots_reaped, counter, cache, "slots recovered from dead processes") \
     X(index_capacity, gauge, cache, "index slots") \
-    X(enomem, counter, cache, "writes refused: memory pinned by a stalled reader") \
+    X(enomem, counter, cache, "writes refused: every storage segment pinned") \
     X(rescued, counter, slot, "recently read items kept (copied forward) at eviction") \
     X(compacted, counter, slot, "live items moved forward by compaction (none lost)") \
     X(compactions, counter, slot, "mostly-dead storage segments compacted instead of evicted") \
@@ -674,7 +688,10 @@ SHMC_API shmc_status shmc_get_or_fill(shmc_t *c, const void *key, size_t klen,
     X(fill_takeovers, counter, slot, "fills taken over from a dead or late leader") \
     X(fill_errors, counter, slot, "fills aborted with an error") \
     X(locks_used, gauge, cache, "table entries held now: locks owned, fills in progress") \
-    X(locks_capacity, gauge, cache, "lock/singleflight table entries")
+    X(locks_capacity, gauge, cache, "lock/singleflight table entries") \
+    /* a read section that held reclamation back ~5 ms while a write needed \
+     * memory (stopped, debugged, descheduled) is left to retry its read */ \
+    X(ejections, counter, slot, "read sections ejected (stalled while memory was needed)")
 
 #define SHMC_STATS_DECLARE_(name, kind, source, help) uint64_t name;
 typedef struct shmc_stats {
@@ -734,7 +751,13 @@ typedef struct shmc_proc_info {
     uint64_t epochs_behind; /* global epoch - read_epoch: grace periods it spans; a
                              * reader stuck at > 1 is stalling reclamation */
     uint32_t holds;         /* locks and fills it owns now (0..SHMC_MAX_HOLDS) */
-    uint32_t reserved_;
+    uint32_t ejected;       /* 1: its current read section was ejected (it held reclamation
+                             * back while stopped or descheduled; it retries when it runs) */
+    uint64_t ejections;     /* times a section of this slot was ejected (the count survives
+                             * the slot's reuse) */
+    uint64_t eject_stall_ms; /* last ejection: how long its section had held the epoch back
+                              * when ejected (at least; ~5 ms is the threshold) */
+    uint64_t eject_ago_ms;  /* ms since that ejection (0 if never) */
 } shmc_proc_info;
 
 /* Lists participant slots: those held by a live thread now, or with

@@ -34,15 +34,19 @@
 #include "slots.h"
 
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 /* (BOUND_MS: fuzz builds wait these out sooner, see util.h.) */
-#define STALL_MS BOUND_MS(500u) /* no reader progress for this long = stalled */
-#define NOMEM_MAX_MS BOUND_MS(2000u) /* never wait longer than this in all ... */
-#define NOMEM_RUNNABLE_MAX_MS BOUND_MS(10000u) /* ... unless every reader in the way is
-                                                * only waiting for a CPU (oversubscribed
-                                                * host) */
+/* A read section that holds reclamation back for this long, while a writer
+ * needs memory, is ejected (epoch.c).  Sections last microseconds; this is
+ * a stopped participant or one descheduled for longer than a time slice. */
+#define EJECT_MS BOUND_MS(EJECT_MS_DEFAULT)
+/* A write gives up (SHMC_ENOMEM) when for this long nothing could be freed,
+ * nothing was ejected and the grace horizon did not move: every segment is
+ * pinned (heads, write hazards, segments held by stopped participants). */
+#define NOMEM_MS BOUND_MS(2000u)
 
 static bool cas_state(shmc_segmeta *m, uint64_t *expect, uint64_t want)
 {
@@ -122,14 +126,35 @@ static inline void populate_once(struct shmc *c, tslot *t, uint32_t s)
     handle_populate_segment(c, s);
 }
 
-/* Appends `size` bytes to open segment hw - 1 (a head word) if it has room. */
+/* Publishes the write hazard on segment hw - 1 (hazard-pointer style: the
+ * store, then a fence, then the caller re-checks that the segment is OPEN).
+ * An evictor that moves the segment out of SEALED and then issues
+ * heavy_barrier() sees the hazard unless our check saw it no longer OPEN
+ * (store-buffering: each side's fence orders its store before its load). */
+static inline void wseg_set(struct shmc *c, tslot *t, uint64_t hw)
+{
+    if (atomic_load_explicit(&t->s->wseg, memory_order_relaxed) == hw)
+        return; /* published, fenced and never cleared since */
+    atomic_store_explicit(&t->s->wseg, hw, memory_order_relaxed);
+    if (caa_likely(c->membarrier))
+        atomic_signal_fence(memory_order_seq_cst); /* paired with heavy_barrier */
+    else
+        atomic_thread_fence(memory_order_seq_cst);
+}
+
+/* Appends `size` bytes to open segment hw - 1 if it has room, under our
+ * write hazard (kept until the caller publishes: wseg_clear). */
 static bool head_append(struct shmc *c, tslot *t, uint64_t hw, uint64_t size, uint64_t *off)
 {
     if (!hw || hw > c->nsegs)
         return false;
     shmc_segmeta *m = &c->segs[hw - 1];
-    if (sw_state(atomic_load_explicit(&m->state, memory_order_relaxed)) != SEG_OPEN ||
-        !fits(c, atomic_load_explicit(&m->wpos, memory_order_relaxed), size))
+    if (!fits(c, atomic_load_explicit(&m->wpos, memory_order_relaxed), size))
+        return false;
+    wseg_set(c, t, hw);
+    /* A head only ever names an OPEN segment; check anyway, since the word
+     * comes from shared memory, and after the hazard (see wseg_set). */
+    if (sw_state(atomic_load_explicit(&m->state, memory_order_acquire)) != SEG_OPEN)
         return false;
     uint64_t pos = atomic_fetch_add_explicit(&m->wpos, size, memory_order_relaxed);
     if (!fits(c, pos, size))
@@ -148,6 +173,60 @@ bool alloc_in_head(struct shmc *c, tslot *t, uint64_t size, uint64_t *off)
     return head_append(c, t, hw, size, off);
 }
 
+/* Whether some participant's write hazard names segment s (live or not:
+ * a dead one's is cleared when its slot is reaped). */
+static bool seg_hazarded(struct shmc *c, uint32_t s)
+{
+    for (uint32_t i = 0; i < c->nslots; i++)
+        if (atomic_load_explicit(&c->slots[i].wseg, memory_order_acquire) == (uint64_t)s + 1)
+            return true;
+    return false;
+}
+
+/* How eviction empties its victim (pick_victim decides). */
+enum evict_mode {
+    EV_DROP,     /* storage is full of live data: drop items, second chance for read ones */
+    EV_COMPACT,  /* the victim is mostly dead bytes: move every live item forward */
+};
+
+/* What became of an eviction (evict_and_retire). */
+enum evict_outcome {
+    EO_RETIRED,  /* emptied and retired */
+    EO_HAZARD,   /* a write hazard names it: back to SEALED, nothing done */
+    EO_KEPT,     /* a compaction ran out of room: back to SEALED, partly moved */
+};
+
+static bool evict_items(struct shmc *c, tslot *t, uint32_t s, enum evict_mode mode,
+                        bool must_free);
+static void retire(struct shmc *c, uint32_t s, uint64_t sw);
+
+/* The one way an eviction starts or resumes: segment s is EVICTING(mine),
+ * just taken by CAS (from SEALED, or from a dead evictor).  After a heavy
+ * barrier, a write hazard on s means a writer (perhaps stopped or ejected)
+ * may still copy into it: then s goes back to SEALED, its epoch untouched
+ * (the seal epoch until retire() stamps it; a later one if a dead evictor
+ * got that far, which only delays it), and nothing is evicted.  Otherwise
+ * its items are moved or unlinked (evict_items, `mode`) and it is retired,
+ * unless a compaction ran out of room and need not free it (`must_free`
+ * false): then it goes back to SEALED with what it still holds (the moved
+ * items are no longer indexed there, the rest still are). */
+static enum evict_outcome evict_and_retire(struct shmc *c, tslot *t, uint32_t s, uint64_t mine,
+                                           enum evict_mode mode, bool must_free)
+{
+    shmc_segmeta *m = &c->segs[s];
+    uint64_t back = mine;
+    if (!heavy_barrier(c) || seg_hazarded(c, s)) {
+        cas_state(m, &back, sw_make(SEG_SEALED, 0));
+        return EO_HAZARD;
+    }
+    if (!evict_items(c, t, s, mode, must_free)) {
+        cas_state(m, &back, sw_make(SEG_SEALED, 0));
+        return EO_KEPT;
+    }
+    retire(c, s, mine);
+    return EO_RETIRED;
+}
+
 /* Room for a copy moved at eviction: our head, else any other head with
  * room (an evictor that found no free segment has a full head itself).
  * Never waits.  Inside a read section. */
@@ -161,12 +240,6 @@ static bool alloc_for_move(struct shmc *c, tslot *t, uint64_t size, uint64_t *of
     }
     return false;
 }
-
-/* How eviction empties its victim (pick_victim decides). */
-enum evict_mode {
-    EV_DROP,     /* storage is full of live data: drop items, second chance for read ones */
-    EV_COMPACT,  /* the victim is mostly dead bytes: move every live item forward */
-};
 
 /* What became of one item of the victim (move_item). */
 enum move_result { MV_GONE, MV_MOVED, MV_NOT_KEPT, MV_NO_ROOM };
@@ -185,44 +258,44 @@ static enum move_result move_item(struct shmc *c, tslot *t, shmc_item *it, uint6
 {
     if (it->expire_ms && it->expire_ms <= now + (mode == EV_COMPACT ? 0 : EXPIRE_ROUND_MS))
         return MV_NOT_KEPT;
-    if (mode == EV_DROP && !atomic_load_explicit(&it->accessed, memory_order_relaxed))
-        return MV_NOT_KEPT;
     keyhash kh;
     keyhash_of(c, (const uint8_t *)(it + 1), it->klen, &kh);
-    uint64_t ow = iw_make(kh.tag, off);
+    uint64_t ow = iw_make(kh.tag, off), cur = 0;
     _Atomic uint64_t *where = NULL;
     uint64_t bs[2] = {kh.b1, kh.b2};
     for (int k = 0; k < 2 && !where; k++)
         for (unsigned i = 0; i < SHMC_BUCKET_WAYS && !where; i++) {
             _Atomic uint64_t *p = c->index + bs[k] * SHMC_BUCKET_WAYS + i;
-            if (atomic_load_explicit(p, memory_order_acquire) == ow)
+            cur = atomic_load_explicit(p, memory_order_acquire);
+            if (iw_same(cur, ow))
                 where = p;
         }
     if (!where)
         return MV_GONE; /* dead bytes: nothing to keep */
+    if (mode == EV_DROP && !(cur & IW_ACC))
+        return MV_NOT_KEPT; /* not read since written */
     enum move_result r = MV_NO_ROOM;
     read_enter(c, t);
     uint64_t noff;
     if (alloc_for_move(c, t, total, &noff)) {
+        /* `it` is in a segment we own (EVICTING): nobody reuses it under us.
+         * The copy goes where our write hazard keeps it from eviction. */
         shmc_item *copy = (shmc_item *)(c->data + noff);
         /* A counter's cell is frozen first and its last state copied, so no
          * increment is lost (item_move_copy). */
         bool copied = item_move_copy(c, t, it, copy, total);
-        /* A compaction keeps the accessed mark (the item was not evicted; the
-         * copy is still private); a second chance uses it up. */
-        if (mode == EV_COMPACT && atomic_load_explicit(&it->accessed, memory_order_relaxed))
-            atomic_store_explicit(&copy->accessed, 1, memory_order_relaxed);
         seg_inc_live(c, noff, total, copy->expire_ms);
-        uint64_t w = ow;
+        /* A compaction keeps the accessed mark (the item was not evicted);
+         * a second chance uses it up. */
         bool done = copied &&
-                    atomic_compare_exchange_strong_explicit(where, &w, iw_make(kh.tag, noff),
-                                                            memory_order_acq_rel,
-                                                            memory_order_relaxed);
+                    iw_cas(where, &cur,
+                           iw_make(kh.tag, noff) | (mode == EV_COMPACT ? cur & IW_ACC : 0));
         seg_dec_live(c, done ? off : noff, total);
         /* Not copied: our section is no longer valid (a counter's cell could
          * not be frozen); stop as for want of room, keeping the item. */
         r = !copied ? MV_NO_ROOM : done ? MV_MOVED : MV_GONE;
     }
+    wseg_clear(t);
     read_exit(c, t);
     return r;
 }
@@ -305,20 +378,6 @@ static void retire(struct shmc *c, uint32_t s, uint64_t sw)
     cas_state(m, &sw, sw_make(SEG_RETIRED, 0));
 }
 
-/* Empties segment s (EVICTING(us), state word sw) and retires it; or, when a
- * compaction ran out of room and need not free it, puts it back as SEALED
- * (its seal epoch and age untouched) with what it still holds.  Returns
- * whether it was retired. */
-static bool evict_and_retire(struct shmc *c, tslot *t, uint32_t s, uint64_t sw,
-                             enum evict_mode mode, bool must_free)
-{
-    if (evict_items(c, t, s, mode, must_free)) {
-        retire(c, s, sw);
-        return true;
-    }
-    cas_state(&c->segs[s], &sw, sw_make(SEG_SEALED, 0));
-    return false;
-}
 
 /* Resets a segment we hold as RESERVED. */
 static void reset_seg(shmc_segmeta *m)
@@ -406,8 +465,9 @@ static uint32_t take_free(struct shmc *c, tslot *t, scan *sc, bool want)
         case SEG_EVICTING:
             if (!owner_is_live(c, sw_owner(sw))) {
                 uint64_t mine = sw_make(SEG_EVICTING, me);
-                /* Redone as a compaction: whatever it had moved is moved,
-                 * the rest is kept (or stays, SEALED, if no head has room). */
+                /* Redone as a compaction (after the same hazard check as a
+                 * fresh eviction): whatever it had moved is moved, the rest
+                 * is kept (or stays, SEALED, if no head has room). */
                 if (cas_state(m, &sw, mine))
                     evict_and_retire(c, t, s, mine, EV_COMPACT, false);
             }
@@ -450,16 +510,28 @@ static inline bool worth_compacting(const struct shmc *c, uint64_t dead, uint64_
     return dead >= c->seg_size / 8 && live <= c->seg_size - c->seg_size / 8;
 }
 
+#define VICTIM_TRIES 8u
+
 typedef struct victim {
     uint32_t seg1;       /* segment + 1, 0 = none */
     enum evict_mode mode;
 } victim;
 
+static bool excluded(const uint32_t *excl, uint32_t nexcl, uint32_t seg1)
+{
+    for (uint32_t k = 0; k < nexcl; k++)
+        if (excl[k] == seg1)
+            return true;
+    return false;
+}
+
 /* Chooses the segment to evict among the sealed ones no writer can still be
- * appending to: a wholly expired one if any (dropped: costs no live item),
- * else the one with the most dead bytes if worth compacting (compacted),
- * else the oldest (dropped, with second chance). */
-static victim pick_victim(struct shmc *c, tslot *t, scan *sc)
+ * appending to, and not one of excl[0..nexcl) (found under a write hazard):
+ * a wholly expired one if any (dropped: costs no live item), else the one
+ * with the most dead bytes if worth compacting (compacted), else the oldest
+ * (dropped, with second chance). */
+static victim pick_victim(struct shmc *c, tslot *t, scan *sc, const uint32_t *excl,
+                          uint32_t nexcl)
 {
     uint64_t now = now_ms();
     uint64_t h = grace_horizon(c, t, sc);
@@ -468,7 +540,7 @@ static victim pick_victim(struct shmc *c, tslot *t, scan *sc)
     for (uint32_t s = 0; s < c->nsegs; s++) {
         shmc_segmeta *m = &c->segs[s];
         uint64_t sw = atomic_load_explicit(&m->state, memory_order_acquire);
-        if (sw_state(sw) != SEG_SEALED)
+        if (sw_state(sw) != SEG_SEALED || excluded(excl, nexcl, s + 1))
             continue;
         if (atomic_load_explicit(&m->epoch, memory_order_relaxed) > h)
             continue;
@@ -496,23 +568,38 @@ static victim pick_victim(struct shmc *c, tslot *t, scan *sc)
 }
 
 /* Evicts (or compacts) the best victim, if any.  Returns whether one was
- * found.  must_free: the caller has no other way to a free segment, so a
- * compaction that runs out of room drops the rest instead of stopping. */
+ * retired.  must_free: the caller has no other way to a free segment, so a
+ * compaction that runs out of room drops the rest instead of stopping.  A
+ * segment named by a write hazard (a writer, perhaps stopped or ejected,
+ * may still be copying into it) is skipped: the hazard is checked after the
+ * segment is ours (EVICTING) and a heavy barrier, so a writer that saw it
+ * OPEN after publishing its hazard is always seen (see wseg_set). */
 static bool evict_one(struct shmc *c, tslot *t, scan *sc, bool must_free)
 {
-    victim v = pick_victim(c, t, sc);
-    if (!v.seg1)
-        return false;
-    shmc_segmeta *m = &c->segs[v.seg1 - 1];
-    uint64_t sw = atomic_load_explicit(&m->state, memory_order_acquire);
-    uint64_t mine = sw_make(SEG_EVICTING, slot_owner(t));
-    if (sw_state(sw) == SEG_SEALED && cas_state(m, &sw, mine)) {
-        bool retired = evict_and_retire(c, t, v.seg1 - 1, mine, v.mode, must_free);
-        if (retired && v.mode == EV_COMPACT)
+    uint32_t excl[VICTIM_TRIES], nexcl = 0;
+    while (nexcl < VICTIM_TRIES) {
+        victim v = pick_victim(c, t, sc, excl, nexcl);
+        if (!v.seg1)
+            return false;
+        if (seg_hazarded(c, v.seg1 - 1)) {
+            excl[nexcl++] = v.seg1;
+            continue;
+        }
+        shmc_segmeta *m = &c->segs[v.seg1 - 1];
+        uint64_t sw = atomic_load_explicit(&m->state, memory_order_acquire);
+        uint64_t mine = sw_make(SEG_EVICTING, slot_owner(t));
+        if (sw_state(sw) != SEG_SEALED || !cas_state(m, &sw, mine))
+            return true; /* someone else took it: progress */
+        enum evict_outcome o = evict_and_retire(c, t, v.seg1 - 1, mine, v.mode, must_free);
+        if (o == EO_HAZARD) {
+            excl[nexcl++] = v.seg1; /* SEALED again, epoch and age untouched */
+            continue;
+        }
+        if (o == EO_RETIRED && v.mode == EV_COMPACT)
             STAT_ADD(t, compactions, 1);
-        return retired;
+        return o == EO_RETIRED;
     }
-    return true;
+    return false;
 }
 
 static void pause_briefly(unsigned round)
@@ -533,10 +620,18 @@ static uint32_t retired_cap(const struct shmc *c)
     return c->nsegs / 4 > 2 ? c->nsegs / 4 : 2;
 }
 
+/* Per-thread snapshot of slot epochs for stall detection (lazily made). */
+static uint64_t *stall_seen(struct shmc *c, tslot *t)
+{
+    if (!t->stall_seen)
+        t->stall_seen = calloc(c->nslots, sizeof *t->stall_seen);
+    return t->stall_seen;
+}
+
 static shmc_status get_segment(struct shmc *c, tslot *t, uint32_t *out, scan *last)
 {
     uint32_t cap = retired_cap(c);
-    uint64_t start = 0, last_progress = 0, last_h = 0;
+    uint64_t last_progress = 0, last_h = 0, watch = 0, watch_g = 0;
     for (unsigned round = 0;; round++) {
         scan sc = {0};
         uint32_t got = take_free(c, t, &sc, true);
@@ -551,21 +646,29 @@ static shmc_status get_segment(struct shmc *c, tslot *t, uint32_t *out, scan *la
         if (sc.retired < cap && evict_one(c, t, &sc, sc.retired == 0))
             continue;
         /* Nothing free or evictable now: participants inside a section
-         * still hold the memory.  Wait while they make progress (the grace
-         * horizon advances); give up once it has not moved for STALL_MS, or
-         * after NOMEM_MAX_MS in all, when a participant in the way is
-         * stopped (SIGSTOP, a debugger).  On a host with far more runnable
-         * processes than CPUs a reader can simply be waiting for a CPU that
-         * long: then wait on, up to NOMEM_RUNNABLE_MAX_MS. */
+         * still hold the memory.  Wait while they leave (the grace horizon
+         * advances); a section that is still the same EJECT_MS after we
+         * began watching is ejected, and memory is reclaimed without it. */
         uint64_t now = now_ms();
         uint64_t h = grace_horizon(c, t, &sc);
-        if (!start || h != last_h) {
-            if (!start)
-                start = now;
+        if (!last_progress || h != last_h) {
             last_progress = now;
             last_h = h;
-        } else if ((now - last_progress > STALL_MS || now - start > NOMEM_MAX_MS) &&
-                   (!h || now - start > NOMEM_RUNNABLE_MAX_MS || readers_stalled(c, t, h))) {
+        }
+        uint64_t *seen = stall_seen(c, t);
+        if (seen && !watch) {
+            watch_g = atomic_load_explicit(&c->hdr->epoch, memory_order_acquire);
+            stall_snapshot(c, t, seen);
+            watch = now;
+        } else if (seen && now - watch + 1 > EJECT_MS) {
+            uint32_t n = eject_stalled(c, t, seen, watch_g, now - watch);
+            watch = 0;
+            if (n) {
+                last_progress = now;
+                continue;
+            }
+        }
+        if (now - last_progress > NOMEM_MS) {
             atomic_fetch_add_explicit(&c->hdr->enomem, 1, memory_order_relaxed);
             return SHMC_ENOMEM;
         }
@@ -630,24 +733,11 @@ shmc_status alloc_item(struct shmc *c, tslot *t, uint64_t size, uint64_t *off)
     uint32_t h = t->idx % c->nheads;
     for (;;) {
         uint64_t hw = atomic_load_explicit(&c->heads[h].seg, memory_order_acquire);
-        if (hw && hw <= c->nsegs) {
-            shmc_segmeta *m = &c->segs[hw - 1];
-            uint64_t pos = atomic_load_explicit(&m->wpos, memory_order_relaxed);
-            /* A head only ever names an OPEN segment; check anyway, since
-             * the word comes from shared memory. */
-            if (fits(c, pos, size) &&
-                sw_state(atomic_load_explicit(&m->state, memory_order_relaxed)) == SEG_OPEN) {
-                pos = atomic_fetch_add_explicit(&m->wpos, size, memory_order_relaxed);
-                if (fits(c, pos, size)) {
-                    populate_once(c, t, (uint32_t)(hw - 1));
-                    *off = ((hw - 1) << c->seg_shift) + pos;
-                    prefetch_next(c, *off, size);
-                    return SHMC_OK;
-                }
-            }
-        }
+        if (head_append(c, t, hw, size, off))
+            return SHMC_OK;
         /* The head is full (or missing): make a new one outside our read
          * section, since making room may wait for readers. */
+        wseg_clear(t);
         uint32_t depth = t->depth;
         t->depth = 1;
         read_exit(c, t);

@@ -28,5 +28,12 @@ HIDDEN bool alloc_in_head(struct shmc *c, tslot *t, uint64_t size, uint64_t *off
 /* One recovery pass over the segments: takes over what dead participants
  * held and frees retired segments past their grace.  Outside any read section. */
 HIDDEN void alloc_recover(struct shmc *c, tslot *t);
+/* Clears the thread's write hazard (after its item is published or given
+ * up): from then on its segment may be evicted without waiting for it.
+ * alloc_item and alloc_in_head set it (alloc.c: wseg_set). */
+static inline void wseg_clear(tslot *t)
+{
+    atomic_store_explicit(&t->s->wseg, 0, memory_order_release);
+}
 
 #endif

@@ -1,9 +1,10 @@
 /*
  * cache.c — the public key/value operations, built on index + alloc + epoch.
  *
- * Reads: enter a read section, look the key up, copy out, leave.  No lock,
- * no shared write but the reader's own slot (and an item's `accessed` byte,
- * written only when it changes from 0).
+ * Reads: enter a read section, look the key up, copy out, check that the
+ * section was not ejected (read_section_valid: else retry), leave.  No lock,
+ * no shared write but the reader's own slot (and the accessed mark of the
+ * index word, set by CAS only when clear).
  *
  * Writes: the new item is allocated and fully written first, then published
  * under the key's stripe lock with one CAS (replace) or an insert into an
@@ -39,12 +40,6 @@ static inline bool expired(const shmc_item *it, uint64_t *now)
     return it->expire_ms <= *now;
 }
 
-static inline void mark_accessed(shmc_item *it)
-{
-    if (!atomic_load_explicit(&it->accessed, memory_order_relaxed))
-        atomic_store_explicit(&it->accessed, 1, memory_order_relaxed);
-}
-
 /* What a write requires of the key's current entry, and what it reports
  * about that entry when refused. */
 enum store_mode { STORE_SET, STORE_ADD, STORE_REPLACE, STORE_CAS, STORE_VALUE };
@@ -62,6 +57,8 @@ typedef struct cond {
 } cond;
 static shmc_status store(struct shmc *c, const void *key, size_t klen, const void *val,
                          size_t vlen, uint32_t flags, uint64_t ttl_ms, cond *cd);
+static shmc_status publish(struct shmc *c, tslot *t, const keyhash *kh, const void *key,
+                           size_t klen, cond *cd, uint64_t off, uint64_t total);
 static shmc_item *write_item(struct shmc *c, tslot *t, uint64_t off, const void *key, size_t klen,
                              const void *val, size_t vlen, uint32_t flags, uint64_t expire,
                              uint8_t kind);
@@ -85,18 +82,21 @@ static inline bool cells_ok(const struct shmc *c)
 
 /* The value of an item as readers see it: its bytes, or a counter cell's
  * number formatted into tmp (with the cell's token in *tok). */
-static inline const uint8_t *item_value(shmc_item *it, uint8_t tmp[24], uint32_t *vlen,
+static inline const uint8_t *item_value(struct shmc *c, shmc_item *it, uint32_t kl,
+                                        uint32_t vl, uint8_t tmp[24], uint32_t *vlen,
                                         uint64_t *tok)
 {
+    /* kl, vl: the lengths read once and checked (item_lens), since the
+     * item's bytes may be reused under an ejected section. */
     if (caa_unlikely(item_is_cell(it))) {
-        cell_t x = cell_read(item_cell(it));
+        cell_t x = cell_read(item_cell(c, it));
         *tok = cell_tok(x) & ~CELL_FROZEN;
         *vlen = (uint32_t)counter_format(cell_val(x), it->kind, tmp);
         return tmp;
     }
     *tok = it->cas;
-    *vlen = it->vlen;
-    return (const uint8_t *)(it + 1) + it->klen;
+    *vlen = vl;
+    return (const uint8_t *)(it + 1) + kl;
 }
 
 /* The start of every keyed operation: validate the key, take the calling
@@ -111,16 +111,24 @@ static shmc_status op_begin(struct shmc *c, const void *key, size_t klen, tslot 
     return st;
 }
 
+#ifdef SHMC_TESTING
+void (*shmc__test_publish_hook)(const void *key, size_t klen);
+#endif
+
 /* The item a get callback is visiting, for callers that need more than the
  * value (its expiry, kind), and its CAS token.  Valid only inside the
  * callback. */
 static __thread const shmc_item *visiting;
 static __thread uint64_t visiting_cas;
 
-/* Called inside the read section with the value in place. */
+/* Called inside the read section with the value in place.  It may run more
+ * than once: its output is discarded (by the undo function, when given, for
+ * a SHMC_OK result) if the section turns out to have been ejected. */
 typedef shmc_status (*visit_fn)(void *ctx, const uint8_t *val, uint32_t vlen, uint32_t flags);
+typedef void (*undo_fn)(void *ctx);
 
-static shmc_status get_visit(struct shmc *c, const void *key, size_t klen, visit_fn fn, void *ctx)
+static shmc_status get_visit_undo(struct shmc *c, const void *key, size_t klen, visit_fn fn,
+                                  undo_fn undo, void *ctx)
 {
     tslot *t;
     keyhash kh;
@@ -128,22 +136,43 @@ static shmc_status get_visit(struct shmc *c, const void *key, size_t klen, visit
     if (st != SHMC_OK)
         return st;
     read_enter(c, t);
-    uint64_t w, now = 0;
-    shmc_item *it;
-    if (index_find(c, &kh, key, klen, &w, &it) && !expired(it, &now)) {
-        uint8_t tmp[24];
-        uint32_t vlen;
-        const uint8_t *val = item_value(it, tmp, &vlen, &visiting_cas);
-        visiting = it;
-        st = fn(ctx, val, vlen, it->flags);
-        mark_accessed(it);
-        STAT_ADD(t, hits, 1);
-    } else {
-        st = SHMC_NOT_FOUND;
-        STAT_ADD(t, misses, 1);
+    for (;;) {
+        uint64_t w, now = 0;
+        shmc_item *it;
+        uint32_t kl, vl;
+        _Atomic uint64_t *slot = index_find(c, &kh, key, klen, &w, &it);
+        bool hit = slot && item_lens(c, it, &kl, &vl) && !expired(it, &now);
+        if (hit) {
+            uint8_t tmp[24];
+            uint32_t vlen;
+            const uint8_t *val = item_value(c, it, kl, vl, tmp, &vlen, &visiting_cas);
+            visiting = it;
+            st = fn(ctx, val, vlen, it->flags);
+        } else {
+            st = SHMC_NOT_FOUND;
+        }
+        if (caa_likely(read_section_valid(c, t))) {
+            if (hit) {
+                iw_mark_accessed(slot, w);
+                STAT_ADD(t, hits, 1);
+            } else {
+                STAT_ADD(t, misses, 1);
+            }
+            break;
+        }
+        /* Ejected: what we saw may be memory reused under us.  Forget it
+         * and look the key up again in a fresh section. */
+        if (hit && st == SHMC_OK && undo)
+            undo(ctx);
+        read_renew(c, t);
     }
     read_exit(c, t);
     return st;
+}
+
+static shmc_status get_visit(struct shmc *c, const void *key, size_t klen, visit_fn fn, void *ctx)
+{
+    return get_visit_undo(c, key, klen, fn, NULL, ctx);
 }
 
 struct copy_ctx {
@@ -181,6 +210,13 @@ struct alloc_ctx {
     uint32_t *flags;
 };
 
+static void alloc_undo(void *p)
+{
+    struct alloc_ctx *x = p;
+    free(*x->val);
+    *x->val = NULL;
+}
+
 static shmc_status alloc_out(void *p, const uint8_t *val, uint32_t vlen, uint32_t flags)
 {
     struct alloc_ctx *x = p;
@@ -217,12 +253,19 @@ static shmc_status entry_out(void *p, const uint8_t *val, uint32_t vlen, uint32_
     return alloc_out(&a, val, vlen, flags);
 }
 
+static void entry_undo(void *p)
+{
+    entry_copy *e = p;
+    free(e->val);
+    e->val = NULL;
+}
+
 static bool counter_parse(const entry_copy *e, uint64_t *v);
 
 static shmc_status read_entry(shmc_t *c, const void *key, size_t klen, entry_copy *e)
 {
     e->val = NULL;
-    return get_visit(c, key, klen, entry_out, e);
+    return get_visit_undo(c, key, klen, entry_out, entry_undo, e);
 }
 
 shmc_status shmc_get_alloc(shmc_t *c, const void *key, size_t klen, void **val, size_t *vlen,
@@ -232,7 +275,7 @@ shmc_status shmc_get_alloc(shmc_t *c, const void *key, size_t klen, void **val, 
         return SHMC_EINVAL;
     *val = NULL;
     struct alloc_ctx x = {val, vlen, flags};
-    return get_visit(c, key, klen, alloc_out, &x);
+    return get_visit_undo(c, key, klen, alloc_out, alloc_undo, &x);
 }
 
 shmc_status get_alloc_expire(shmc_t *c, const void *key, size_t klen, void **val,
@@ -459,7 +502,7 @@ static inline uint64_t counter_step(uint64_t v, uint64_t delta, bool down)
 static bool cell_add(struct shmc *c, tslot *t, shmc_item *it, uint64_t delta, bool down,
                      uint64_t *result)
 {
-    cell_t *p = item_cell(it);
+    cell_t *p = item_cell(c, it);
     cell_t x = cell_cas(p, 0, 0); /* an exclusive load: writes 0 over 0 at most */
     uint64_t tok = 0;
     for (;;) {
@@ -510,11 +553,11 @@ static bool counter_inplace(shmc_t *c, const void *key, size_t klen, uint64_t de
     read_enter(c, t);
     uint64_t w, now = 0;
     shmc_item *it;
-    bool done = index_find(c, &kh, key, klen, &w, &it) && item_is_cell(it) &&
-                !expired(it, &now) && !item_aging(c, it) &&
+    _Atomic uint64_t *slot = index_find(c, &kh, key, klen, &w, &it);
+    bool done = slot && item_is_cell(it) && !expired(it, &now) && !item_aging(c, it) &&
                 cell_add(c, t, it, delta, down, result);
     if (done) {
-        mark_accessed(it);
+        iw_mark_accessed(slot, w);
         STAT_ADD(t, sets, 1);
     }
     read_exit(c, t);
@@ -562,14 +605,21 @@ static bool counter_republish(struct shmc *c, tslot *t, const keyhash *kh, const
     else
         write_item(c, t, off, key, klen, buf, len, n->flags, n->expire, kind);
     uint64_t nw = iw_make(kh->tag, off);
+    if (!read_section_valid(c, t)) {
+        /* Ejected: the entry (or the miss) we read may be bytes reused under
+         * us; the general path redoes it in a fresh section. */
+        seg_dec_live(c, off, total);
+        return false;
+    }
+    /* From here to the CAS the key's word can change only by eviction (-> 0)
+     * or a second-chance copy (new location), both of which fail the CAS:
+     * the value we read is the one we replace. */
     if (slot) {
         uint64_t ooff = iw_off(ow);
         uint64_t obytes = item_total(old->klen, old->vlen);
         /* old is no cell, or frozen by the caller, or expired (freezing it
          * keeps late updates off it). */
-        if (!cell_freeze(c, t, old) ||
-            !atomic_compare_exchange_strong_explicit(slot, &ow, nw, memory_order_acq_rel,
-                                                     memory_order_relaxed)) {
+        if (!cell_freeze(c, t, old) || !iw_cas(slot, &ow, nw)) {
             seg_dec_live(c, off, total); /* moved by an evictor: dead bytes */
             return false;
         }
@@ -609,7 +659,7 @@ static bool counter_locked(shmc_t *c, const void *key, size_t klen, uint64_t del
         *out = opts & SHMC_INCR_CREATE ? SHMC_OK : SHMC_NOT_FOUND;
     } else if (item_is_cell(old) && !item_aging(c, old) &&
                cell_add(c, t, old, delta, down, result)) {
-        mark_accessed(old);
+        iw_mark_accessed(slot, ow);
         STAT_ADD(t, sets, 1);
         *out = SHMC_OK;
         goto unlock;
@@ -620,18 +670,27 @@ static bool counter_locked(shmc_t *c, const void *key, size_t klen, uint64_t del
         goto unlock;
     } else {
         uint8_t tmp[24];
-        uint32_t vlen;
+        uint32_t kl, vl, vlen;
         uint64_t tok, v = 0;
-        const uint8_t *val = item_value(old, tmp, &vlen, &tok);
-        *out = counter_value(old->kind, val, vlen, &v) ? SHMC_OK : SHMC_ENOTNUM;
+        *out = SHMC_ENOTNUM;
+        if (item_lens(c, old, &kl, &vl)) {
+            const uint8_t *val = item_value(c, old, kl, vl, tmp, &vlen, &tok);
+            if (counter_value(old->kind, val, vlen, &v))
+                *out = SHMC_OK;
+        }
         n = (ctr_next){counter_step(v, delta, down), old->expire_ms, old->flags, old->kind};
     }
-    if (*out == SHMC_OK) {
+    if (*out != SHMC_OK) {
+        /* A miss or a non-number seen in bytes reused under us (ejected)
+         * proves nothing: the general path reads the entry again. */
+        done = read_section_valid(c, t);
+    } else {
         done = counter_republish(c, t, &kh, key, klen, slot, ow, old, &n, out);
         if (done && *out == SHMC_OK)
             *result = n.nv;
     }
 unlock:
+    wseg_clear(t);
     stripe_unlock(c, kh.stripe);
     read_exit(c, t);
     return done;
@@ -731,7 +790,7 @@ static shmc_item *write_item(struct shmc *c, tslot *t, uint64_t off, const void 
     shmc_item *it = (shmc_item *)(c->data + off);
     it->magic = ITEM_MAGIC;
     it->klen = (uint16_t)klen;
-    atomic_store_explicit(&it->accessed, 0, memory_order_relaxed);
+    it->unused = 0;
     it->kind = kind;
     it->vlen = (uint32_t)vlen;
     it->flags = flags;
@@ -752,21 +811,24 @@ static shmc_item *write_cell_item(struct shmc *c, tslot *t, uint64_t off, const 
 {
     uint8_t zero[CELL_VLEN] = {0};
     shmc_item *it = write_item(c, t, off, key, klen, zero, CELL_VLEN, flags, expire, kind);
-    *item_cell(it) = cell_make(value, it->cas); /* unpublished: a plain store */
+    *item_cell(c, it) = cell_make(value, it->cas); /* unpublished: a plain store */
     return it;
 }
 
 /* Whether a write under `cd` may replace `old` (NULL: absent).  Called under
  * the key's stripe lock.  On refusal, the status to return, with the current
  * entry's token and (if asked) value reported through cd. */
-static shmc_status store_allowed(cond *cd, shmc_item *old, bool old_expired)
+static shmc_status store_allowed(struct shmc *c, cond *cd, shmc_item *old, bool old_expired)
 {
+    uint32_t okl = 0, ovl = 0;
+    if (old && !item_lens(c, old, &okl, &ovl))
+        old = NULL; /* only after an ejection (validated by the caller) */
     bool present = old && !old_expired;
     shmc_status st;
     uint8_t tmp[24];
     uint32_t vlen = 0;
     uint64_t tok = 0;
-    const uint8_t *val = present ? item_value(old, tmp, &vlen, &tok) : NULL;
+    const uint8_t *val = present ? item_value(c, old, okl, ovl, tmp, &vlen, &tok) : NULL;
     cd->cur_cas = tok;
     switch (cd->mode) {
     case STORE_SET: st = SHMC_OK; break;
@@ -796,7 +858,9 @@ static shmc_status store_allowed(cond *cd, shmc_item *old, bool old_expired)
 #define LOCKED_WRITE_MAX 512u
 
 /* Checks a conditional write before paying for it: a failed add or stale
- * cas (common in retry loops) then allocates nothing.  When it passes and
+ * cas (common in retry loops) then allocates nothing.  The verdict counts
+ * only if the section was not ejected meanwhile (else the old entry's bytes
+ * may have been reused under us): then it is taken again.  When it passes and
  * the item is small, this also takes its room in our open segment (never
  * waits) and keeps the lock (*locked): the write is then published in the
  * same round on the lock, which halves the lock traffic of cas loops. */
@@ -807,13 +871,18 @@ static shmc_status precheck(struct shmc *c, tslot *t, const keyhash *kh, const v
     shmc_status st = stripe_lock(c, kh->stripe);
     if (st != SHMC_OK)
         return st;
-    uint64_t ow, now = 0;
-    shmc_item *old = NULL;
-    if (!index_find(c, kh, key, klen, &ow, &old))
-        old = NULL;
-    st = store_allowed(cd, old, old && expired(old, &now));
+    for (;;) {
+        uint64_t ow, now = 0;
+        shmc_item *old = NULL;
+        if (!index_find(c, kh, key, klen, &ow, &old))
+            old = NULL;
+        st = store_allowed(c, cd, old, old && expired(old, &now));
+        if (read_section_valid(c, t))
+            break;
+        read_renew(c, t);
+    }
     if (st == SHMC_OK && total <= LOCKED_WRITE_MAX && alloc_in_head(c, t, total, off)) {
-        *locked = true;
+        *locked = true; /* under our write hazard (alloc_in_head) */
         return st;
     }
     stripe_unlock(c, kh->stripe);
@@ -834,10 +903,12 @@ static uint64_t expiry_of(uint64_t ttl_ms)
  * inserts it.  A counter cell changes in place without the lock, so it is
  * frozen first (no increment lands on it once replaced) and the condition
  * checked again against its final state; a write refused then leaves it
- * frozen, and the next increment replaces it under the lock.  *restart when
- * the read section is no longer valid (nothing published). */
+ * frozen, and the next increment replaces it under the lock.  When the read
+ * section turns out to have been ejected, the lookup is redone in a fresh
+ * section (read_renew), keeping the lock and the new item (our write hazard
+ * keeps its segment). */
 static shmc_status publish(struct shmc *c, tslot *t, const keyhash *kh, const void *key,
-                           size_t klen, cond *cd, uint64_t off, uint64_t total, bool *restart)
+                           size_t klen, cond *cd, uint64_t off, uint64_t total)
 {
     uint64_t nw = iw_make(kh->tag, off);
     for (;;) {
@@ -845,7 +916,17 @@ static shmc_status publish(struct shmc *c, tslot *t, const keyhash *kh, const vo
         shmc_item *old;
         _Atomic uint64_t *slot = index_find(c, kh, key, klen, &ow, &old);
         bool was_expired = slot && expired(old, &now);
-        shmc_status st = store_allowed(cd, slot ? old : NULL, was_expired);
+        shmc_status st = store_allowed(c, cd, slot ? old : NULL, was_expired);
+        /* Everything read above (the lookup, the old entry) counts only if
+         * our section was not ejected; else redo it in a fresh one.  Our
+         * new item is safe meanwhile: its segment is under our write hazard.
+         * Between this check and the CAS only eviction (-> 0) and a
+         * second-chance copy (new location) can change the key's word, as
+         * we hold its stripe lock; both make the CAS fail. */
+        if (!read_section_valid(c, t)) {
+            read_renew(c, t);
+            continue;
+        }
         if (st != SHMC_OK) {
             /* Changed between the check and now: the new item is dead bytes. */
             seg_dec_live(c, off, total);
@@ -856,18 +937,20 @@ static shmc_status publish(struct shmc *c, tslot *t, const keyhash *kh, const vo
             return SHMC_OK;
         }
         bool live_cell = item_is_cell(old) && !was_expired &&
-                         !(cell_tok(cell_read(item_cell(old))) & CELL_FROZEN);
-        if (!cell_freeze(c, t, old)) {
-            *restart = true;
-            return SHMC_OK;
+                         !(cell_tok(cell_read(item_cell(c, old))) & CELL_FROZEN);
+        if (!cell_freeze(c, t, old) || live_cell) {
+            /* Ejected while freezing (nothing frozen: a fresh section looks
+             * again), or frozen now: check again against the final state.
+             * The new item stays ours, under our write hazard, and is
+             * counted off once, by whichever pass refuses it. */
+            if (!read_section_valid(c, t))
+                read_renew(c, t);
+            continue;
         }
-        if (live_cell)
-            continue; /* check again against the frozen state */
         uint64_t ooff = iw_off(ow);
         uint64_t obytes = item_total(old->klen, old->vlen);
         /* Fails only if an evictor removed (or moved) the old entry. */
-        if (atomic_compare_exchange_strong_explicit(slot, &ow, nw, memory_order_acq_rel,
-                                                    memory_order_relaxed)) {
+        if (iw_cas(slot, &ow, nw)) {
             seg_dec_live(c, ooff, obytes);
             if (was_expired)
                 STAT_ADD(t, expirations, 1);
@@ -903,46 +986,49 @@ static shmc_status store(struct shmc *c, const void *key, size_t klen, const voi
     /* The bucket and the old item then arrive while we write the new item. */
     if (cd->mode == STORE_SET)
         index_prefetch(c, &kh);
-    for (;;) {
-        read_enter(c, t);
-        uint64_t off;
-        bool locked = false;
-        if (cd->mode != STORE_SET) {
-            st = precheck(c, t, &kh, key, klen, cd, total, &off, &locked);
-            if (st != SHMC_OK) {
-                read_exit(c, t);
-                return st;
-            }
-        }
-        if (!locked && (st = alloc_item(c, t, total, &off)) != SHMC_OK) {
-            read_exit(c, t);
-            return st;
-        }
-        shmc_item *it = cell ? write_cell_item(c, t, off, key, klen, cd->cell_value, flags,
-                                               expire, cd->kind)
-                             : write_item(c, t, off, key, klen, val, vlen, flags, expire,
-                                          cd->kind);
-        uint64_t new_cas = it->cas;
-        st = locked ? SHMC_OK : stripe_lock(c, kh.stripe);
+    read_enter(c, t);
+    uint64_t off;
+    bool locked = false;
+    if (cd->mode != STORE_SET) {
+        st = precheck(c, t, &kh, key, klen, cd, total, &off, &locked);
         if (st != SHMC_OK) {
-            seg_dec_live(c, off, total);
             read_exit(c, t);
             return st;
         }
-        bool restart = false;
-        st = publish(c, t, &kh, key, klen, cd, off, total, &restart);
-        stripe_unlock(c, kh.stripe);
+    }
+    if (!locked && (st = alloc_item(c, t, total, &off)) != SHMC_OK) {
+        wseg_clear(t);
         read_exit(c, t);
-        /* Ejected (epoch.h: read_section_valid): what we wrote is dead bytes
-         * in memory that may be reused already, so it is not counted off. */
-        if (restart)
-            continue;
-        if (st == SHMC_OK) {
-            STAT_ADD(t, sets, 1);
-            cd->cur_cas = new_cas;
-        }
         return st;
     }
+    /* From here our write hazard keeps the new item's segment from being
+     * evicted, even if this section is ejected, until wseg_clear below. */
+    shmc_item *it = cell ? write_cell_item(c, t, off, key, klen, cd->cell_value, flags,
+                                           expire, cd->kind)
+                         : write_item(c, t, off, key, klen, val, vlen, flags, expire, cd->kind);
+    uint64_t new_cas = it->cas;
+    st = locked ? SHMC_OK : stripe_lock(c, kh.stripe);
+    if (st != SHMC_OK) {
+        seg_dec_live(c, off, total);
+        wseg_clear(t);
+        read_exit(c, t);
+        return st;
+    }
+#ifdef SHMC_TESTING
+    if (shmc__test_publish_hook)
+        shmc__test_publish_hook(key, klen);
+#endif
+    /* Counts the new item off exactly once if it refuses it; an ejection
+     * is handled inside (a fresh section, same item and lock). */
+    st = publish(c, t, &kh, key, klen, cd, off, total);
+    wseg_clear(t);
+    stripe_unlock(c, kh.stripe);
+    read_exit(c, t);
+    if (st == SHMC_OK) {
+        STAT_ADD(t, sets, 1);
+        cd->cur_cas = new_cas;
+    }
+    return st;
 }
 
 shmc_status shmc_set(shmc_t *c, const void *key, size_t klen, const void *val, size_t vlen,
@@ -993,7 +1079,7 @@ static bool cas_inplace(shmc_t *c, const void *key, size_t klen, uint64_t num, u
     shmc_item *it;
     if (index_find(c, &kh, key, klen, &w, &it) && it->kind == ITEM_KIND_CELL_DEC &&
         it->flags == flags && it->expire_ms == 0 && !expired(it, &now) && !item_aging(c, it)) {
-        cell_t *p = item_cell(it);
+        cell_t *p = item_cell(c, it);
         cell_t x = cell_cas(p, 0, 0); /* an exclusive load, as in cell_add */
         if (!(cell_tok(x) & CELL_FROZEN) && read_section_valid(c, t)) {
             done = true;
@@ -1007,8 +1093,10 @@ static bool cas_inplace(shmc_t *c, const void *key, size_t klen, uint64_t num, u
                     *new_tok = tok;
                     *out = SHMC_OK;
                     STAT_ADD(t, sets, 1);
-                } else if (cell_tok(was) & CELL_FROZEN) {
-                    done = false; /* being replaced: store() decides */
+                } else if ((cell_tok(was) & CELL_FROZEN) || !read_section_valid(c, t)) {
+                    /* Being replaced, or ejected (what the CAS saw may be
+                     * reused bytes): store() decides in a fresh section. */
+                    done = false;
                 } else {
                     *new_tok = cell_tok(was); /* another update won */
                     *out = SHMC_STALE;
@@ -1079,26 +1167,34 @@ static shmc_status delete_if(struct shmc *c, const void *key, size_t klen, cond 
         uint64_t ow, now = 0;
         shmc_item *old;
         _Atomic uint64_t *slot = index_find(c, &kh, key, klen, &ow, &old);
-        if (!slot)
-            break;
+        if (!slot) {
+            if (read_section_valid(c, t))
+                break;
+            read_renew(c, t); /* a miss seen in reused bytes proves nothing */
+            continue;
+        }
         uint64_t ooff = iw_off(ow);
         uint64_t obytes = item_total(old->klen, old->vlen);
         bool was_expired = expired(old, &now);
-        if (!was_expired && cd->mode != STORE_SET) {
-            st = store_allowed(cd, old, false);
-            if (st != SHMC_OK)
-                break;
-            st = SHMC_NOT_FOUND;
+        shmc_status ok = SHMC_OK;
+        if (!was_expired && cd->mode != STORE_SET)
+            ok = store_allowed(c, cd, old, false);
+        if (!read_section_valid(c, t)) { /* see store(): redo in a fresh section */
+            read_renew(c, t);
+            continue;
+        }
+        if (ok != SHMC_OK) {
+            st = ok;
+            break;
         }
         /* A counter cell: freeze it (no increment lands on it once it is
          * gone), then decide on its final state. */
-        if (item_is_cell(old) && !(cell_tok(cell_read(item_cell(old))) & CELL_FROZEN)) {
+        if (item_is_cell(old) && !(cell_tok(cell_read(item_cell(c, old))) & CELL_FROZEN)) {
             if (!cell_freeze(c, t, old))
-                break; /* ejected (read_section_valid): nothing deleted */
+                read_renew(c, t); /* ejected: nothing frozen; look again */
             continue;
         }
-        if (atomic_compare_exchange_strong_explicit(slot, &ow, 0, memory_order_acq_rel,
-                                                    memory_order_relaxed)) {
+        if (iw_cas(slot, &ow, 0)) {
             seg_dec_live(c, ooff, obytes);
             if (was_expired) {
                 STAT_ADD(t, expirations, 1);
@@ -1157,11 +1253,17 @@ shmc_status shmc_flush(shmc_t *c)
                 continue;
             uint64_t off;
             shmc_item *it = item_at(c, w, &off);
-            uint64_t bytes = it ? item_total(it->klen, it->vlen) : 0;
-            if (it && !cell_freeze(c, t, it))
+            uint32_t kl, vl;
+            if (it && !item_lens(c, it, &kl, &vl))
+                it = NULL;
+            uint64_t bytes = it ? item_total(kl, vl) : 0;
+            /* cell_freeze validates before it writes; false when ejected. */
+            if (!read_section_valid(c, t) || (it && !cell_freeze(c, t, it))) {
+                read_renew(c, t); /* the bytes may be reused: read them again */
+                j--;
                 continue;
-            if (atomic_compare_exchange_strong_explicit(&c->index[j], &w, 0, memory_order_acq_rel,
-                                                        memory_order_relaxed)) {
+            }
+            if (iw_cas(&c->index[j], &w, 0)) {
                 if (it)
                     seg_dec_live(c, off, bytes);
                 removed++;
@@ -1202,28 +1304,49 @@ shmc_status shmc_get_many(shmc_t *c, shmc_get_req *reqs, size_t n)
             __builtin_prefetch(c->index + kh[i].b1 * SHMC_BUCKET_WAYS);
             __builtin_prefetch(c->index + kh[i].b2 * SHMC_BUCKET_WAYS);
         }
-        read_enter(c, t);
+        uint32_t todo = 0;
+        for (size_t i = 0; i < m; i++)
+            todo |= (uint32_t)(reqs[base + i].status == SHMC_OK) << i;
+        _Static_assert(MANY_CHUNK <= 32, "todo is a 32-bit mask");
+        _Atomic uint64_t *slots[MANY_CHUNK];
+        uint64_t words[MANY_CHUNK];
         uint64_t now = 0, hits = 0, misses = 0;
-        for (size_t i = 0; i < m; i++) {
-            shmc_get_req *r = &reqs[base + i];
-            if (r->status != SHMC_OK)
-                continue;
-            uint64_t w;
-            shmc_item *it;
-            if (!index_find(c, &kh[i], r->key, r->klen, &w, &it) || expired(it, &now)) {
-                r->status = SHMC_NOT_FOUND;
-                misses++;
-                continue;
+        read_enter(c, t);
+        for (;;) {
+            now = hits = misses = 0;
+            for (size_t i = 0; i < m; i++) {
+                shmc_get_req *r = &reqs[base + i];
+                slots[i] = NULL;
+                if (!(todo >> i & 1))
+                    continue;
+                shmc_item *it;
+                uint32_t kl, vl;
+                _Atomic uint64_t *p = index_find(c, &kh[i], r->key, r->klen, &words[i], &it);
+                if (!p || !item_lens(c, it, &kl, &vl) || expired(it, &now)) {
+                    r->status = SHMC_NOT_FOUND;
+                    misses++;
+                    continue;
+                }
+                struct copy_ctx x = {r->buf, r->buflen, &r->vlen, &r->flags};
+                uint8_t tmp[24];
+                uint32_t vlen;
+                uint64_t tok;
+                const uint8_t *val = item_value(c, it, kl, vl, tmp, &vlen, &tok);
+                r->status = copy_out(&x, val, vlen, it->flags);
+                slots[i] = p;
+                hits++;
             }
-            struct copy_ctx x = {r->buf, r->buflen, &r->vlen, &r->flags};
-            uint8_t tmp[24];
-            uint32_t vlen;
-            uint64_t tok;
-            const uint8_t *val = item_value(it, tmp, &vlen, &tok);
-            r->status = copy_out(&x, val, vlen, it->flags);
-            mark_accessed(it);
-            hits++;
+            if (caa_likely(read_section_valid(c, t)))
+                break;
+            /* Ejected: redo the whole chunk from the index. */
+            for (size_t i = 0; i < m; i++)
+                if (todo >> i & 1)
+                    reqs[base + i].status = SHMC_OK;
+            read_renew(c, t);
         }
+        for (size_t i = 0; i < m; i++)
+            if (slots[i])
+                iw_mark_accessed(slots[i], words[i]);
         read_exit(c, t);
         STAT_ADD(t, hits, hits);
         STAT_ADD(t, misses, misses);

@@ -15,4 +15,10 @@
 HIDDEN shmc_status get_alloc_expire(shmc_t *c, const void *key, size_t klen, void **val,
                                     size_t *vlen, uint32_t *flags, uint64_t *expire);
 
+#ifdef SHMC_TESTING
+/* Called by a write with its item written (under its write hazard) and its
+ * key's stripe lock held, just before it publishes: a test stops there. */
+extern void (*shmc__test_publish_hook)(const void *key, size_t klen);
+#endif
+
 #endif

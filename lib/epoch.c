@@ -9,14 +9,18 @@
  * and this process registered — from one membarrier(GLOBAL_EXPEDITED) that
  * the reclaimer issues per grace period, leaving readers with a compiler
  * barrier only.  Readers of a process whose registration failed use fences.
+ *
+ * Neutralisation: a section that holds reclamation back for EJECT_MS (a
+ * stopped or descheduled participant) is ejected by one CAS on its epoch
+ * word (e -> e | EPOCH_EJECTED), and grace periods are computed without it.
+ * Its owner validates after every copy (read_section_valid) and retries from
+ * the index, so it never returns bytes copied from memory reused under it.
+ * See docs/design.md, "Reads and reclamation".
  */
 #include "epoch.h"
 #include "slots.h"
 
-#include <fcntl.h>
 #include <linux/membarrier.h>
-#include <stdio.h>
-#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -61,6 +65,15 @@ void read_exit(struct shmc *c, tslot *t)
     atomic_store_explicit(&t->s->epoch, 0, memory_order_release);
 }
 
+void read_renew(struct shmc *c, tslot *t)
+{
+    uint32_t depth = t->depth;
+    t->depth = 1;
+    read_exit(c, t);
+    read_enter(c, t);
+    t->depth = depth;
+}
+
 bool heavy_barrier(struct shmc *c)
 {
     atomic_thread_fence(memory_order_seq_cst);
@@ -77,54 +90,62 @@ uint64_t min_reader_epoch(struct shmc *c, const tslot *self)
         if (self && i == self->idx)
             continue;
         uint64_t e = atomic_load_explicit(&c->slots[i].epoch, memory_order_acquire);
-        if (e == 0 || e >= min)
+        if (e == 0 || (e & EPOCH_EJECTED) || e >= min)
             continue;
         /* Only an epoch that holds us back is worth a liveness check. */
         if (!slot_check_live(c, i))
             continue;
         e = atomic_load_explicit(&c->slots[i].epoch, memory_order_acquire);
-        if (e != 0 && e < min)
+        if (e != 0 && !(e & EPOCH_EJECTED) && e < min)
             min = e;
     }
     return min;
 }
 
-/* The scheduler state of a participant's thread, from /proc: 'R', 'S',
- * 'D', 'T' (stopped), 't' (stopped by a debugger), ..., or 0 when it
- * cannot be read (gone, or another PID namespace).  pid and tid come from
- * shared memory and are only used to name a /proc file. */
-static char thread_state(uint32_t pid, uint32_t tid)
+void stall_snapshot(struct shmc *c, const tslot *self, uint64_t *seen)
 {
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%u/task/%u/stat", pid, tid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')'); /* the command name may hold anything */
-    if (!p || p[1] != ' ' || !p[2])
-        return 0;
-    return p[2];
+    for (uint32_t i = 0; i < c->nslots; i++)
+        seen[i] = self && i == self->idx
+                      ? 0
+                      : atomic_load_explicit(&c->slots[i].epoch, memory_order_acquire);
 }
 
-bool readers_stalled(struct shmc *c, const tslot *self, uint64_t horizon)
+/* A section whose epoch word is unchanged since the snapshot and below the
+ * global epoch of that time has not exited nor re-entered since (a fresh
+ * entry would have read a larger epoch): it has lasted at least stalled_ms.
+ * The CAS fails if it exited or re-entered meanwhile, so a section is never
+ * ejected for its predecessor's time.  A dead owner is reaped instead. */
+uint32_t eject_stalled(struct shmc *c, tslot *self, const uint64_t *seen, uint64_t below,
+                       uint64_t stalled_ms)
 {
+    uint32_t n = 0;
+    uint64_t now = now_ms();
     for (uint32_t i = 0; i < c->nslots; i++) {
-        if (self && i == self->idx)
+        uint64_t e = seen[i];
+        if (e == 0 || (e & EPOCH_EJECTED) || e >= below || (self && i == self->idx))
             continue;
-        uint64_t e = atomic_load_explicit(&c->slots[i].epoch, memory_order_acquire);
-        if (e == 0 || e > horizon || !slot_check_live_thorough(c, i))
+        /* The thorough check: a slot whose owner thread vanished without
+         * the kernel's mark (damage, a restored segment) is reaped, not
+         * ejected, so that it is also reused. */
+        if (atomic_load_explicit(&c->slots[i].epoch, memory_order_relaxed) != e ||
+            !slot_check_live_thorough(c, i))
             continue;
-        char st = thread_state(atomic_load_explicit(&c->slots[i].pid, memory_order_relaxed),
-                               atomic_load_explicit(&c->slots[i].tid, memory_order_relaxed));
-        if (st == 0 || st == 'T' || st == 't')
-            return true;
+        if (!atomic_compare_exchange_strong_explicit(&c->slots[i].epoch, &e, e | EPOCH_EJECTED,
+                                                     memory_order_acq_rel,
+                                                     memory_order_relaxed))
+            continue;
+        shmc_slot *s = &c->slots[i];
+        atomic_fetch_add_explicit(&s->eject_count, 1, memory_order_relaxed);
+        atomic_store_explicit(&s->eject_stall_ms, stalled_ms, memory_order_relaxed);
+        atomic_store_explicit(&s->eject_at_ms, now, memory_order_relaxed);
+        n++;
     }
-    return false;
+    /* The ejection is published before any reuse it allows (read_section_valid
+     * pairs with this). */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (self)
+        STAT_ADD(self, ejections, n);
+    return n;
 }
 
 #ifdef SHMC_TESTING

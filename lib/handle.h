@@ -64,6 +64,7 @@ typedef struct tslot {
     uint32_t hold_last[SHMC_HOLDS];  /* entry + 1 each record last served */
     uint64_t hold_used[SHMC_HOLDS];  /* when (hold_clock) it was last taken */
     uint64_t hold_clock;
+    uint64_t *stall_seen;        /* per-slot epochs seen when a wait began (alloc.c) */
 } tslot;
 
 /* Drops one reference; the last one unmaps and frees the handle.  Outside

@@ -5,7 +5,8 @@
  * (two-choice hashing keeps the table dense without overflow chains).  A word
  * packs a 16-bit tag (from the key's hash) with the item's location, so most
  * non-matching ways are rejected without touching the item.  Readers load
- * words with acquire order and never write; writers change a word with one
+ * words with acquire order and write only the accessed mark (IW_ACC, by CAS
+ * from the word they found); writers change a word with one
  * CAS, which is the moment a change becomes visible.  Writers of one key are
  * serialised by that key's stripe lock, so a key is never inserted twice;
  * evictors of other keys only ever CAS words to 0.
@@ -134,8 +135,9 @@ _Atomic uint64_t *index_find(struct shmc *c, const keyhash *kh, const void *key,
             __builtin_prefetch(p + 128);
         }
         uint64_t off;
+        uint32_t ik, iv; /* read once and checked: the bytes may be reused */
         shmc_item *it = item_at(c, w, &off);
-        if (!it || it->klen != klen)
+        if (!it || !item_lens(c, it, &ik, &iv) || ik != klen)
             continue;
         if (memcmp((const uint8_t *)(it + 1), key, klen) != 0)
             continue;
@@ -210,9 +212,7 @@ void index_insert(struct shmc *c, tslot *t, const keyhash *kh, uint64_t newword)
         shmc_item *vit = found ? item_at(c, vword, &voff0) : NULL;
         if (!found || (vit && !cell_freeze(c, t, vit)))
             continue;
-        if (atomic_compare_exchange_strong_explicit(victim, &vword, newword,
-                                                    memory_order_acq_rel,
-                                                    memory_order_relaxed)) {
+        if (iw_cas(victim, &vword, newword)) {
             uint64_t voff = iw_off(vword);
             if (vbytes && voff < c->data_bytes)
                 seg_dec_live(c, voff, vbytes);
@@ -239,8 +239,7 @@ bool index_unlink_item(struct shmc *c, tslot *t, shmc_item *it, uint64_t off)
                 continue;
             if (!cell_freeze(c, t, it))
                 return false;
-            if (atomic_compare_exchange_strong_explicit(&b[i], &w, 0, memory_order_acq_rel,
-                                                        memory_order_relaxed))
+            if (iw_cas(&b[i], &w, 0))
                 return true;
         }
     }
@@ -261,8 +260,7 @@ uint64_t index_purge_range(struct shmc *c, tslot *t, uint64_t lo, uint64_t hi)
         shmc_item *it = item_at(c, w, &ioff);
         if (it && !cell_freeze(c, t, it))
             continue;
-        if (atomic_compare_exchange_strong_explicit(&c->index[i], &w, 0, memory_order_acq_rel,
-                                                    memory_order_relaxed))
+        if (iw_cas(&c->index[i], &w, 0))
             n++;
     }
     return n;
@@ -274,7 +272,7 @@ bool cell_freeze(struct shmc *c, tslot *t, shmc_item *it)
 {
     if (!item_is_cell(it))
         return true;
-    cell_t *p = item_cell(it);
+    cell_t *p = item_cell(c, it);
     cell_t x = cell_read(p);
     for (;;) {
         if (cell_tok(x) & CELL_FROZEN)
@@ -290,22 +288,28 @@ bool cell_freeze(struct shmc *c, tslot *t, shmc_item *it)
 
 bool item_move_copy(struct shmc *c, tslot *t, shmc_item *from, shmc_item *to, uint64_t total)
 {
-    /* Copy around `accessed` (readers may be storing to it right now) and,
-     * for a counter, around its cell, which incrementers may be changing. */
-    const size_t a = offsetof(shmc_item, accessed);
+    /* For a counter, copy around its cell, which incrementers may be
+     * changing.  Readers never write into items (the accessed mark is in the
+     * index word).  `from` may be reused bytes if this section was ejected:
+     * its klen is read once and bounded by `total`, so neither the copy nor
+     * the cell written into `to` leaves `to`'s `total` bytes. */
     bool cell = item_is_cell(from);
-    size_t end = cell ? sizeof(shmc_item) + from->klen : total;
-    memcpy(to, from, a);
-    atomic_store_explicit(&to->accessed, 0, memory_order_relaxed);
-    memcpy((uint8_t *)to + a + 1, (const uint8_t *)from + a + 1, end - a - 1);
+    uint16_t kl = ((const volatile shmc_item *)from)->klen;
+    size_t end = cell ? sizeof(shmc_item) + kl : total;
+    if (end > total)
+        return false;
+    memcpy(to, from, end);
     if (!cell)
         return true;
+    to->klen = kl;
+    if ((uintptr_t)item_cell(c, to) + sizeof(cell_t) > (uintptr_t)to + total)
+        return false;
     memset((uint8_t *)to + end, 0, total - end);
     if (!cell_freeze(c, t, from))
         return false;
     /* Frozen: no update lands on `from` any more, so this is its last state. */
-    cell_t x = cell_read(item_cell(from));
-    *item_cell(to) = cell_make(cell_val(x), cell_tok(x) & ~CELL_FROZEN);
+    cell_t x = cell_read(item_cell(c, from));
+    *item_cell(c, to) = cell_make(cell_val(x), cell_tok(x) & ~CELL_FROZEN);
     return true;
 }
 
@@ -337,7 +341,8 @@ void seg_dec_live(struct shmc *c, uint64_t off, uint64_t bytes)
  * repair: mark it consistent and go on. */
 shmc_status stripe_lock(struct shmc *c, uint32_t stripe)
 {
-    pthread_mutex_t *m = &c->stripes[stripe % SHMC_STRIPES].mtx;
+    shmc_stripe *sp = &c->stripes[stripe % SHMC_STRIPES];
+    pthread_mutex_t *m = &sp->mtx;
     /* Critical sections are a few index operations (~100 ns): spin a little
      * before sleeping in the kernel, which costs far more on a hot key. */
     int r = EBUSY;
@@ -347,9 +352,20 @@ shmc_status stripe_lock(struct shmc *c, uint32_t stripe)
             caa_cpu_relax();
     }
     /* Bounded: a holder that never lets go (stopped, or a damaged mutex)
-     * must not hang the caller. */
-    if (r == EBUSY)
-        return robust_lock(m, LOCK_WAIT_MS, NULL);
+     * must not hang the caller.  Once one waiter gave up on a holder, the
+     * others give up on that same holder quickly: one stopped writer costs
+     * its stripe's writers one LOCK_WAIT_MS, not one each. */
+    if (r == EBUSY) {
+        uint32_t holder = mutex_owner_tid(m);
+        bool known = holder && atomic_load_explicit(&sp->stalled_tid, memory_order_relaxed) ==
+                                   holder;
+        r = mutex_lock_bounded(m, known ? STRIPE_STALLED_WAIT_MS : LOCK_WAIT_MS);
+        if (r == ETIMEDOUT && (holder = mutex_owner_tid(m)) != 0)
+            atomic_store_explicit(&sp->stalled_tid, holder, memory_order_relaxed);
+    }
+    if ((r == 0 || r == EOWNERDEAD) &&
+        caa_unlikely(atomic_load_explicit(&sp->stalled_tid, memory_order_relaxed)))
+        atomic_store_explicit(&sp->stalled_tid, 0, memory_order_relaxed);
     if (r == EOWNERDEAD)
         pthread_mutex_consistent(m);
     return lock_status(r);

@@ -36,6 +36,48 @@ static inline uint64_t item_total(uint32_t klen, uint32_t vlen)
     return (sizeof(shmc_item) + (uint64_t)klen + vlen + 7u) & ~7ull;
 }
 
+/* An item's key and value lengths, each read once from shared memory and
+ * checked against the limits and the item's segment.  Whoever may read
+ * memory that a writer reuses under it (an ejected section, epoch.h)
+ * bounds every access by these, never by a second read of the header. */
+static inline bool item_lens(const struct shmc *c, const shmc_item *it, uint32_t *kl,
+                             uint32_t *vl)
+{
+    const volatile shmc_item *v = it;
+    uint32_t k = v->klen, n = v->vlen;
+    uint64_t in_seg = (uint64_t)((const uint8_t *)it - c->data) & (c->seg_size - 1);
+    if (k == 0 || k > c->max_key || n > c->max_value ||
+        in_seg + item_total(k, n) > c->seg_size)
+        return false;
+    *kl = k;
+    *vl = n;
+    return true;
+}
+
+/* CAS of an index word from the item `*ow` names to `nw`: succeeds while the
+ * word names that item, whatever its accessed mark (readers set it at any
+ * time).  On failure *ow holds the current word. */
+static inline bool iw_cas(_Atomic uint64_t *p, uint64_t *ow, uint64_t nw)
+{
+    uint64_t want = *ow;
+    for (;;) {
+        if (atomic_compare_exchange_strong_explicit(p, ow, nw, memory_order_acq_rel,
+                                                    memory_order_relaxed))
+            return true;
+        if (!iw_same(*ow, want))
+            return false;
+    }
+}
+
+/* Marks the item the index word *p names as read (second chance), if the
+ * word still names it: never a store into storage. */
+static inline void iw_mark_accessed(_Atomic uint64_t *p, uint64_t w)
+{
+    if (!(w & IW_ACC))
+        atomic_compare_exchange_strong_explicit(p, &w, w | IW_ACC, memory_order_relaxed,
+                                                memory_order_relaxed);
+}
+
 /* Any context. */
 HIDDEN void keyhash_of(struct shmc *c, const void *key, size_t klen, keyhash *kh);
 /* Validates an index word; returns the item or NULL (bad offset / malformed).
@@ -83,10 +125,18 @@ static inline bool item_is_cell(const shmc_item *it)
 /* The cell of a cell item (item_at checked that vlen == CELL_VLEN, so it
  * lies inside the item; the data area is page-aligned, so this is 16-byte
  * aligned in every mapping). */
-static inline cell_t *item_cell(shmc_item *it)
+static inline cell_t *item_cell(const struct shmc *c, shmc_item *it)
 {
-    uintptr_t v = (uintptr_t)((uint8_t *)(it + 1) + it->klen);
-    return (cell_t *)((v + 63) & ~(uintptr_t)63);
+    /* klen is read once and the cell bounded by the data area: in a section
+     * that was ejected the item's bytes may be reused (epoch.h), and then
+     * the cell read is garbage that validation discards, never a fault.  A
+     * valid section never sees the fallback (item_at checked the item). */
+    uint16_t k = ((const volatile shmc_item *)it)->klen;
+    uintptr_t v = (uintptr_t)((uint8_t *)(it + 1) + k);
+    v = (v + 63) & ~(uintptr_t)63;
+    if (v + sizeof(cell_t) > (uintptr_t)(c->data + c->data_bytes))
+        return (cell_t *)c->data;
+    return (cell_t *)v;
 }
 static inline cell_t cell_make(uint64_t value, uint64_t token)
 {
@@ -114,9 +164,9 @@ static inline cell_t cell_read(cell_t *p)
     }
 }
 /* The CAS token of an item: its cell's (unfrozen) for a counter. */
-static inline uint64_t item_token(shmc_item *it)
+static inline uint64_t item_token(const struct shmc *c, shmc_item *it)
 {
-    return item_is_cell(it) ? cell_tok(cell_read(item_cell(it))) & ~CELL_FROZEN : it->cas;
+    return item_is_cell(it) ? cell_tok(cell_read(item_cell(c, it))) & ~CELL_FROZEN : it->cas;
 }
 /* Freezes a counter item's cell (no-op for other items) so that no in-place
  * update lands on it any more; returns false, having written nothing, if
@@ -125,7 +175,7 @@ static inline uint64_t item_token(shmc_item *it)
 HIDDEN bool cell_freeze(struct shmc *c, tslot *t, shmc_item *it);
 /* Copies an item (total bytes) for a mover (second chance, compaction):
  * freezes a counter's cell first and gives the copy the cell's value and
- * token, so no increment is lost; copies around `accessed`.  False (the copy
+ * token, so no increment is lost.  False (the copy
  * must not be published) when the section is no longer valid.  Inside a
  * read section. */
 HIDDEN bool item_move_copy(struct shmc *c, tslot *t, shmc_item *from, shmc_item *to,

@@ -42,9 +42,15 @@ shmc_status shmc_procs(shmc_t *c, int all, shmc_proc_info *out, size_t max, size
             uint64_t g = atomic_load_explicit(&c->hdr->epoch, memory_order_acquire);
             if (e) {
                 p->reading = 1;
+                p->ejected = (e & EPOCH_EJECTED) != 0;
+                e &= ~EPOCH_EJECTED;
                 p->read_epoch = e;
                 p->epochs_behind = g > e ? g - e : 0;
             }
+            p->ejections = atomic_load_explicit(&s->eject_count, memory_order_relaxed);
+            p->eject_stall_ms = atomic_load_explicit(&s->eject_stall_ms, memory_order_relaxed);
+            uint64_t at = atomic_load_explicit(&s->eject_at_ms, memory_order_relaxed), now = now_ms();
+            p->eject_ago_ms = at && at <= now ? now - at : 0;
             p->holds = alive ? coord_holds(c, i) : 0;
         }
         cnt++;
@@ -68,14 +74,14 @@ typedef struct kent {
 
 /* The length of an item's value as a get returns it: a counter cell reads as
  * its number, 8 bytes or its decimal digits. */
-static uint32_t value_len(shmc_item *it)
+static uint32_t value_len(struct shmc *c, shmc_item *it, uint32_t vlen)
 {
     if (!item_is_cell(it))
-        return it->vlen;
+        return vlen; /* read once and checked (item_lens) */
     if (it->kind == ITEM_KIND_CELL_BIN)
         return 8;
     uint32_t n = 1;
-    for (uint64_t v = cell_val(cell_read(item_cell(it))); v >= 10; v /= 10)
+    for (uint64_t v = cell_val(cell_read(item_cell(c, it))); v >= 10; v /= 10)
         n++;
     return n;
 }
@@ -116,22 +122,25 @@ shmc_status shmc_keys_iter(shmc_t *c, uint64_t *cursor, shmc_key_fn fn, void *ct
                 continue;
             if (it->expire_ms && it->expire_ms <= now)
                 continue;
-            uint32_t klen = it->klen; /* checked by item_at; read once */
-            if (klen > c->max_key)
+            uint32_t klen, vlen; /* read once, checked */
+            if (!item_lens(c, it, &klen, &vlen))
                 continue;
             kent *k = &ents[ne++];
             k->way = j;
             k->koff = (uint32_t)used;
             k->klen = klen;
-            k->vlen = value_len(it);
+            k->vlen = value_len(c, it, vlen);
             k->flags = it->flags;
             k->counter = it->kind == ITEM_KIND_COUNTER || it->kind == ITEM_KIND_CELL_BIN;
             k->ttl_left = it->expire_ms ? it->expire_ms - now : SHMC_TTL_NONE;
-            k->cas = item_token(it);
+            k->cas = item_token(c, it);
             memcpy(buf + used, (const uint8_t *)(it + 1), klen);
             used += klen;
         }
+        bool valid = read_section_valid(c, t);
         read_exit(c, t);
+        if (!valid)
+            continue; /* ejected: these copies may be reused bytes; redo */
         pos = j;
         for (size_t i = 0; i < ne; i++) {
             shmc_key_info ki = {
@@ -189,13 +198,18 @@ static void verify_segments(struct shmc *c, shmc_verify_report *rep)
     }
 }
 
-/* Every index word: in range, a well-formed item, in a live segment, where
- * its key hashes, and the only entry of its key.  Outside any read section. */
-static void verify_index(struct shmc *c, tslot *t, shmc_verify_report *rep)
+#define VERIFY_WAYS 4096u
+
+/* verify_index over ways [from, to), in one read section; a section that
+ * is ejected (it held reclamation back while writers needed memory) may
+ * have seen reused bytes, so its part of the report is redone. */
+static void verify_ways(struct shmc *c, tslot *t, shmc_verify_report *rep, uint64_t from,
+                        uint64_t to)
 {
+    shmc_verify_report saved = *rep;
     read_enter(c, t);
-    uint64_t ways = c->nbuckets * SHMC_BUCKET_WAYS;
-    for (uint64_t i = 0; i < ways; i++) {
+again:
+    for (uint64_t i = from; i < to; i++) {
         uint64_t w = atomic_load_explicit(&c->index[i], memory_order_acquire);
         if (!w)
             continue;
@@ -223,8 +237,11 @@ static void verify_index(struct shmc *c, tslot *t, shmc_verify_report *rep)
                  (unsigned long long)i, state);
             continue;
         }
+        uint32_t kl, vl;
+        if (!item_lens(c, it, &kl, &vl))
+            continue; /* changed since item_at: only after an ejection */
         keyhash kh;
-        keyhash_of(c, (const uint8_t *)(it + 1), it->klen, &kh);
+        keyhash_of(c, (const uint8_t *)(it + 1), kl, &kh);
         uint64_t b = i / SHMC_BUCKET_WAYS;
         if ((b != kh.b1 && b != kh.b2) || iw_tag(w) != kh.tag) {
             rep->misplaced++;
@@ -233,7 +250,7 @@ static void verify_index(struct shmc *c, tslot *t, shmc_verify_report *rep)
         }
         uint64_t fw;
         shmc_item *fit;
-        _Atomic uint64_t *found = index_find(c, &kh, (const uint8_t *)(it + 1), it->klen, &fw, &fit);
+        _Atomic uint64_t *found = index_find(c, &kh, (const uint8_t *)(it + 1), kl, &fw, &fit);
         if (found && found != &c->index[i] &&
             atomic_load_explicit(&c->index[i], memory_order_acquire) == w) {
             rep->duplicates++;
@@ -241,7 +258,22 @@ static void verify_index(struct shmc *c, tslot *t, shmc_verify_report *rep)
         }
         rep->items++;
     }
+    if (!read_section_valid(c, t)) {
+        *rep = saved; /* what we saw may be reused bytes: look again */
+        read_renew(c, t);
+        goto again;
+    }
     read_exit(c, t);
+}
+
+/* Every index word: in range, a well-formed item, in a live segment, where
+ * its key hashes, and the only entry of its key.  Outside any read section;
+ * short sections (VERIFY_WAYS words each). */
+static void verify_index(struct shmc *c, tslot *t, shmc_verify_report *rep)
+{
+    uint64_t ways = c->nbuckets * SHMC_BUCKET_WAYS;
+    for (uint64_t from = 0; from < ways; from += VERIFY_WAYS)
+        verify_ways(c, t, rep, from, from + VERIFY_WAYS < ways ? from + VERIFY_WAYS : ways);
 }
 
 shmc_status shmc_verify(shmc_t *c, shmc_verify_report *rep)

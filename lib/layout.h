@@ -154,16 +154,22 @@ typedef struct shmc_counters {
 /* ---- per-participant (per-thread) slot ----
  * The mutex is held by the owning thread for the slot's whole life: the
  * kernel marks it OWNER_DIED when that thread dies, which is how others
- * learn the slot must be reaped.  pid and tid name the owner for stall
- * detection (epoch.c: readers_stalled reads /proc with them) and
+ * learn the slot must be reaped.  pid and tid name the owner for
  * introspection. */
 #define SHMC_SLOT_FIELDS(F) \
     F(pthread_mutex_t, mtx, )             /* robust, process-shared */ \
     F(_Atomic uint64_t, gen, )            /* bumped each time the slot is taken or reaped */ \
     F(_Atomic uint32_t, pid, ) \
     F(_Atomic uint32_t, tid, ) \
-    F(_Alignas(64) _Atomic uint64_t, epoch, ) /* reader epoch, 0 = not reading */ \
+    /* reader epoch, 0 = not reading; | EPOCH_EJECTED once a writer ejected \
+     * the section (epoch.h) */ \
+    F(_Alignas(64) _Atomic uint64_t, epoch, ) \
     F(_Atomic uint64_t, cas_seq, )        /* last CAS token sequence (words.h: cas_make) */ \
+    F(_Atomic uint64_t, wseg, )           /* write hazard: segment + 1 this participant may \
+                                           * still write into (alloc.c); 0 = none */ \
+    F(_Atomic uint64_t, eject_count, )    /* times a section of this slot was ejected */ \
+    F(_Atomic uint64_t, eject_stall_ms, ) /* last ejection: how long it had held the epoch */ \
+    F(_Atomic uint64_t, eject_at_ms, )    /* last ejection: when (monotonic ms) */ \
     F(shmc_counters, st, ) \
     F(shmc_hold, hold, [SHMC_HOLDS])
 typedef struct shmc_slot {
@@ -176,7 +182,11 @@ _Static_assert(offsetof(shmc_slot, epoch) == 64 && offsetof(shmc_slot, st) == 12
 
 /* ---- stripe (per-key writer) lock ---- */
 #define SHMC_STRIPE_FIELDS(F) \
-    F(pthread_mutex_t, mtx, )             /* robust, process-shared */
+    F(pthread_mutex_t, mtx, )             /* robust, process-shared */ \
+    /* The holder TID a waiter gave up on (SHMC_ETIMEDOUT) and that still held \
+     * the lock then; cleared by the next locker.  While the same holder keeps \
+     * it, later waiters give up after STRIPE_STALLED_WAIT_MS (index.c). */ \
+    F(_Atomic uint32_t, stalled_tid, )
 typedef struct shmc_stripe {
     SHMC_STRIPE_FIELDS(SHMC_DECLARE_FIELD_)
 } __attribute__((aligned(64))) shmc_stripe;
@@ -252,12 +262,12 @@ _Static_assert(sizeof(shmc_segmeta) == 64, "segmeta is one cache line");
 
 /* ---- item in a storage segment ----
  * Followed by key bytes then value bytes, padded to 8.  Immutable once
- * published, except `accessed` and the cell of a counter item
- * (ITEM_KIND_CELL_*, see index.h). */
+ * published, except the cell of a counter item (ITEM_KIND_CELL_*, see
+ * index.h); the accessed mark is in the index word (words.h, IW_ACC). */
 #define SHMC_ITEM_FIELDS(F) \
     F(uint32_t, magic, )                  /* ITEM_MAGIC */ \
     F(uint16_t, klen, ) \
-    F(_Atomic uint8_t, accessed, )        /* set by readers (only when 0): second chance */ \
+    F(uint8_t, unused, )                  /* 0 (the accessed byte before layout 4) */ \
     F(uint8_t, kind, )                    /* ITEM_KIND_*: how incr/decr read the value */ \
     F(uint32_t, vlen, ) \
     F(uint32_t, flags, )                  /* user flags */ \
@@ -334,7 +344,7 @@ typedef struct shmc_field_desc {
      SHMC_HDR_SIZE, SHMC_MIN_SEG_SIZE, SHMC_MAX_SEG_SIZE, SHMC_SEGS_TARGET, \
      SHMC_INDEX_BYTES_PER_WAY, SHMC_INDEX_LOAD_NUM, SHMC_INDEX_LOAD_DEN, SLOT1_BITS, \
      OWNER_GEN_BITS, SW_OWNER_SHIFT, LIVE_SHIFT, \
-     IW_LOC_BITS, ST_K_BITS, ST_TOK_BITS, WANT_EXP_SHIFT, 0x0102030405060708ull}
+     IW_LOC_BITS, IW_ACC, ST_K_BITS, ST_TOK_BITS, WANT_EXP_SHIFT, 0x0102030405060708ull}
 
 static inline uint64_t shmc_hash_mix_(uint64_t h, uint64_t v)
 {

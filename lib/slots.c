@@ -40,6 +40,7 @@ uint64_t slot_owner(const tslot *t)
 static void reap_slot(struct shmc *c, uint32_t i)
 {
     atomic_store_explicit(&c->slots[i].epoch, 0, memory_order_release);
+    atomic_store_explicit(&c->slots[i].wseg, 0, memory_order_release); /* unpins its segment */
     c->on_reap(c, i); /* frees its lock-table holds (coord.c) */
     atomic_fetch_add_explicit(&c->hdr->slots_reaped, 1, memory_order_relaxed);
 }
@@ -114,6 +115,7 @@ static shmc_status slot_acquire(struct shmc *c, tslot *t)
         t->s = s;
         t->gen = atomic_fetch_add(&s->gen, 1) + 1;
         atomic_store_explicit(&s->epoch, 0, memory_order_relaxed);
+        atomic_store_explicit(&s->wseg, 0, memory_order_relaxed);
         atomic_store_explicit(&s->pid, (uint32_t)getpid(), memory_order_relaxed);
         atomic_store_explicit(&s->tid, (uint32_t)tid, memory_order_relaxed);
         return SHMC_OK;
@@ -151,6 +153,7 @@ shmc_status slot_get(struct shmc *c, tslot **out)
     shmc_status st = slot_acquire(c, t);
     if (st != SHMC_OK) {
         pthread_setspecific(c->tkey, NULL);
+        free(t->stall_seen);
         free(t);
         handle_unref(c);
         return st;
@@ -177,8 +180,10 @@ void slot_release(tslot *t)
     if (t->fork_gen == atomic_load(&fork_gen)) {
         c->on_release(c, t); /* its locks and fills (coord.c) */
         atomic_store_explicit(&t->s->epoch, 0, memory_order_release);
+        atomic_store_explicit(&t->s->wseg, 0, memory_order_release);
         pthread_mutex_unlock(&t->s->mtx);
     }
+    free(t->stall_seen);
     free(t);
     handle_unref(c);
 }

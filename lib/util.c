@@ -187,6 +187,17 @@ bool mutex_mark_vanished(pthread_mutex_t *m)
 #endif
 }
 
+uint32_t mutex_owner_tid(pthread_mutex_t *m)
+{
+#if defined(__GLIBC__)
+    unsigned v = (unsigned)__atomic_load_n(&m->__data.__lock, __ATOMIC_ACQUIRE);
+    return (v & FUTEX_OWNER_DIED) ? 0 : v & FUTEX_TID_MASK;
+#else
+    (void)m;
+    return 0;
+#endif
+}
+
 int mutex_lock_bounded(pthread_mutex_t *m, uint64_t wait_ms)
 {
     uint64_t deadline = now_ms() + wait_ms;
@@ -255,7 +266,7 @@ static const char *const messages[SHMC_STATUS_COUNT_] = {
     [SHMC_EVERSION] = "segment was made by an incompatible shmcache version or layout",
     [SHMC_EMISMATCH] = "segment exists with other creation parameters",
     [SHMC_ECORRUPT] = "segment is corrupt or truncated",
-    [SHMC_ENOMEM] = "out of cache memory: retired memory is pinned by a stalled reader",
+    [SHMC_ENOMEM] = "out of cache memory: every storage segment is pinned",
     [SHMC_ENOSLOTS] = "all participant slots are taken by live threads",
     [SHMC_ENAMESPACE] = "segment belongs to another PID namespace",
     [SHMC_ETIMEDOUT] = "timed out",

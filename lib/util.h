@@ -32,6 +32,29 @@
  * for: their holders keep them for microseconds, so this is a holder that is
  * stopped (SIGSTOP, a debugger) or a damaged mutex. */
 #define LOCK_WAIT_MS BOUND_MS(10000u)
+/* A stripe lock still held by the holder a waiter already gave up on (it is
+ * stopped): later waiters give up after this, not LOCK_WAIT_MS. */
+#define STRIPE_STALLED_WAIT_MS BOUND_MS(50u)
+/* How long a read section may hold reclamation back, while a writer needs
+ * memory, before that writer ejects it (alloc.c, epoch.c).
+ * ThreadSanitizer cannot model neutralisation: an ejected reader reads bytes
+ * that a writer is reusing, with no happens-before between them, and throws
+ * what it read away afterwards (like a seqlock reader).  Under TSan, whose
+ * slowness makes threads miss their time slices for longer than 5 ms, a
+ * section is ejected only after 10 s, so that the threaded suites check
+ * everything else; the ejection path runs in every other build. */
+#if defined(__SANITIZE_THREAD__)
+#define SHMC_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SHMC_TSAN 1
+#endif
+#endif
+#ifdef SHMC_TSAN
+#define EJECT_MS_DEFAULT 10000u
+#else
+#define EJECT_MS_DEFAULT 5u
+#endif
 
 /* Monotonic milliseconds (+1: never 0, which means "never" in items).  Any context. */
 HIDDEN uint64_t now_ms(void);
@@ -59,6 +82,8 @@ HIDDEN int mutex_lock_bounded(pthread_mutex_t *m, uint64_t wait_ms);
  * holder's mutex, so the next locker gets EOWNERDEAD.  One kill(tid, 0).
  * Returns whether it marked the mutex (see util.c). */
 HIDDEN bool mutex_mark_vanished(pthread_mutex_t *m);
+/* The TID in a robust mutex's futex word (its holder), 0 if none or dead. */
+HIDDEN uint32_t mutex_owner_tid(pthread_mutex_t *m);
 /* The status of a pthread mutex lock result: 0 and EOWNERDEAD -> SHMC_OK,
  * ETIMEDOUT -> SHMC_ETIMEDOUT, ENOTRECOVERABLE (damage) -> SHMC_ECORRUPT,
  * anything else -> SHMC_ESYS with errno set to it. */

@@ -50,10 +50,15 @@ static inline uint64_t live_one(uint64_t bytes) { return (1ull << LIVE_SHIFT) | 
 static inline uint64_t live_items(uint64_t w) { return w >> LIVE_SHIFT; }
 static inline uint64_t live_bytes(uint64_t w) { return w & ((1ull << LIVE_SHIFT) - 1); }
 
-/* ---- index word: [tag:16][loc:48]; loc = item offset in data / 8 + 1; 0 = empty ---- */
+/* ---- index word: [tag:16][A:1][loc:47]; loc = item offset in data / 8 + 1; 0 = empty ----
+ * A (accessed, IW_ACC) is set by readers, by CAS and only while the word still
+ * names the item, for the item's second chance at eviction: readers never
+ * write into storage, which an ejected reader could otherwise do after the
+ * memory was reused (epoch.h).  Words are compared with A masked (iw_same). */
 #define IW_LOC_BITS 48
-#define IW_LOC_MASK ((1ull << IW_LOC_BITS) - 1)
-_Static_assert(IW_LOC_BITS + 3 >= 47, "loc addresses the largest data area (2^46 bytes)");
+#define IW_ACC (1ull << 47)
+#define IW_LOC_MASK (IW_ACC - 1)
+_Static_assert((IW_LOC_MASK << 3) >= (1ull << 46), "loc addresses the largest data area (2^46 bytes)");
 static inline uint64_t iw_make(uint16_t tag, uint64_t off)
 {
     return ((uint64_t)tag << IW_LOC_BITS) | ((off >> 3) + 1);
@@ -63,6 +68,8 @@ static inline uint64_t iw_loc(uint64_t w) { return w & IW_LOC_MASK; }
 /* The data offset a word names.  Not validated: an empty word (loc 0) gives
  * an offset above any data area, so `iw_off(w) < data_bytes` rejects it. */
 static inline uint64_t iw_off(uint64_t w) { return (iw_loc(w) - 1) << 3; }
+/* Whether two index words name the same item (the accessed mark aside). */
+static inline bool iw_same(uint64_t a, uint64_t b) { return ((a ^ b) & ~IW_ACC) == 0; }
 
 /* ---- lock-table entry state: [tok:44][busy:1][hold k:3][holder slot + 1:16] ----
  * slot+1 == 0: free (tok is the last token issued).  busy with a holder: the

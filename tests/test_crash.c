@@ -9,7 +9,9 @@
  *      memory: writes must eventually fail with SHMC_ENOMEM (not hang) while
  *      reads and deletes keep working, and killing the reader frees it all;
  *  (c) a reader stopped outside a read-side section must not affect writers;
- *  (d) writers of large values killed mid-write leave no damage.
+ *  (d) writers of large values killed mid-write leave no damage;
+ *  (e) a dead evictor's EVICTING segment is not evicted while a live write
+ *      hazard names it.
  *
  * White-box: links the SHMC_TESTING build for shmc__test_read_enter().
  */
@@ -30,7 +32,10 @@
 #ifndef SHMC_TESTING
 #define SHMC_TESTING 1 /* declares the test hooks in epoch.h */
 #endif
+#include "alloc.h"
 #include "epoch.h"
+#include "index.h"
+#include "slots.h"
 #include "testutil.h"
 
 #define CACHE_SIZE   (16ull << 20)
@@ -460,7 +465,9 @@ typedef struct pinned_arg {
     uint32_t len;
 } pinned_arg;
 
-/* Writes distinct keys until SHMC_ENOMEM, then checks reads and deletes. */
+/* Writes distinct keys, 10 times the capacity, past a reader stopped inside
+ * its read section: every write succeeds (the stopped section is ejected),
+ * then reads and deletes work. */
 static int pinned_writer_main(void *p)
 {
     pinned_arg *a = p;
@@ -473,27 +480,13 @@ static int pinned_writer_main(void *p)
     shmc_status s = SHMC_OK;
     for (; n < a->max_keys; n++) {
         s = tu_set_value(c, "pin-", n, buf, a->len, 5, n, 0);
-        if (s != SHMC_OK)
-            break;
-    }
-    if (s != SHMC_ENOMEM) {
-        if (s == SHMC_OK)
-            tu_report_error(a->rep, "%u sets (10x capacity) never returned SHMC_ENOMEM with a "
-                            "reader stalled in a read section", n);
-        else
-            tu_report_error(a->rep, "set #%u returned %s, want SHMC_OK or SHMC_ENOMEM", n,
-                            shmc_strerror(s));
-        return 20;
-    }
-    fprintf(stderr, "  ENOMEM after %u sets of %u bytes\n", n, a->len);
-    /* Writes keep failing cleanly (and promptly; the parent bounds the time). */
-    for (uint32_t i = 0; i < 3; i++) {
-        s = tu_set_value(c, "pin-again-", i, buf, a->len, 5, i, 0);
-        if (s != SHMC_ENOMEM && s != SHMC_OK) {
-            tu_report_error(a->rep, "set while pinned: %s", shmc_strerror(s));
-            return 21;
+        if (s != SHMC_OK) {
+            tu_report_error(a->rep, "set #%u returned %s with a reader stopped in a read "
+                            "section; want SHMC_OK", n, shmc_strerror(s));
+            return 20;
         }
     }
+    fprintf(stderr, "  %u sets of %u bytes past a stopped reader\n", n, a->len);
     /* Reads work: OK (valid) or NOT_FOUND, never an error. */
     uint32_t present = 0, last_present = UINT32_MAX;
     for (uint32_t k = 0; k < n; k++) {
@@ -531,9 +524,9 @@ static int pinned_writer_main(void *p)
         return 26;
     }
     shmc_stats st;
-    if (shmc_stats_get(c, &st) != SHMC_OK || st.enomem == 0) {
-        tu_report_error(a->rep, "stats.enomem is %llu after SHMC_ENOMEM",
-                        (unsigned long long)st.enomem);
+    if (shmc_stats_get(c, &st) != SHMC_OK || st.enomem != 0 || st.ejections == 0) {
+        tu_report_error(a->rep, "stats.enomem %llu, ejections %llu: want 0 and > 0",
+                        (unsigned long long)st.enomem, (unsigned long long)st.ejections);
         return 27;
     }
     free(buf);
@@ -559,19 +552,29 @@ static void test_stalled_reader_in_section(void **state)
         fail_msg("writer against a stalled reader: %s; %s", st_name(st),
                  st == TU_TIMEDOUT ? "(hung?)" : tu_report_msg(f->rep));
 
-    /* The stalled reader dies: everything it pinned comes back. */
-    int how;
-    if (!kill_and_reap(f, reader, &how))
-        fail_msg("stalled reader: %s", st_name(how));
+    /* shmc_procs shows the stopped reader's section ejected. */
+    shmc_proc_info pi[64];
+    size_t np = 0, ej = 0;
+    assert_int_equal(shmc_procs(f->c, 0, pi, 64, &np), SHMC_OK);
+    for (size_t i = 0; i < np && i < 64; i++)
+        if (pi[i].pid == (uint32_t)reader && pi[i].ejected && pi[i].ejections >= 1 &&
+            pi[i].eject_stall_ms >= 1)
+            ej++;
+    assert_int_equal(ej, 1);
+    /* The reader resumes: it leaves its section and its reads work. */
+    kill(reader, SIGCONT);
+    int how = tu_wait(reader, 30000);
+    untrack(f, reader);
+    if (how != 0)
+        fail_msg("continued reader: %s; %s", st_name(how), tu_report_msg(f->rep));
     run_fill(f, "after-", 2 * f->info.data_bytes, len);
     shmc_verify_report rep;
     assert_verify_ok(f->c, &rep, "after the stalled reader was killed");
 }
 
-/* A reader that stays inside a read section for longer than the stall limit
- * while running (as a preempted reader on an oversubscribed host does) is
- * not stalled: writers that need the memory it holds wait for it instead of
- * failing with SHMC_ENOMEM.  Only a stopped reader makes them give up. */
+/* A reader that stays inside a read section for long while running (as a
+ * preempted reader on an oversubscribed host does) is ejected like a stopped
+ * one: writers that need the memory it holds never fail with SHMC_ENOMEM. */
 typedef struct slow_arg {
     const char *name;
     _Atomic int *inside;
@@ -584,7 +587,7 @@ static int slow_reader_main(void *p)
     if (shmc_open(a->name, NULL, &c) != SHMC_OK || shmc__test_read_enter(c) != SHMC_OK)
         return 1;
     atomic_store(a->inside, 1);
-    uint64_t end = tu_now_ms() + 1200; /* > the 500 ms stall limit, running */
+    uint64_t end = tu_now_ms() + 1200; /* far above the ejection bound, running */
     while (tu_now_ms() < end)
         ;
     shmc__test_read_exit(c);
@@ -913,6 +916,94 @@ static void test_slots_run_out_and_come_back(void **state)
     tu_destroy(name);
 }
 
+/* (e) An evictor killed after it moved a segment to EVICTING but before its
+ * write-hazard check leaves EVICTING(dead owner).  The scan that takes such a
+ * segment over must do that check too: while a live participant's write
+ * hazard names the segment (a writer, perhaps stopped or ejected, may still
+ * copy its item into it), the segment goes back to SEALED with its items
+ * indexed; once no hazard names it, the takeover evicts and retires it. */
+static int dead_owner_main(void *arg)
+{
+    const char *name = arg;
+    shmc_t *c;
+    tslot *t;
+    if (shmc_open(name, NULL, &c) != SHMC_OK || slot_get(c, &t) != SHMC_OK)
+        return 1;
+    uint64_t owner = slot_owner(t);
+    if (write(STDOUT_FILENO, &owner, sizeof owner) != (ssize_t)sizeof owner)
+        return 1;
+    _exit(0); /* dies holding its slot: the kernel marks it owner-died */
+}
+
+static void test_evicting_takeover_honours_hazard(void **state)
+{
+    fx *f = *state;
+    struct shmc *c = f->c;
+    /* Fill a few segments so that some are sealed. */
+    char key[32], val[4096];
+    memset(val, 'h', sizeof val);
+    for (unsigned i = 0; i < 1024; i++) {
+        int n = snprintf(key, sizeof key, "hz%u", i);
+        assert_int_equal(shmc_set(c, key, (size_t)n, val, sizeof val, 0, 0), SHMC_OK);
+    }
+    uint32_t s = UINT32_MAX;
+    for (uint32_t i = 0; i < c->nsegs && s == UINT32_MAX; i++)
+        if (sw_state(atomic_load(&c->segs[i].state)) == SEG_SEALED &&
+            (atomic_load(&c->segs[i].live) >> LIVE_SHIFT) > 0)
+            s = i;
+    assert_int_not_equal(s, UINT32_MAX);
+    shmc_segmeta *m = &c->segs[s];
+    uint64_t live_before = atomic_load(&m->live);
+
+    /* A dead participant's owner id, from a child that exits holding its slot. */
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    fflush(NULL);
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        dup2(pfd[1], STDOUT_FILENO);
+        _exit(dead_owner_main(f->name));
+    }
+    uint64_t dead = 0;
+    assert_int_equal(read(pfd[0], &dead, sizeof dead), (ssize_t)sizeof dead);
+    assert_int_equal(tu_wait(kid, 10000), 0);
+    close(pfd[0]);
+    close(pfd[1]);
+    assert_false(owner_is_live(c, dead));
+
+    tslot *t;
+    assert_int_equal(slot_get(c, &t), SHMC_OK);
+    /* Our write hazard names s, as a stopped writer's would. */
+    atomic_store(&t->s->wseg, (uint64_t)s + 1);
+    uint64_t sw = atomic_load(&m->state);
+    assert_int_equal(sw_state(sw), SEG_SEALED);
+    assert_true(atomic_compare_exchange_strong(&m->state, &sw, sw_make(SEG_EVICTING, dead)));
+    alloc_recover(c, t);
+    assert_int_equal(sw_state(atomic_load(&m->state)), SEG_SEALED);
+    assert_int_equal(atomic_load(&m->live), live_before); /* nothing unlinked */
+    uint32_t kl, vl;
+    uint64_t off;
+    bool indexed = false;
+    for (uint64_t j = 0; j < c->nbuckets * SHMC_BUCKET_WAYS && !indexed; j++) {
+        uint64_t w = atomic_load(&c->index[j]);
+        shmc_item *it = item_at(c, w, &off);
+        indexed = it && item_lens(c, it, &kl, &vl) && (off >> c->seg_shift) == s;
+    }
+    assert_true(indexed);
+
+    /* Without the hazard, the same takeover evicts and retires it. */
+    atomic_store(&t->s->wseg, 0);
+    sw = atomic_load(&m->state);
+    assert_true(atomic_compare_exchange_strong(&m->state, &sw, sw_make(SEG_EVICTING, dead)));
+    alloc_recover(c, t);
+    uint32_t st = sw_state(atomic_load(&m->state));
+    assert_true(st == SEG_RETIRED || st == SEG_FREE);
+    assert_int_equal(atomic_load(&m->live) >> LIVE_SHIFT, 0);
+    shmc_verify_report vr;
+    assert_int_equal(shmc_verify(c, &vr), SHMC_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -923,6 +1014,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_killed_mid_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_counters_under_sigkill, setup, teardown),
         cmocka_unit_test(test_slots_run_out_and_come_back),
+        cmocka_unit_test_setup_teardown(test_evicting_takeover_honours_hazard, setup, teardown),
     };
     return cmocka_run_group_tests_name("shmcache crash recovery", tests, NULL, NULL);
 }

@@ -12,8 +12,11 @@
  * get_or_fill and through fill_begin/finish/abort) on a small cache that
  * evicts all the time.  The parent is the killer: every 1..--kill-ms ms it
  * SIGKILLs a random worker and forks a new one in its place.  Between these
- * storms it stops a reader inside a read section (SIGSTOP) while the
- * workers go on, then resumes it (SIGCONT) or, the next time, kills it.
+ * storms it stops, for 3 s, a reader inside a read section, two readers at
+ * whatever point of a get they are, and one worker at whatever point of
+ * whatever call (SIGSTOP), while the other workers go on; then it resumes
+ * them (SIGCONT) or, the next time, kills the readers (the worker is
+ * always resumed).
  * Now and then the parent itself holds a lock and leads a fill for seconds,
  * so that waits really run into their deadlines; one extra process that is
  * never killed (the prober) waits on those, so that a wait that overruns its
@@ -26,8 +29,8 @@
  *    testutil's self-validating values), and its writer really issued that
  *    sequence number; appended records validate one by one;
  *  - outcomes: every call returns a status its documentation allows there:
- *    SHMC_ENOMEM only from a write that overlapped a stopped reader (never
- *    from a delete), cas tokens change, timeouts do not come early;
+ *    never SHMC_ENOMEM (stopped readers are ejected; a stopped worker pins
+ *    only what it holds), cas tokens change, timeouts do not come early;
  *  - counters (incr and decr only): every acknowledged call is in the final
  *    value, and at most those that killed workers were inside are too;
  *  - named locks: mutual exclusion (an owner word exchanged on entry to and
@@ -44,6 +47,8 @@
  *    allows it to wait for readers, anything else at once); a worker stuck
  *    longer is reported as hung and killed; the overshoots are reported;
  *  - consistency: shmc_verify passes every second and after the run;
+ *  - stalls: the workers keep writing while participants are stopped; the
+ *    resumed readers' values are checked like any other;
  *  - recovery: after a stall ends, writes succeed again; after the run, the
  *    slots of dead processes are reaped, no lock or fill is left held, no
  *    storage segment is left reserved or retired, and a fresh process
@@ -162,6 +167,7 @@ typedef struct wstate {
     _Atomic uint64_t seq;             /* value sequence numbers issued, all incarnations */
     _Atomic uint64_t checked;         /* values and outcomes checked */
     _Atomic uint64_t bytes;           /* bytes written */
+    _Atomic uint64_t paused_ms;       /* ms the parent kept it stopped (SIGSTOP), in all */
     _Atomic uint64_t ops[OP_COUNT];
 } wstate;
 
@@ -183,6 +189,8 @@ typedef struct shared {
      * started after the first stall began and before stall_until */
     _Atomic uint64_t stall_from, stall_until;
     _Atomic int reader_state; /* 1: inside its read section, 2: left it */
+    _Atomic int readers_quit; /* the looping readers of a stall return */
+    _Atomic uint64_t reader_gets; /* gets the looping readers checked */
     /* odd while the parent holds lock "slow" and leads fill f-<NFILL> */
     _Atomic uint64_t slow_gen, slow_timeouts;
     /* tallies for the summary */
@@ -254,14 +262,15 @@ static void note_time(unsigned op, uint64_t el, uint64_t bound, const char *what
                   LL(el), LL(bound), cfg.slack_ms);
 }
 
-/* Whether a write that started at t0 and just failed with SHMC_ENOMEM
- * overlapped a stall; counts it either way. */
+/* A write that failed with SHMC_ENOMEM: a stopped participant (reader or
+ * writer) is ejected or pins at most the few segments it holds, so this is
+ * always a violation here.  Counted too. */
 static void enomem_seen(const char *what, const char *key, uint64_t t0)
 {
     atomic_fetch_add(&S->enomem, 1);
     uint64_t from = atomic_load(&S->stall_from), until = atomic_load(&S->stall_until);
-    if (!from || t0 > until)
-        violation("%s %s: SHMC_ENOMEM, but no reader was stalled when the call began", what, key);
+    violation("%s %s: SHMC_ENOMEM (%s)", what, key,
+              from && t0 <= until ? "during a stall" : "no participant was stopped");
 }
 
 /* A value read for key_id: complete, its own, and written by a real writer. */
@@ -365,6 +374,7 @@ typedef struct wctx {
     uint8_t *val, *old, *cur, *many; /* max_value bytes each; many: MANY of them */
     char key[TU_KEY_MAX];            /* the key (or lock name) of the current op */
     size_t klen;
+    uint64_t paused0;                /* ws->paused_ms when the current call began */
 } wctx;
 
 static void set_key(wctx *x, const char *prefix, uint32_t id)
@@ -375,6 +385,7 @@ static void set_key(wctx *x, const char *prefix, uint32_t id)
 static uint64_t begin_op(wctx *x, unsigned op, uint32_t arg, uint64_t bound)
 {
     uint64_t t = tu_now_ms();
+    x->paused0 = atomic_load(&x->ws->paused_ms);
     atomic_store(&x->ws->op_budget, bound);
     atomic_store(&x->ws->op_start, t);
     atomic_store(&x->ws->op, (uint32_t)op << 16 | arg);
@@ -384,7 +395,9 @@ static uint64_t begin_op(wctx *x, unsigned op, uint32_t arg, uint64_t bound)
 /* The call begun at t0 returned: accounts it; returns its duration. */
 static uint64_t end_op(wctx *x, unsigned op, uint64_t t0, uint64_t bound)
 {
-    uint64_t el = tu_now_ms() - t0;
+    /* Time the parent kept us stopped is not the call's. */
+    uint64_t el = tu_now_ms() - t0, paused = atomic_load(&x->ws->paused_ms) - x->paused0;
+    el = el > paused ? el - paused : 0;
     atomic_store(&x->ws->op, 0);
     atomic_fetch_add_explicit(&x->ws->ops[op], 1, memory_order_relaxed);
     note_time(op, el, bound, x->key);
@@ -1337,6 +1350,31 @@ static void read_some(shmc_t *c, uint8_t *buf, unsigned n)
         read_and_check(c, "k-", (i * 7919u) % cfg.keys, buf);
 }
 
+/* A looping reader of a stall: checks values until told to quit, and is
+ * stopped (SIGSTOP) by the parent at whatever point of a get it is. */
+static int loop_reader_main(void *arg)
+{
+    (void)arg;
+    child_setup(WHO_READER);
+    g_checked = &S->parent_checked;
+    shmc_t *c;
+    shmc_status st = shmc_open(cfg.name, NULL, &c);
+    uint8_t *buf = malloc(cfg.max_value);
+    if (st != SHMC_OK || !buf) {
+        violation("shmc_open: %s", shmc_strerror(st));
+        return 1;
+    }
+    tu_rng r;
+    tu_rng_seed(&r, (uint64_t)getpid());
+    while (!atomic_load(&S->readers_quit)) {
+        read_and_check(c, "k-", tu_rng_below(&r, cfg.keys), buf);
+        atomic_fetch_add(&S->reader_gets, 1);
+    }
+    free(buf);
+    shmc_close(c);
+    return 0;
+}
+
 /* The stalled reader: stops itself inside a read section. */
 static int reader_main(void *arg)
 {
@@ -1411,6 +1449,9 @@ static int refill_main(void *arg)
 
 /* ---- the parent: killer, checker, conductor ---- */
 
+#define NLOOPERS 2         /* readers stopped mid-get in each stall */
+#define STOP_MS 3000u      /* how long a stall keeps its participants stopped */
+
 static struct parent {
     shmc_t *c;
     shmc_info info;
@@ -1418,11 +1459,13 @@ static struct parent {
     pid_t pid[MAX_WORKERS + 1]; /* the workers, then the prober */
     uint32_t idx[MAX_WORKERS + 1];
     volatile pid_t reader, helper;
+    volatile pid_t loopers[NLOOPERS];
     bool killing, stopping;
     unsigned kill_slow; /* kill intervals are stretched by this (a stall: 10) */
     uint64_t t_start, next_kill, next_verify, next_progress;
     uint64_t kills, kills_by_op[OP_COUNT], kills_incr[NCTR], kills_decr[NCTR], kills_cs;
     uint64_t deaths, hangs, verify_runs, verify_retries, stalls, stall_enomem, inconclusive;
+    uint64_t stall_bytes, stall_ejections;
     uint64_t probe_bytes, lives_checked, lives_unchecked;
     uint32_t probe_n;
     /* the slow holder */
@@ -1445,6 +1488,9 @@ static void on_signal(int sig)
             kill(P.pid[w], SIGKILL);
     if (P.reader > 0)
         kill(P.reader, SIGKILL);
+    for (unsigned i = 0; i < NLOOPERS; i++)
+        if (P.loopers[i] > 0)
+            kill(P.loopers[i], SIGKILL);
     if (P.helper > 0)
         kill(P.helper, SIGKILL);
     shm_unlink(g_shm_path);
@@ -1688,72 +1734,131 @@ static void run_for(uint64_t ms)
         tick();
 }
 
-/* A reader stops inside a read section while the workers go on: their
- * writes must fail cleanly with SHMC_ENOMEM once retired memory is capped,
- * never hang; once the reader is resumed (or, with !resume, killed), writes
- * must succeed again. */
+/* Stops a process and waits until it is stopped: true when it is. */
+static bool stop_and_wait(pid_t pid)
+{
+    if (pid <= 0 || kill(pid, SIGSTOP) != 0)
+        return false;
+    uint64_t end = tu_now_ms() + 10000;
+    for (;;) {
+        int st;
+        pid_t r = waitpid(pid, &st, WNOHANG | WUNTRACED);
+        if (r == pid && WIFSTOPPED(st))
+            return true;
+        if (r == pid || tu_now_ms() > end)
+            return false;
+        tu_sleep_ms(1);
+    }
+}
+
+/* Stops, all at once and for STOP_MS: a reader inside a read section (it
+ * stops itself there), NLOOPERS readers at whatever point of a get they are,
+ * and one worker at whatever point of whatever call (it may hold a key's
+ * stripe lock, a storage segment it is writing into, a named lock).  The
+ * other workers go on: no write may fail with SHMC_ENOMEM (the stopped
+ * readers are ejected, and the stopped writer pins only the segments it
+ * holds), and they must keep writing.  Then the readers are resumed (with
+ * !resume, killed) and the worker resumed: every value the resumed readers
+ * return is checked as always, and writes succeed. */
+static bool start_stopped_reader(void)
+{
+    P.reader = tu_fork(reader_main, NULL);
+    uint64_t end = tu_now_ms() + 30000;
+    while (P.reader > 0 && tu_now_ms() < end) {
+        int st;
+        pid_t r = waitpid(P.reader, &st, WNOHANG | WUNTRACED);
+        if (r == P.reader && WIFSTOPPED(st))
+            return true;
+        if (r == P.reader) {
+            char b[80];
+            violation("stalled reader ended before it stopped: %s", status_str(st, b, sizeof b));
+            P.reader = 0;
+            return false;
+        }
+        tick();
+    }
+    violation("stalled reader did not stop within 30 s");
+    if (P.reader > 0) {
+        kill(P.reader, SIGKILL);
+        reap(P.reader);
+        P.reader = 0;
+    }
+    return false;
+}
+
+static void end_loopers(bool resume)
+{
+    atomic_store(&S->readers_quit, 1);
+    for (unsigned i = 0; i < NLOOPERS; i++) {
+        pid_t pid = P.loopers[i];
+        if (pid <= 0)
+            continue;
+        kill(pid, resume ? SIGCONT : SIGKILL);
+        uint64_t end = tu_now_ms() + 15000;
+        int st = 0;
+        pid_t r;
+        while ((r = waitpid(pid, &st, WNOHANG)) == 0 && tu_now_ms() < end)
+            tick();
+        if (r != pid) {
+            violation("resumed looping reader did not exit within 15 s");
+            kill(pid, SIGKILL);
+            reap(pid);
+        } else if (resume ? (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+                          : (!WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL)) {
+            char b[80];
+            violation("looping reader: %s", status_str(st, b, sizeof b));
+        }
+        P.loopers[i] = 0;
+    }
+}
+
 static void stall_phase(bool resume)
 {
     const char *how = resume ? "SIGCONT" : "SIGKILL";
     P.stalls++;
     atomic_store(&S->reader_state, 0);
+    atomic_store(&S->readers_quit, 0);
     atomic_store(&S->stall_until, UINT64_MAX);
     atomic_store(&S->stall_from, tu_now_ms());
     P.slow_on = false;
     slow_step(true);
-    uint64_t enomem0 = atomic_load(&S->enomem), bytes0 = sum_bytes();
-    /* Fewer kills meanwhile: a write gives up after 500 ms of no progress,
-     * and most workers would be killed before. */
+    uint64_t enomem0 = atomic_load(&S->enomem);
+    shmc_stats st0;
+    shmc_stats_get(P.c, &st0);
     P.kill_slow = 10;
-    P.reader = tu_fork(reader_main, NULL);
-    bool stopped = false;
-    uint64_t end = tu_now_ms() + 30000;
-    while (P.reader > 0 && !stopped && tu_now_ms() < end) {
-        int st;
-        pid_t r = waitpid(P.reader, &st, WNOHANG | WUNTRACED);
-        if (r == P.reader && WIFSTOPPED(st)) {
-            stopped = true;
-        } else if (r == P.reader) {
-            char b[80];
-            violation("stalled reader ended before it stopped: %s", status_str(st, b, sizeof b));
-            P.reader = 0;
-        } else {
-            tick();
-        }
-    }
-    if (!stopped) {
-        if (P.reader > 0) {
-            violation("stalled reader did not stop within 30 s");
-            kill(P.reader, SIGKILL);
-            reap(P.reader);
-            P.reader = 0;
-        }
+    if (!start_stopped_reader()) {
         atomic_store(&S->stall_until, tu_now_ms());
         P.kill_slow = 1;
         P.slow_on = true;
         return;
     }
-    uint64_t t_stop = tu_now_ms();
-    end = t_stop + 20000;
-    while (atomic_load(&S->enomem) == enomem0 && tu_now_ms() < end)
-        tick();
-    uint64_t first = tu_now_ms() - t_stop;
-    bool felt = atomic_load(&S->enomem) != enomem0;
-    if (felt)
-        run_for(2000); /* writers keep failing cleanly (their time is checked) */
+    unsigned nloop = 0;
+    for (unsigned i = 0; i < NLOOPERS; i++) {
+        P.loopers[i] = tu_fork(loop_reader_main, NULL);
+        run_for(tu_rng_range(&P.r, 20, 200));
+        nloop += stop_and_wait(P.loopers[i]);
+    }
+    uint32_t sw = tu_rng_below(&P.r, cfg.workers);
+    pid_t spid = P.pid[sw];
+    bool wstopped = stop_and_wait(spid);
+    uint64_t t_stop = tu_now_ms(), bytes0 = sum_bytes();
+    run_for(STOP_MS);
     uint64_t wrote = sum_bytes() - bytes0, enomem = atomic_load(&S->enomem) - enomem0;
-    if (!felt && wrote > 2 * P.info.data_bytes)
-        violation("workers wrote %llu bytes (%.1fx the storage) while a reader was stopped inside "
-                  "a read section, and no write failed with SHMC_ENOMEM: memory it may still "
-                  "read must have been reused",
-                  LL(wrote), (double)wrote / (double)P.info.data_bytes);
-    else if (!felt)
-        P.inconclusive++;
+    if (enomem)
+        violation("%llu writes failed with SHMC_ENOMEM while participants were stopped",
+                  LL(enomem));
+    if (!wrote)
+        violation("the workers wrote nothing in the %u ms participants were stopped", STOP_MS);
     P.stall_enomem += enomem;
-
+    P.stall_bytes += wrote;
+    /* Resume the worker (unless the killer took it meanwhile). */
+    if (wstopped && P.pid[sw] == spid) {
+        atomic_fetch_add(&S->w[sw].paused_ms, tu_now_ms() - t_stop);
+        kill(spid, SIGCONT);
+    }
     if (resume) {
         kill(P.reader, SIGCONT);
-        end = tu_now_ms() + 15000;
+        uint64_t end = tu_now_ms() + 15000;
         while (atomic_load(&S->reader_state) != 2 && tu_now_ms() < end)
             tick();
         if (atomic_load(&S->reader_state) != 2)
@@ -1765,17 +1870,27 @@ static void stall_phase(bool resume)
         if (st == -1 || !WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL)
             violation("stalled reader was not killed by our SIGKILL");
     }
+    uint64_t gets0 = atomic_load(&S->reader_gets);
+    if (resume) {
+        /* The resumed looping readers finish the get they were stopped in,
+         * then go on checking values for a while. */
+        for (unsigned i = 0; i < NLOOPERS; i++)
+            if (P.loopers[i] > 0)
+                kill(P.loopers[i], SIGCONT);
+        run_for(500);
+    }
+    end_loopers(resume);
+    uint64_t looped = atomic_load(&S->reader_gets) - gets0;
     uint64_t t_rec = tu_now_ms();
-    atomic_store(&S->stall_until, t_rec + ENOMEM_GRACE_MS);
+    atomic_store(&S->stall_until, t_rec);
     P.kill_slow = 1;
-    run_for(ENOMEM_GRACE_MS);
     bool wrote_ok = write_fresh(P.c, "p-", &P.probe_n, P.info.data_bytes,
-                                resume ? "after a stalled reader was resumed"
-                                       : "after a stalled reader was killed");
+                                resume ? "after stopped participants were resumed"
+                                       : "after stopped readers were killed");
     if (wrote_ok)
         P.probe_bytes += P.info.data_bytes;
     if (resume) {
-        end = tu_now_ms() + 15000;
+        uint64_t end = tu_now_ms() + 15000;
         int st = 0;
         pid_t r = 0;
         while ((r = waitpid(P.reader, &st, WNOHANG)) == 0 && tu_now_ms() < end)
@@ -1791,10 +1906,15 @@ static void stall_phase(bool resume)
         P.reader = 0;
     }
     P.slow_on = true;
-    printf("[%6.1f s] stall %llu (%s): first SHMC_ENOMEM %s%llu ms after the stop, %llu in all; "
-           "writes succeed %s\n",
-           since_start(), LL(P.stalls), how, felt ? "" : "never: ", LL(first), LL(enomem),
-           wrote_ok ? "again" : "NOT again");
+    shmc_stats st1;
+    shmc_stats_get(P.c, &st1);
+    P.stall_ejections += st1.ejections - st0.ejections;
+    printf("[%6.1f s] stall %llu (%s): %u+%u readers and %s worker stopped %u ms; workers wrote "
+           "%.1fx the storage meanwhile, %llu SHMC_ENOMEM; %llu ejections; resumed readers "
+           "checked %llu gets; writes succeed %s\n",
+           since_start(), LL(P.stalls), how, 1u, nloop, wstopped ? "a" : "no", STOP_MS,
+           (double)wrote / (double)P.info.data_bytes, LL(enomem),
+           LL(st1.ejections - st0.ejections), LL(looped), wrote_ok ? "again" : "NOT again");
 }
 
 /* ---- after the run ---- */
@@ -2013,9 +2133,12 @@ static void summary(const shmc_stats *st, double secs)
     printf("counters     %llu final values checked against their acks (%llu unchecked: "
            "evicted at the end); %llu lives created\n",
            LL(P.lives_checked), LL(P.lives_unchecked), LL(S->lives_created));
-    printf("stalls       %llu stopped readers; %llu writes failed with SHMC_ENOMEM meanwhile "
-           "(%llu stalls inconclusive); %llu MiB probed afterwards\n",
-           LL(P.stalls), LL(P.stall_enomem), LL(P.inconclusive), LL(P.probe_bytes >> 20));
+    printf("stalls       %llu (each: %u readers and a worker stopped %u ms); %llu writes failed "
+           "with SHMC_ENOMEM meanwhile; %.1fx the storage written meanwhile; %llu ejections; "
+           "%llu MiB probed afterwards\n",
+           LL(P.stalls), 1u + NLOOPERS, STOP_MS, LL(P.stall_enomem),
+           (double)P.stall_bytes / (double)P.info.data_bytes, LL(P.stall_ejections),
+           LL(P.probe_bytes >> 20));
     printf("verify       %llu runs (%llu retried after a kill mid-check)\n", LL(P.verify_runs),
            LL(P.verify_retries));
     printf("timing       max overshoot of a lock or fill wait past its timeout: %llu ms; longest "

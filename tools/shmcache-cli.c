@@ -624,8 +624,8 @@ static void stats_text(const char *name, const shmc_stats *s, const shmc_stats *
     printf("  segments      free %" PRIu64 "  open %" PRIu64 "  sealed %" PRIu64
            "  retired %" PRIu64 "\n",
            s->segments_free, s->segments_open, s->segments_sealed, s->segments_retired);
-    printf("  slots         live %" PRIu64 "  reaped %" PRIu64 "\n", s->slots_live,
-           s->slots_reaped);
+    printf("  slots         live %" PRIu64 "  reaped %" PRIu64 "  ejections %" PRIu64 "\n",
+           s->slots_live, s->slots_reaped, s->ejections);
     printf("  locks         acquires %" PRIu64 "  waits %" PRIu64 "  timeouts %" PRIu64
            "  takeovers %" PRIu64 "  held %" PRIu64 "/%" PRIu64 "\n",
            s->lock_acquires, s->lock_waits, s->lock_timeouts, s->lock_takeovers, s->locks_used,
@@ -1114,18 +1114,23 @@ static int cmd_procs(int argc, char **argv)
     if (json)
         printf("[");
     else
-        printf("%6s %8s %8s %6s %8s %12s %6s\n", "SLOT", "PID", "TID", "ALIVE", "READING",
-               "EPOCHS-BEHIND", "HOLDS");
+        printf("%6s %8s %8s %6s %8s %12s %6s %9s %9s %12s\n", "SLOT", "PID", "TID", "ALIVE",
+               "READING", "EPOCHS-BEHIND", "HOLDS", "EJECTED", "EJECTIONS", "LAST-STALL-MS");
     for (size_t k = 0; k < n; k++) {
         if (json)
             printf("%s{\"slot\":%u,\"pid\":%u,\"tid\":%u,\"alive\":%s,\"reading\":%s,"
-                   "\"epochs_behind\":%" PRIu64 ",\"holds\":%u}",
+                   "\"epochs_behind\":%" PRIu64 ",\"holds\":%u,\"ejected\":%s,"
+                   "\"ejections\":%" PRIu64 ",\"eject_stall_ms\":%" PRIu64
+                   ",\"eject_ago_ms\":%" PRIu64 "}",
                    k ? "," : "", p[k].slot, p[k].pid, p[k].tid, p[k].alive ? "true" : "false",
-                   p[k].reading ? "true" : "false", p[k].epochs_behind, p[k].holds);
+                   p[k].reading ? "true" : "false", p[k].epochs_behind, p[k].holds,
+                   p[k].ejected ? "true" : "false", p[k].ejections, p[k].eject_stall_ms,
+                   p[k].eject_ago_ms);
         else
-            printf("%6u %8u %8u %6s %8s %12" PRIu64 " %6u\n", p[k].slot, p[k].pid, p[k].tid,
-                   p[k].alive ? "yes" : "no", p[k].reading ? "yes" : "no", p[k].epochs_behind,
-                   p[k].holds);
+            printf("%6u %8u %8u %6s %8s %12" PRIu64 " %6u %9s %9" PRIu64 " %12" PRIu64 "\n",
+                   p[k].slot, p[k].pid, p[k].tid, p[k].alive ? "yes" : "no",
+                   p[k].reading ? "yes" : "no", p[k].epochs_behind, p[k].holds,
+                   p[k].ejected ? "yes" : "no", p[k].ejections, p[k].eject_stall_ms);
     }
     if (json)
         printf("]\n");

@@ -123,7 +123,7 @@ static const exc_def exc_defs[] = {
      "The segment exists with other creation parameters."},
     {SHMC_ECORRUPT, "CorruptError", NULL, "The segment failed validation."},
     {SHMC_ENOMEM, "NoMemoryError", NULL,
-     "No memory could be freed (stalled readers pin it); the write was not made."},
+     "No storage segment could be freed (every one is pinned); the write was not made."},
     {SHMC_ENOSLOTS, "NoSlotsError", NULL, "Live threads hold every participant slot."},
     {SHMC_ENAMESPACE, "NamespaceError", NULL,
      "The segment belongs to another PID namespace."},
