@@ -534,8 +534,8 @@ SHMC_API shmc_status shmc_lock_release(shmc_t *c, const void *name, size_t nlen,
 /* Sets the lease of a held lock to end lease_ms from now (0 = no lease).
  * Returns SHMC_OK or SHMC_ENOTOWNER (as shmc_lock_release, and also once the
  * current lease has ended, or is in its last millisecond, even if nobody has
- * taken the lock over yet: extend before the lease ends; the lock is not
- * ours any more and nothing changed).  Errors: SHMC_EKEYLEN, SHMC_EINVAL.
+ * taken the lock over yet: extend before the lease ends; the lock is then
+ * released, as if taken over).  Errors: SHMC_EKEYLEN, SHMC_EINVAL.
  * Never sleeps. */
 SHMC_API shmc_status shmc_lock_extend(shmc_t *c, const void *name, size_t nlen,
                                       uint64_t token, uint64_t lease_ms);

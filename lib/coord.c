@@ -819,10 +819,14 @@ shmc_status shmc_lock_extend(shmc_t *c, const void *name, size_t nlen, uint64_t 
      * lease, expired: its takeover CAS would then succeed after an extend
      * that returned OK.  Such a waiter read its clock before our store, and
      * we read ours after it: so once the old lease is over (or in its last
-     * millisecond, for clock skew), the lock is not ours, as if taken over. */
+     * millisecond, for clock skew), the lock is not ours, as if taken over.
+     * We free it rather than leave it naming our slot after we drop our
+     * hold (held by nobody, it would count as used until a takeover); a
+     * waiter's takeover CAS from the old word then fails and it takes the
+     * free entry, with the next token. */
     if (old && now_ms() + 1 >= old) {
         atomic_store_explicit(&e->until, old, memory_order_relaxed);
-        atomic_store_explicit(&e->state, s, memory_order_release);
+        atomic_store_explicit(&e->state, st_make(st_tok(s), 0, 0), memory_order_release);
         hold_drop(t, i);
         return SHMC_ENOTOWNER;
     }

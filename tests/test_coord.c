@@ -266,6 +266,46 @@ static void test_lock_lease_expiry(void **state)
     shared_free(sh, 0);
 }
 
+/* An extend that comes after the lease ended, with nobody waiting, frees
+ * the lock: it is not left naming the thread (counted as used, held by
+ * nobody) when that thread drops it, and the next taker needs no takeover. */
+static void test_lock_extend_too_late(void **state)
+{
+    fx *f = *state;
+    uint64_t t = 0, t2 = 0;
+    assert_int_equal(shmc_lock_acquire(f->c, L("late"), 1000, 5, &t), SHMC_OK);
+    tu_sleep_ms(20);
+    shmc_stats st;
+    shmc_stats_get(f->c, &st);
+    uint64_t takeovers = st.lock_takeovers;
+    assert_int_equal(shmc_lock_extend(f->c, L("late"), t, 1000), SHMC_ENOTOWNER);
+    assert_int_equal(shmc_stats_get(f->c, &st), SHMC_OK);
+    assert_int_equal(st.locks_used, 0);
+    shmc_lock_info li[4];
+    size_t n = 99;
+    assert_int_equal(shmc_locks_list(f->c, 1, li, 4, &n), SHMC_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(shmc_lock_release(f->c, L("late"), t), SHMC_ENOTOWNER);
+    /* Another process takes it at once, as a plain acquire. */
+    shared *sh = shared_new(f->name, 0);
+    pid_t p = fork();
+    if (p == 0) {
+        shmc_t *c;
+        int r = shmc_open(sh->name, NULL, &c);
+        if (r == SHMC_OK)
+            r = shmc_lock_try(c, L("late"), 0, &t2);
+        atomic_store(&sh->tokens[0], t2);
+        atomic_store(&sh->results[0], r);
+        _exit(0);
+    }
+    wait_all(&p, 1, 30000);
+    assert_int_equal(atomic_load(&sh->results[0]), SHMC_OK);
+    assert_true(atomic_load(&sh->tokens[0]) > t);
+    shmc_stats_get(f->c, &st);
+    assert_int_equal(st.lock_takeovers, takeovers);
+    shared_free(sh, 0);
+}
+
 /* In a forked child: takes lock `name` with no lease and publishes the
  * token in sh->last_token (_exit(1) on failure). */
 static void child_hold(shared *sh, const char *name)
@@ -914,6 +954,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lock_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_not_reentrant_and_holds_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_lease_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_extend_too_late, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_holder_killed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_holder_vanished, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_mutual_exclusion, setup, teardown),

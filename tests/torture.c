@@ -1997,8 +1997,19 @@ static void check_at_rest(const char *when, shmc_stats *st)
         violation("%s: %llu participant slots live (want 1: this process); pids:%s", when,
                   LL(st->slots_live), list);
     }
-    if (st->locks_used)
+    if (st->locks_used) {
         violation("%s: %llu locks or fills still held", when, LL(st->locks_used));
+        shmc_lock_info li[8];
+        size_t n = 0;
+        shmc_locks_list(P.c, 1, li, 8, &n);
+        for (size_t i = 0; i < n && i < 8; i++)
+            fprintf(stderr, "  held: %s %.*s slot %u pid %u (parent %d) token %llu, lease "
+                            "left %llu ms, idle %llu ms\n",
+                    li[i].kind == SHMC_LOCK_KIND_FILL ? "fill" : "lock",
+                    (int)(li[i].name_len < sizeof li[i].name ? li[i].name_len : sizeof li[i].name),
+                    (const char *)li[i].name, li[i].holder_slot, li[i].holder_pid, (int)getpid(),
+                    LL(li[i].token), LL(li[i].lease_left_ms), LL(li[i].idle_ms));
+    }
     if (st->segments_retired)
         violation("%s: %llu storage segments still retired with no reader left", when,
                   LL(st->segments_retired));
