@@ -1350,20 +1350,30 @@ static void read_some(shmc_t *c, uint8_t *buf, unsigned n)
         read_and_check(c, "k-", (i * 7919u) % cfg.keys, buf);
 }
 
+/* The start of a stall's reader: the cache opened and a value buffer;
+ * false (a violation) when either fails. */
+static bool reader_open(shmc_t **c, uint8_t **buf)
+{
+    child_setup(WHO_READER);
+    g_checked = &S->parent_checked;
+    shmc_status st = shmc_open(cfg.name, NULL, c);
+    *buf = malloc(cfg.max_value);
+    if (st != SHMC_OK || !*buf) {
+        violation("shmc_open: %s", shmc_strerror(st));
+        return false;
+    }
+    return true;
+}
+
 /* A looping reader of a stall: checks values until told to quit, and is
  * stopped (SIGSTOP) by the parent at whatever point of a get it is. */
 static int loop_reader_main(void *arg)
 {
     (void)arg;
-    child_setup(WHO_READER);
-    g_checked = &S->parent_checked;
     shmc_t *c;
-    shmc_status st = shmc_open(cfg.name, NULL, &c);
-    uint8_t *buf = malloc(cfg.max_value);
-    if (st != SHMC_OK || !buf) {
-        violation("shmc_open: %s", shmc_strerror(st));
+    uint8_t *buf;
+    if (!reader_open(&c, &buf))
         return 1;
-    }
     tu_rng r;
     tu_rng_seed(&r, (uint64_t)getpid());
     while (!atomic_load(&S->readers_quit)) {
@@ -1379,16 +1389,12 @@ static int loop_reader_main(void *arg)
 static int reader_main(void *arg)
 {
     (void)arg;
-    child_setup(WHO_READER);
-    g_checked = &S->parent_checked;
     shmc_t *c;
-    shmc_status st = shmc_open(cfg.name, NULL, &c);
-    uint8_t *buf = malloc(cfg.max_value);
-    if (st != SHMC_OK || !buf) {
-        violation("shmc_open: %s", shmc_strerror(st));
+    uint8_t *buf;
+    if (!reader_open(&c, &buf))
         return 1;
-    }
     read_some(c, buf, 200);
+    shmc_status st;
     if ((st = shmc__test_read_enter(c)) != SHMC_OK) {
         violation("read_enter: %s", shmc_strerror(st));
         return 2;
