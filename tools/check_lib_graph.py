@@ -114,6 +114,14 @@ def main(argv):
     if '--max-lines' in argv:
         max_lines = int(argv[argv.index('--max-lines') + 1])
     files = sorted(f for f in os.listdir(libdir) if f.endswith('.c'))
+    listed = os.path.join(libdir, 'SOURCES')
+    if os.path.exists(listed):
+        with open(listed) as fh:
+            names = sorted(l.strip() for l in fh if l.strip())
+        if names != files:
+            print('lib/SOURCES lists %s but lib/ has %s: both builds compile lib/SOURCES'
+                  % (' '.join(names), ' '.join(files)))
+            return 1
     defs = {}      # function -> file (non-static names may be called across files)
     bodies = []    # (file, name, first, last, body)
     for f in files:
