@@ -22,49 +22,17 @@
 #include "shmcache.h"
 #include "testutil.h"
 
-typedef struct fx {
-    char name[96];
-    shmc_t *c;
-} fx;
-
-static fx *fx_new(const char *tag)
-{
-    fx *f = calloc(1, sizeof *f);
-    tu_name(f->name, sizeof f->name, tag);
-    tu_destroy(f->name);
-    return f;
-}
+typedef tu_fx fx;
 
 static int setup_default(void **state)
 {
-    fx *f = fx_new("api");
-    shmc_status s = shmc_open(f->name, NULL, &f->c);
-    if (s != SHMC_OK) {
-        fprintf(stderr, "shmc_open(%s) failed: %s\n", f->name, shmc_strerror(s));
-        free(f);
-        return -1;
-    }
-    *state = f;
-    return 0;
+    shmc_options o = {0}; /* all defaults */
+    return tu_fx_setup(state, "api", &o);
 }
 
 /* For tests that open their own cache (f->c is NULL until they do). */
-static int setup_name_only(void **state)
-{
-    *state = fx_new("api");
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fx *f = *state;
-    if (f) {
-        shmc_close(f->c);
-        tu_destroy(f->name);
-        free(f);
-    }
-    return 0;
-}
+static int setup_name_only(void **state) { return tu_fx_setup(state, "api", NULL); }
+#define teardown tu_fx_teardown
 
 static shmc_status open_with(fx *f, uint64_t size, uint32_t max_key, uint32_t max_value)
 {

@@ -26,35 +26,15 @@
 #define VLEN 100u
 #define PREFIX "compact-key-"   /* 12 bytes + the number: 16-17 byte keys */
 
-typedef struct fx {
-    char name[96];
-    shmc_t *c;
-} fx;
+typedef tu_fx fx;
 
 static int setup(void **state)
 {
-    fx *f = calloc(1, sizeof *f);
-    tu_name(f->name, sizeof f->name, "compact");
-    tu_destroy(f->name);
     /* 8 MiB: 64 KiB storage segments, about 7 MiB of storage. */
     shmc_options o = {.size = 8u << 20, .max_value = 4096, .slots = 64};
-    if (shmc_open(f->name, &o, &f->c) != SHMC_OK) {
-        free(f);
-        return -1;
-    }
-    *state = f;
-    return 0;
+    return tu_fx_setup(state, "compact", &o);
 }
-
-static int teardown(void **state)
-{
-    fx *f = *state;
-    if (f->c)
-        shmc_close(f->c);
-    shmc_destroy(f->name);
-    free(f);
-    return 0;
-}
+#define teardown tu_fx_teardown
 
 /* Every key 0..n-1 is present with the value of its last write (seq[i]). */
 static void check_all(shmc_t *c, uint32_t n, const uint32_t *seq, uint32_t writer_of_all)

@@ -21,10 +21,7 @@
 
 #include "testutil.h"
 
-typedef struct fx {
-    char name[64];
-    shmc_t *c;
-} fx;
+typedef tu_fx fx;
 
 static int open_cache(const char *name, uint32_t locks, shmc_t **c)
 {
@@ -34,22 +31,10 @@ static int open_cache(const char *name, uint32_t locks, shmc_t **c)
 
 static int setup(void **state)
 {
-    fx *f = calloc(1, sizeof *f);
-    tu_name(f->name, sizeof f->name, "coord");
-    if (open_cache(f->name, 0, &f->c) != SHMC_OK)
-        return -1;
-    *state = f;
-    return 0;
+    shmc_options o = {.size = 16ull << 20, .max_value = 64u << 10};
+    return tu_fx_setup(state, "coord", &o);
 }
-
-static int teardown(void **state)
-{
-    fx *f = *state;
-    shmc_close(f->c);
-    tu_destroy(f->name);
-    free(f);
-    return 0;
-}
+#define teardown tu_fx_teardown
 
 #define L(s) (s), strlen(s)
 

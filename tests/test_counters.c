@@ -20,31 +20,14 @@
 
 #define CACHE_SIZE (16ull << 20)
 
-typedef struct fx {
-    char name[64];
-    shmc_t *c;
-} fx;
+typedef tu_fx fx;
 
 static int setup(void **state)
 {
-    fx *f = calloc(1, sizeof *f);
-    tu_name(f->name, sizeof f->name, "ctr");
-    tu_destroy(f->name);
     shmc_options o = {.size = CACHE_SIZE, .flags = SHMC_OPEN_CREATE_ONLY};
-    if (shmc_open(f->name, &o, &f->c) != SHMC_OK)
-        return -1;
-    *state = f;
-    return 0;
+    return tu_fx_setup(state, "ctr", &o);
 }
-
-static int teardown(void **state)
-{
-    fx *f = *state;
-    shmc_close(f->c);
-    tu_destroy(f->name);
-    free(f);
-    return 0;
-}
+#define teardown tu_fx_teardown
 
 static shmc_t *attach(const char *name, tu_report *r)
 {

@@ -53,28 +53,11 @@
 #define OFF_DATA           136
 #define STATE_INIT         0x494e4954u
 
-typedef struct fx {
-    char name[96];
-    shmc_t *c;
-} fx;
+typedef tu_fx fx;
 
-static int setup(void **state)
-{
-    fx *f = calloc(1, sizeof *f);
-    tu_name(f->name, sizeof f->name, "seg");
-    tu_destroy(f->name);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fx *f = *state;
-    shmc_close(f->c);
-    tu_destroy(f->name);
-    free(f);
-    return 0;
-}
+/* The tests open (or fail to open) their own caches. */
+static int setup(void **state) { return tu_fx_setup(state, "seg", NULL); }
+#define teardown tu_fx_teardown
 
 static char status_buf[128];
 static const char *st_name(int st)

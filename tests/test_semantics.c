@@ -18,30 +18,14 @@
 #include "shmcache.h"
 #include "testutil.h"
 
-typedef struct fx {
-    char name[64];
-    shmc_t *c;
-} fx;
+typedef tu_fx fx;
 
 static int setup(void **state)
 {
-    fx *f = calloc(1, sizeof *f);
-    tu_name(f->name, sizeof f->name, "sem");
     shmc_options o = {.size = 8u << 20, .max_value = 16u << 10};
-    if (shmc_open(f->name, &o, &f->c) != SHMC_OK)
-        return -1;
-    *state = f;
-    return 0;
+    return tu_fx_setup(state, "sem", &o);
 }
-
-static int teardown(void **state)
-{
-    fx *f = *state;
-    shmc_close(f->c);
-    tu_destroy(f->name);
-    free(f);
-    return 0;
-}
+#define teardown tu_fx_teardown
 
 static void value_is(shmc_t *c, const char *k, const char *want)
 {

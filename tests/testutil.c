@@ -65,6 +65,35 @@ void tu_destroy(const char *name)
     (void)shmc_destroy(name);
 }
 
+int tu_fx_setup(void **state, const char *tag, const shmc_options *o)
+{
+    tu_fx *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    tu_name(f->name, sizeof f->name, tag);
+    tu_destroy(f->name);
+    if (o) {
+        shmc_status s = shmc_open(f->name, o, &f->c);
+        if (s != SHMC_OK) {
+            fprintf(stderr, "shmc_open(%s): %s\n", f->name, shmc_strerror(s));
+            free(f);
+            return -1;
+        }
+    }
+    *state = f;
+    return 0;
+}
+
+int tu_fx_teardown(void **state)
+{
+    tu_fx *f = *state;
+    if (f->c)
+        shmc_close(f->c);
+    tu_destroy(f->name);
+    free(f);
+    return 0;
+}
+
 int tu_forget_robust_list(void)
 {
     static __thread struct robust_list_head empty;

@@ -38,6 +38,20 @@ uint64_t tu_now_ms(void);
 /* Path of the segment file: /dev/shm/<name>. */
 void tu_shm_path(char *buf, size_t n, const char *name);
 
+/* ---- the common cmocka fixture ----
+ * A fresh cache per test: tu_fx_setup() names it after `tag`, removes any
+ * leftover of that name, and (with o non-NULL) creates it with options o
+ * (o NULL: f->c stays NULL, for tests that open their own).  Returns 0, or
+ * -1 after printing why (cmocka then fails the test).  tu_fx_teardown()
+ * closes the handle, if any, and removes the segment.  Tests that need more
+ * state keep a struct of their own. */
+typedef struct tu_fx {
+    char name[96];
+    shmc_t *c;
+} tu_fx;
+int tu_fx_setup(void **state, const char *tag, const shmc_options *o);
+int tu_fx_teardown(void **state);
+
 /* ---- raw access to a segment (white-box tests that damage it) ---- */
 /* Maps the whole segment file read-write (a second mapping beside any
  * handle); NULL on failure.  *size gets its length; munmap it. */
