@@ -1149,7 +1149,21 @@ static PyObject *Cache_cas_value(CacheObject *s, PyObject *args, PyObject *kw)
 
 /* --- delete, exists, touch, ttl --------------------------------------------- */
 
-static PyObject *Cache_delete(CacheObject *s, PyObject *key)
+/* The answer of a call on one key: True if done (SHMC_OK), False if the key
+ * is absent (SHMC_NOT_FOUND), else the status raised. */
+static PyObject *found_or_raise(shmc_status st, int err)
+{
+    if (st == SHMC_OK)
+        Py_RETURN_TRUE;
+    if (st == SHMC_NOT_FOUND)
+        Py_RETURN_FALSE;
+    return raise_status(st, err);
+}
+
+/* fn(c, key) on an open cache, with the GIL held: True, False if the key is
+ * absent, or an exception. */
+static PyObject *key_call(CacheObject *s, PyObject *key,
+                          shmc_status (*fn)(shmc_t *, const void *, size_t))
 {
     keyarg k;
     if (get_key(key, &k) < 0)
@@ -1157,14 +1171,15 @@ static PyObject *Cache_delete(CacheObject *s, PyObject *key)
     shmc_t *c = enter(s);
     if (!c)
         return NULL;
-    shmc_status st = shmc_delete(c, k.p, k.n);
+    shmc_status st = fn(c, k.p, k.n);
     int err = errno;
     leave(s);
-    if (st == SHMC_OK)
-        Py_RETURN_TRUE;
-    if (st == SHMC_NOT_FOUND)
-        Py_RETURN_FALSE;
-    return raise_status(st, err);
+    return found_or_raise(st, err);
+}
+
+static PyObject *Cache_delete(CacheObject *s, PyObject *key)
+{
+    return key_call(s, key, shmc_delete);
 }
 
 static PyObject *Cache_delete_cas(CacheObject *s, PyObject *args, PyObject *kw)
@@ -1201,20 +1216,7 @@ static PyObject *Cache_delete_cas(CacheObject *s, PyObject *args, PyObject *kw)
 
 static PyObject *Cache_exists(CacheObject *s, PyObject *key)
 {
-    keyarg k;
-    if (get_key(key, &k) < 0)
-        return NULL;
-    shmc_t *c = enter(s);
-    if (!c)
-        return NULL;
-    shmc_status st = shmc_exists(c, k.p, k.n);
-    int err = errno;
-    leave(s);
-    if (st == SHMC_OK)
-        Py_RETURN_TRUE;
-    if (st == SHMC_NOT_FOUND)
-        Py_RETURN_FALSE;
-    return raise_status(st, err);
+    return key_call(s, key, shmc_exists);
 }
 
 static int Cache_contains(CacheObject *s, PyObject *key)
@@ -1246,11 +1248,7 @@ static PyObject *Cache_touch(CacheObject *s, PyObject *args, PyObject *kw)
     err = errno;
     Py_END_ALLOW_THREADS
     leave(s);
-    if (st == SHMC_OK)
-        Py_RETURN_TRUE;
-    if (st == SHMC_NOT_FOUND)
-        Py_RETURN_FALSE;
-    return raise_status(st, err);
+    return found_or_raise(st, err);
 }
 
 static PyObject *Cache_ttl(CacheObject *s, PyObject *key)
@@ -1368,11 +1366,7 @@ static PyObject *affix(CacheObject *s, PyObject *args, int prepend)
     Py_END_ALLOW_THREADS
     leave(s);
     sval_release(&v);
-    if (st == SHMC_OK)
-        Py_RETURN_TRUE;
-    if (st == SHMC_NOT_FOUND)
-        Py_RETURN_FALSE;
-    return raise_status(st, err);
+    return found_or_raise(st, err);
 }
 
 static PyObject *Cache_append(CacheObject *s, PyObject *args)
