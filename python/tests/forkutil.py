@@ -95,6 +95,17 @@ def run_children(n, target, timeout=30.0, after_fork=None):
     return results
 
 
+def read_all(fd):
+    """Reads fd until end of file (every writer has closed it); returns the
+    bytes.  Does not close fd."""
+    data = b""
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def start_child(target):
     """Forks one child running target() (its exit code: 0 if it returns,
     1 if it raises) without waiting.  Returns its pid."""

@@ -8,22 +8,12 @@ failure instead when CI=true.
 
 import datetime
 import os
-import sys
 import time
 import unittest
 
-try:
-    import django
-except ImportError:
-    # Never a silent skip: name the interpreter, and fail in CI.
-    print("Django is not importable by %s (the interpreter meson built the binding for; "
-          "Debian: apt-get install python3-django, or configure with "
-          "-Dpython=/usr/bin/python3)" % sys.executable)
-    if os.environ.get("CI") == "true":
-        print("CI=true: a missing Django is a failure, not a skip")
-        sys.exit(1)
-    print("skipped")
-    sys.exit(77)
+from djtestutil import CacheAPITests, Point, import_django
+
+django = import_django()
 
 os.environ["DJANGO_SETTINGS_MODULE"] = "djproject.settings"
 django.setup()
@@ -36,15 +26,7 @@ from django.test import Client  # noqa: E402
 import shmcache  # noqa: E402
 import shmcache.django  # noqa: E402
 from djproject import views  # noqa: E402
-from forkutil import Barrier, run_children  # noqa: E402
-
-
-class Point:
-    def __init__(self, x, y):
-        self.x, self.y = x, y
-
-    def __eq__(self, other):
-        return isinstance(other, Point) and (self.x, self.y) == (other.x, other.y)
+from forkutil import Barrier, read_all, run_children  # noqa: E402
 
 
 def tearDownModule():
@@ -62,40 +44,18 @@ def count_pipe():
 
 def drain(r, w):
     os.close(w)
-    data = b""
-    while True:
-        chunk = os.read(r, 4096)
-        if not chunk:
-            break
-        data += chunk
+    data = read_all(r)
     os.close(r)
     return data
 
 
-class BackendTests(unittest.TestCase):
+class BackendTests(CacheAPITests, unittest.TestCase):
     def setUp(self):
         cache.clear()
 
     def test_backend(self):
         self.assertIsInstance(caches["default"], shmcache.django.ShmCache)
         self.assertIsInstance(caches["prefixed"], shmcache.django.ShmCache)
-
-    def test_basic_api(self):
-        self.assertIsNone(cache.get("k"))
-        self.assertEqual(cache.get("k", "dflt"), "dflt")
-        cache.set("k", "v")
-        self.assertEqual(cache.get("k"), "v")
-        self.assertTrue(cache.has_key("k"))
-        self.assertIn("k", cache)
-        self.assertFalse(cache.add("k", "other"))
-        self.assertTrue(cache.add("new", "n"))
-        self.assertEqual(cache.get("k"), "v")
-        self.assertTrue(cache.delete("k"))
-        self.assertFalse(cache.delete("k"))
-        self.assertNotIn("k", cache)
-        cache.set("none", None)
-        self.assertIsNone(cache.get("none", "dflt"))   # a stored None is a value
-        self.assertTrue(cache.has_key("none"))
 
     def test_data_types(self):
         values = {

@@ -11,7 +11,8 @@ import time
 import unittest
 
 import shmcache
-from forkutil import Barrier, run_children, start_child, unique_name, wait_child
+from forkutil import (Barrier, read_all, run_children, start_child, unique_name,
+                      wait_child)
 
 SIZE = 8 << 20   # small caches: 8 MiB (max_value 512 KiB)
 
@@ -631,12 +632,7 @@ class TestSingleflight(CacheTestCase):
             results = run_children(6, child, after_fork=barrier.release)
             os.close(w)
             w = -1
-            computed = b""
-            while True:
-                chunk = os.read(r, 100)
-                if not chunk:
-                    break
-                computed += chunk
+            computed = read_all(r)
         finally:
             barrier.close()
             os.close(r)
