@@ -38,7 +38,11 @@ class Point:
 
 class CacheAPITests:
     """Django's cache API on the default cache, as every backend must answer
-    it; mixed into a unittest.TestCase whose setUp clears the cache."""
+    it; mixed into a unittest.TestCase whose setUp clears the cache.  The
+    settings have a cache "prefixed" with VERSION 2.  A test module extends
+    a test with what holds for its backend (super(), then more).  The tests
+import django.core.cache themselves: this module is imported before the
+settings are made."""
 
     def test_basic_api(self):
         from django.core.cache import cache
@@ -57,3 +61,31 @@ class CacheAPITests:
         cache.set("none", None)
         self.assertIsNone(cache.get("none", "dflt"))   # a stored None is a value
         self.assertTrue(cache.has_key("none"))
+
+    def test_many(self):
+        from django.core.cache import cache
+        data = {"a": 1, "b": "two", "c": [3]}
+        self.assertEqual(cache.set_many(data), [])
+        self.assertEqual(cache.get_many(["a", "b", "c", "missing"]), data)
+        self.assertEqual(cache.get_many([]), {})
+        cache.delete_many(["a", "b"])
+        self.assertEqual(cache.get_many(["a", "b", "c"]), {"c": [3]})
+
+    def test_versions(self):
+        from django.core.cache import cache, caches
+        cache.set("v", "one")
+        cache.set("v", "two", version=2)
+        self.assertEqual(cache.get("v"), "one")
+        self.assertEqual(cache.get("v", version=2), "two")
+        self.assertIsNone(cache.get("v", version=3))
+        self.assertEqual(cache.incr_version("v"), 2)
+        self.assertEqual(cache.get("v", version=2), "one")
+        self.assertIsNone(cache.get("v"))
+        self.assertEqual(cache.decr_version("v", version=2), 1)
+        self.assertEqual(cache.get("v"), "one")
+        with self.assertRaises(ValueError):
+            cache.incr_version("missing")
+        prefixed = caches["prefixed"]              # VERSION 2 in the settings
+        prefixed.set("pv", 1)
+        self.assertEqual(prefixed.get("pv", version=2), 1)
+        self.assertIsNone(prefixed.get("pv", version=1))

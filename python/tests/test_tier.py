@@ -363,14 +363,6 @@ class BackendTests(CacheAPITests, unittest.TestCase):
         prefixed.set("p", 1)
         self.assertEqual(pttl("dj:p1:2:p"), -1)
 
-    def test_many(self):
-        data = {"a": 1, "b": "two", "c": [3]}
-        self.assertEqual(cache.set_many(data), [])
-        self.assertEqual(cache.get_many(["a", "b", "c", "missing"]), data)
-        self.assertEqual(cache.get_many([]), {})
-        cache.delete_many(["a", "b"])
-        self.assertEqual(cache.get_many(["a", "b", "c"]), {"c": [3]})
-
     def test_large_value(self):
         big = b"x" * (2 << 20)          # larger than the host cache's max_value
         cache.set("big", big)
@@ -401,24 +393,6 @@ class BackendTests(CacheAPITests, unittest.TestCase):
         cache.set("ttl", 1, timeout=30)
         cache.incr("ttl")
         self.assertTrue(20000 < pttl("dj::1:ttl") <= 30000)   # incr keeps the expiry
-
-    def test_versions(self):
-        cache.set("v", "one")
-        cache.set("v", "two", version=2)
-        self.assertEqual(cache.get("v"), "one")
-        self.assertEqual(cache.get("v", version=2), "two")
-        self.assertIsNone(cache.get("v", version=3))
-        self.assertEqual(cache.incr_version("v"), 2)
-        self.assertEqual(cache.get("v", version=2), "one")
-        self.assertIsNone(cache.get("v"))
-        self.assertEqual(cache.decr_version("v", version=2), 1)
-        self.assertEqual(cache.get("v"), "one")
-        with self.assertRaises(ValueError):
-            cache.incr_version("missing")
-        prefixed = caches["prefixed"]
-        prefixed.set("pv", 1)
-        self.assertEqual(prefixed.get("pv", version=2), 1)
-        self.assertIsNone(prefixed.get("pv", version=1))
 
     def test_key_prefixes(self):
         a, b = caches["prefixed"], caches["other_prefix"]
