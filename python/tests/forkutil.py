@@ -95,6 +95,21 @@ def run_children(n, target, timeout=30.0, after_fork=None):
     return results
 
 
+def run_together(n, target, timeout=30.0):
+    """run_children(n, target, timeout), with the children held at a start
+    line (a Barrier) until all n are forked, so that they run at once."""
+    barrier = Barrier()
+
+    def start(i):
+        barrier.wait()
+        return target(i)
+
+    try:
+        return run_children(n, start, timeout, after_fork=barrier.release)
+    finally:
+        barrier.close()
+
+
 def read_all(fd):
     """Reads fd until end of file (every writer has closed it); returns the
     bytes.  Does not close fd."""

@@ -26,7 +26,7 @@ from django.test import Client  # noqa: E402
 import shmcache  # noqa: E402
 import shmcache.django  # noqa: E402
 from djproject import views  # noqa: E402
-from forkutil import Barrier, read_all, run_children  # noqa: E402
+from forkutil import read_all, run_children, run_together  # noqa: E402
 
 
 def tearDownModule():
@@ -321,44 +321,31 @@ class ForkTests(unittest.TestCase):
 
     def test_incr_is_atomic(self):
         cache.set("hits", 0)
-        barrier = Barrier()
 
         def worker(i):
-            barrier.wait()
             for _ in range(300):
                 cache.incr("hits")
             cache.decr("hits", 0)
             return True
 
-        try:
-            run_children(4, worker, after_fork=barrier.release)
-        finally:
-            barrier.close()
+        run_together(4, worker)
         self.assertEqual(cache.get("hits"), 1200)
 
     def test_cas_incr_is_atomic(self):
         cache.set("neg", -1000)
-        barrier = Barrier()
 
         def worker(i):
-            barrier.wait()
             for _ in range(100):
                 cache.incr("neg", 1)
             return True
 
-        try:
-            run_children(3, worker, after_fork=barrier.release)
-        finally:
-            barrier.close()
+        run_together(3, worker)
         self.assertEqual(cache.get("neg"), -700)
 
     def test_get_or_set_computes_once(self):
         r, w = count_pipe()
-        barrier = Barrier()
 
         def worker(i):
-            barrier.wait()
-
             def expensive():
                 os.write(w, b"x")
                 time.sleep(0.3)
@@ -366,19 +353,12 @@ class ForkTests(unittest.TestCase):
 
             return cache.get_or_set("once", expensive, 60)
 
-        try:
-            results = run_children(5, worker, after_fork=barrier.release)
-        finally:
-            barrier.close()
+        results = run_together(5, worker)
         self.assertEqual(results, ["expensive value"] * 5)
         self.assertEqual(drain(r, w), b"x")
 
     def test_get_or_set_error_in_default(self):
-        barrier = Barrier()
-
         def worker(i):
-            barrier.wait()
-
             def failing():
                 time.sleep(0.3)
                 raise RuntimeError("database is down")
@@ -393,10 +373,7 @@ class ForkTests(unittest.TestCase):
                 return e.message
             return "no error"
 
-        try:
-            results = run_children(4, worker, after_fork=barrier.release)
-        finally:
-            barrier.close()
+        results = run_together(4, worker)
         self.assertEqual(results.count("leader"), 1, results)
         for r in results:
             self.assertIn(r, ("leader", "RuntimeError: database is down"))
@@ -423,17 +400,11 @@ class ProjectTests(unittest.TestCase):
         self.assertEqual(run_children(3, worker), [(first.content, 1)] * 3)
 
     def test_get_or_set_view(self):
-        barrier = Barrier()
-
         def worker(i):
-            barrier.wait()
             content = Client().get("/computed/abc/").content.decode()
             return content, views.CALLS["computed"]
 
-        try:
-            results = run_children(4, worker, after_fork=barrier.release)
-        finally:
-            barrier.close()
+        results = run_together(4, worker)
         contents = {c for c, _ in results}
         self.assertEqual(len(contents), 1, results)
         self.assertEqual(sum(n for _, n in results), 1)
