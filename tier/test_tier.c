@@ -162,6 +162,32 @@ static void host_open(host *h, const char *tag, uint32_t flags)
     assert_int_equal(shmc_tier_open(h->c, &o, &h->t), SHMC_OK);
 }
 
+/* Opens n hosts (host_open, no flags) and waits for each one's listener. */
+static void hosts_open(host *h, int n, const char *tag)
+{
+    for (int i = 0; i < n; i++) {
+        host_open(&h[i], tag, 0);
+        assert_int_equal(shmc_tier_wait_listener(h[i].t, 5000), SHMC_OK);
+    }
+}
+
+/* In a forked worker: opens the cache `name` and a tier on it, and waits for
+ * its listener.  Returns 0, or the worker's exit code for what failed: 1 (the
+ * cache), 2 (the tier) or 3 (no listener). */
+static int worker_attach(const char *name, shmc_t **c, shmc_tier_t **t)
+{
+    *c = NULL;
+    *t = NULL;
+    if (shmc_open(name, NULL, c) != SHMC_OK)
+        return 1;
+    shmc_tier_options o = topts(0);
+    if (shmc_tier_open(*c, &o, t) != SHMC_OK)
+        return 2;
+    if (shmc_tier_wait_listener(*t, 5000) != SHMC_OK)
+        return 3;
+    return 0;
+}
+
 static void host_close(host *h)
 {
     shmc_tier_close(h->t);
@@ -361,10 +387,7 @@ static void test_invalidation_reaches_every_host(void **state)
     (void)state;
     flushall();
     host h[NHOSTS];
-    for (int i = 0; i < NHOSTS; i++) {
-        host_open(&h[i], "tier-inv", 0);
-        assert_int_equal(shmc_tier_wait_listener(h[i].t, 5000), SHMC_OK);
-    }
+    hosts_open(h, NHOSTS, "tier-inv");
     assert_int_equal(TSET(h[0].t, "k", "v1"), SHMC_OK);
     settle(h, NHOSTS);
     for (int i = 0; i < NHOSTS; i++) {
@@ -427,15 +450,11 @@ static shared *g_sh;
 static int idle_worker(void *arg)
 {
     (void)arg;
-    shmc_t *c = NULL;
-    if (shmc_open(g_sh->cache, NULL, &c) != SHMC_OK)
-        return 1;
-    shmc_tier_options o = topts(0);
-    shmc_tier_t *t = NULL;
-    if (shmc_tier_open(c, &o, &t) != SHMC_OK)
-        return 2;
-    if (shmc_tier_wait_listener(t, 5000) != SHMC_OK)
-        return 3;
+    shmc_t *c;
+    shmc_tier_t *t;
+    int err = worker_attach(g_sh->cache, &c, &t);
+    if (err)
+        return err;
     __atomic_fetch_add(&g_sh->ready, 1, __ATOMIC_SEQ_CST);
     while (!g_sh->stop) {
         void *v = NULL;
@@ -545,10 +564,7 @@ static void test_redis_restart(void **state)
     (void)state;
     flushall();
     host h[2];
-    for (int i = 0; i < 2; i++) {
-        host_open(&h[i], "tier-restart", 0);
-        assert_int_equal(shmc_tier_wait_listener(h[i].t, 5000), SHMC_OK);
-    }
+    hosts_open(h, 2, "tier-restart");
     assert_int_equal(TSET(h[0].t, "k", "before"), SHMC_OK);
     for (int i = 0; i < 2; i++) {
         assert_true(tget_is(h[i].t, "k", "before"));
@@ -603,15 +619,11 @@ static char g_cnames[NHOSTS][256];
 static int cw_worker(void *p)
 {
     cw_arg *a = p;
-    shmc_t *c = NULL;
-    if (shmc_open(g_cnames[a->host], NULL, &c) != SHMC_OK)
-        return 1;
-    shmc_tier_options o = topts(0);
-    shmc_tier_t *t = NULL;
-    if (shmc_tier_open(c, &o, &t) != SHMC_OK)
-        return 2;
-    if (shmc_tier_wait_listener(t, 5000) != SHMC_OK)
-        return 3;
+    shmc_t *c;
+    shmc_tier_t *t;
+    int err = worker_attach(g_cnames[a->host], &c, &t);
+    if (err)
+        return err;
     tu_rng r;
     tu_rng_seed(&r, (uint64_t)(a->host * 10 + a->worker + 1));
     int rc = 0;
@@ -648,11 +660,9 @@ static void test_concurrent_writers_converge(void **state)
     (void)state;
     flushall();
     host h[NHOSTS]; /* each host's cache and one listening handle */
-    for (int i = 0; i < NHOSTS; i++) {
-        host_open(&h[i], "tier-conv", 0);
+    hosts_open(h, NHOSTS, "tier-conv");
+    for (int i = 0; i < NHOSTS; i++)
         memcpy(g_cnames[i], h[i].name, sizeof g_cnames[i]);
-        assert_int_equal(shmc_tier_wait_listener(h[i].t, 5000), SHMC_OK);
-    }
     pid_t kids[NHOSTS * 2];
     cw_arg args[NHOSTS * 2];
     for (int i = 0; i < NHOSTS * 2; i++) {
@@ -742,13 +752,11 @@ static int sf_worker(void *arg)
     int idx = *(int *)arg;
     int mode = idx >> 8;
     int hostn = (idx & 0xff) / 2;
-    shmc_t *c = NULL;
-    if (shmc_open(g_sf->cache[hostn], NULL, &c) != SHMC_OK)
-        return 1;
-    shmc_tier_options o = topts(0);
-    shmc_tier_t *t = NULL;
-    if (shmc_tier_open(c, &o, &t) != SHMC_OK || shmc_tier_wait_listener(t, 5000) != SHMC_OK)
-        return 2;
+    shmc_t *c;
+    shmc_tier_t *t;
+    int err = worker_attach(g_sf->cache[hostn], &c, &t);
+    if (err)
+        return err;
     while (!g_sf->start)
         tu_sleep_ms(1);
     shmc_tier_fill_opts fo = {.ttl_ms = 0, .fill_ms = 500, .wait_ms = 20000};
@@ -771,11 +779,9 @@ static void test_cluster_singleflight(void **state)
     flushall();
     g_sf = tu_shared_alloc(sizeof *g_sf);
     host h[NHOSTS];
-    for (int i = 0; i < NHOSTS; i++) {
-        host_open(&h[i], "tier-sf", 0);
+    hosts_open(h, NHOSTS, "tier-sf");
+    for (int i = 0; i < NHOSTS; i++)
         memcpy(g_sf->cache[i], h[i].name, sizeof g_sf->cache[i]);
-        assert_int_equal(shmc_tier_wait_listener(h[i].t, 5000), SHMC_OK);
-    }
     for (int mode = 0; mode < 2; mode++) {
         g_sf->calls = 0;
         g_sf->stuck_pid = 0;

@@ -933,6 +933,21 @@ static shmc_status int_reply(redisReply *r, long long *x)
     return st;
 }
 
+/* Runs a write command that answers how many keys it changed: SHMC_OK, or
+ * SHMC_NOT_FOUND when that is 0. */
+static shmc_status write_count(shmc_tier_t *t, const uint8_t *k, size_t n, int argc,
+                               const char **argv, const size_t *argvlen)
+{
+    redisReply *r = NULL;
+    shmc_status st = write_cmd(t, k, n, argc, argv, argvlen, &r);
+    long long x = 0;
+    if (st == SHMC_OK)
+        st = int_reply(r, &x);
+    if (st == SHMC_OK && x == 0)
+        st = SHMC_NOT_FOUND;
+    return st;
+}
+
 shmc_status shmc_tier_delete(shmc_tier_t *t, const void *key, size_t klen)
 {
     if (!t)
@@ -944,14 +959,7 @@ shmc_status shmc_tier_delete(shmc_tier_t *t, const void *key, size_t klen)
         return st;
     const char *argv[2] = {"DEL", (const char *)k};
     size_t argvlen[2] = {3, n};
-    redisReply *r = NULL;
-    st = write_cmd(t, k, n, 2, argv, argvlen, &r);
-    long long x = 0;
-    if (st == SHMC_OK)
-        st = int_reply(r, &x);
-    if (st == SHMC_OK && x == 0)
-        st = SHMC_NOT_FOUND;
-    return st;
+    return write_count(t, k, n, 2, argv, argvlen);
 }
 
 shmc_status shmc_tier_touch(shmc_tier_t *t, const void *key, size_t klen, uint64_t ttl_ms)
@@ -972,14 +980,7 @@ shmc_status shmc_tier_touch(shmc_tier_t *t, const void *key, size_t klen, uint64
     int tl = snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)ttl_ms);
     const char *argv[5] = {"EVAL", script, "1", (const char *)k, ttl};
     size_t argvlen[5] = {4, sizeof script - 1, 1, n, (size_t)tl};
-    redisReply *r = NULL;
-    st = write_cmd(t, k, n, 5, argv, argvlen, &r);
-    long long x = 0;
-    if (st == SHMC_OK)
-        st = int_reply(r, &x);
-    if (st == SHMC_OK && x == 0)
-        st = SHMC_NOT_FOUND;
-    return st;
+    return write_count(t, k, n, 5, argv, argvlen);
 }
 
 shmc_status shmc_tier_incr(shmc_tier_t *t, const void *key, size_t klen, int64_t delta,

@@ -95,6 +95,32 @@ def run_children(n, target, timeout=30.0, after_fork=None):
     return results
 
 
+def run_together(n, target, timeout=30.0):
+    """run_children(n, target, timeout), with the children held at a start
+    line (a Barrier) until all n are forked, so that they run at once."""
+    barrier = Barrier()
+
+    def start(i):
+        barrier.wait()
+        return target(i)
+
+    try:
+        return run_children(n, start, timeout, after_fork=barrier.release)
+    finally:
+        barrier.close()
+
+
+def read_all(fd):
+    """Reads fd until end of file (every writer has closed it); returns the
+    bytes.  Does not close fd."""
+    data = b""
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def start_child(target):
     """Forks one child running target() (its exit code: 0 if it returns,
     1 if it raises) without waiting.  Returns its pid."""

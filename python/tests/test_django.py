@@ -8,22 +8,12 @@ failure instead when CI=true.
 
 import datetime
 import os
-import sys
 import time
 import unittest
 
-try:
-    import django
-except ImportError:
-    # Never a silent skip: name the interpreter, and fail in CI.
-    print("Django is not importable by %s (the interpreter meson built the binding for; "
-          "Debian: apt-get install python3-django, or configure with "
-          "-Dpython=/usr/bin/python3)" % sys.executable)
-    if os.environ.get("CI") == "true":
-        print("CI=true: a missing Django is a failure, not a skip")
-        sys.exit(1)
-    print("skipped")
-    sys.exit(77)
+from djtestutil import CacheAPITests, Point, import_django
+
+django = import_django()
 
 os.environ["DJANGO_SETTINGS_MODULE"] = "djproject.settings"
 django.setup()
@@ -36,15 +26,7 @@ from django.test import Client  # noqa: E402
 import shmcache  # noqa: E402
 import shmcache.django  # noqa: E402
 from djproject import views  # noqa: E402
-from forkutil import Barrier, run_children  # noqa: E402
-
-
-class Point:
-    def __init__(self, x, y):
-        self.x, self.y = x, y
-
-    def __eq__(self, other):
-        return isinstance(other, Point) and (self.x, self.y) == (other.x, other.y)
+from forkutil import read_all, run_children, run_together  # noqa: E402
 
 
 def tearDownModule():
@@ -62,40 +44,18 @@ def count_pipe():
 
 def drain(r, w):
     os.close(w)
-    data = b""
-    while True:
-        chunk = os.read(r, 4096)
-        if not chunk:
-            break
-        data += chunk
+    data = read_all(r)
     os.close(r)
     return data
 
 
-class BackendTests(unittest.TestCase):
+class BackendTests(CacheAPITests, unittest.TestCase):
     def setUp(self):
         cache.clear()
 
     def test_backend(self):
         self.assertIsInstance(caches["default"], shmcache.django.ShmCache)
         self.assertIsInstance(caches["prefixed"], shmcache.django.ShmCache)
-
-    def test_basic_api(self):
-        self.assertIsNone(cache.get("k"))
-        self.assertEqual(cache.get("k", "dflt"), "dflt")
-        cache.set("k", "v")
-        self.assertEqual(cache.get("k"), "v")
-        self.assertTrue(cache.has_key("k"))
-        self.assertIn("k", cache)
-        self.assertFalse(cache.add("k", "other"))
-        self.assertTrue(cache.add("new", "n"))
-        self.assertEqual(cache.get("k"), "v")
-        self.assertTrue(cache.delete("k"))
-        self.assertFalse(cache.delete("k"))
-        self.assertNotIn("k", cache)
-        cache.set("none", None)
-        self.assertIsNone(cache.get("none", "dflt"))   # a stored None is a value
-        self.assertTrue(cache.has_key("none"))
 
     def test_data_types(self):
         values = {
@@ -142,12 +102,7 @@ class BackendTests(unittest.TestCase):
         self.assertEqual(prefixed._cache.ttl(prefixed.make_key("p")), float("inf"))
 
     def test_many(self):
-        data = {"a": 1, "b": "two", "c": [3]}
-        self.assertEqual(cache.set_many(data), [])
-        self.assertEqual(cache.get_many(["a", "b", "c", "missing"]), data)
-        self.assertEqual(cache.get_many([]), {})
-        cache.delete_many(["a", "b"])
-        self.assertEqual(cache.get_many(["a", "b", "c"]), {"c": [3]})
+        super().test_many()
         big = b"x" * (cache._cache.max_value + 1)
         cache.set("toobig", "old")
         self.assertEqual(cache.set_many({"small": 1, "toobig": big}), ["toobig"])
@@ -198,22 +153,7 @@ class BackendTests(unittest.TestCase):
             self.assertTrue(20 < left <= 30, (key, left))
 
     def test_versions(self):
-        cache.set("v", "one")
-        cache.set("v", "two", version=2)
-        self.assertEqual(cache.get("v"), "one")
-        self.assertEqual(cache.get("v", version=2), "two")
-        self.assertIsNone(cache.get("v", version=3))
-        self.assertEqual(cache.incr_version("v"), 2)
-        self.assertEqual(cache.get("v", version=2), "one")
-        self.assertIsNone(cache.get("v"))
-        self.assertEqual(cache.decr_version("v", version=2), 1)
-        self.assertEqual(cache.get("v"), "one")
-        with self.assertRaises(ValueError):
-            cache.incr_version("missing")
-        prefixed = caches["prefixed"]              # VERSION 2 in the settings
-        prefixed.set("pv", 1)
-        self.assertEqual(prefixed.get("pv", version=2), 1)
-        self.assertIsNone(prefixed.get("pv", version=1))
+        super().test_versions()
         self.assertTrue(cache.delete("x") in (True, False))
 
     def test_key_prefixes(self):
@@ -381,44 +321,31 @@ class ForkTests(unittest.TestCase):
 
     def test_incr_is_atomic(self):
         cache.set("hits", 0)
-        barrier = Barrier()
 
         def worker(i):
-            barrier.wait()
             for _ in range(300):
                 cache.incr("hits")
             cache.decr("hits", 0)
             return True
 
-        try:
-            run_children(4, worker, after_fork=barrier.release)
-        finally:
-            barrier.close()
+        run_together(4, worker)
         self.assertEqual(cache.get("hits"), 1200)
 
     def test_cas_incr_is_atomic(self):
         cache.set("neg", -1000)
-        barrier = Barrier()
 
         def worker(i):
-            barrier.wait()
             for _ in range(100):
                 cache.incr("neg", 1)
             return True
 
-        try:
-            run_children(3, worker, after_fork=barrier.release)
-        finally:
-            barrier.close()
+        run_together(3, worker)
         self.assertEqual(cache.get("neg"), -700)
 
     def test_get_or_set_computes_once(self):
         r, w = count_pipe()
-        barrier = Barrier()
 
         def worker(i):
-            barrier.wait()
-
             def expensive():
                 os.write(w, b"x")
                 time.sleep(0.3)
@@ -426,19 +353,12 @@ class ForkTests(unittest.TestCase):
 
             return cache.get_or_set("once", expensive, 60)
 
-        try:
-            results = run_children(5, worker, after_fork=barrier.release)
-        finally:
-            barrier.close()
+        results = run_together(5, worker)
         self.assertEqual(results, ["expensive value"] * 5)
         self.assertEqual(drain(r, w), b"x")
 
     def test_get_or_set_error_in_default(self):
-        barrier = Barrier()
-
         def worker(i):
-            barrier.wait()
-
             def failing():
                 time.sleep(0.3)
                 raise RuntimeError("database is down")
@@ -453,10 +373,7 @@ class ForkTests(unittest.TestCase):
                 return e.message
             return "no error"
 
-        try:
-            results = run_children(4, worker, after_fork=barrier.release)
-        finally:
-            barrier.close()
+        results = run_together(4, worker)
         self.assertEqual(results.count("leader"), 1, results)
         for r in results:
             self.assertIn(r, ("leader", "RuntimeError: database is down"))
@@ -483,17 +400,11 @@ class ProjectTests(unittest.TestCase):
         self.assertEqual(run_children(3, worker), [(first.content, 1)] * 3)
 
     def test_get_or_set_view(self):
-        barrier = Barrier()
-
         def worker(i):
-            barrier.wait()
             content = Client().get("/computed/abc/").content.decode()
             return content, views.CALLS["computed"]
 
-        try:
-            results = run_children(4, worker, after_fork=barrier.release)
-        finally:
-            barrier.close()
+        results = run_together(4, worker)
         contents = {c for c, _ in results}
         self.assertEqual(len(contents), 1, results)
         self.assertEqual(sum(n for _, n in results), 1)

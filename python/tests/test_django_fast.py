@@ -4,19 +4,16 @@ results, the same exceptions and messages, the same entries stored with the
 same TTLs, for awkward keys, values, timeouts, versions and key functions.
 Skipped (exit status 77) when Django is not installed.
 
-    PYTHONPATH=build/python/src python3 python/tests/test_django_fast.py -v
+    PYTHONPATH=build/python/src:python/tests python3 python/tests/test_django_fast.py -v
 """
 
 import os
-import sys
 import unittest
 from decimal import Decimal
 
-try:
-    import django
-except ImportError:
-    print("Django is not installed (Debian: apt-get install python3-django): skipped")
-    sys.exit(77)
+from djtestutil import import_django
+
+django = import_django(ci_fails=False)
 
 from django.conf import settings  # noqa: E402
 

@@ -11,7 +11,8 @@ import time
 import unittest
 
 import shmcache
-from forkutil import Barrier, run_children, start_child, unique_name, wait_child
+from forkutil import (read_all, run_children, run_together, start_child, unique_name,
+                      wait_child)
 
 SIZE = 8 << 20   # small caches: 8 MiB (max_value 512 KiB)
 
@@ -541,20 +542,15 @@ class TestFork(CacheTestCase):
     def test_incr_across_processes(self):
         c = self.cache
         c.set("counter", 0)
-        barrier = Barrier()
 
         def child(i):
-            barrier.wait()
             for _ in range(500):
                 c.incr("counter")
             return True
 
         pid = start_child(lambda: None)   # a finished process must not matter
         self.assertEqual(wait_child(pid), 0)
-        try:
-            results = run_children(4, child, after_fork=barrier.release)
-        finally:
-            barrier.close()
+        results = run_together(4, child)
         self.assertEqual(results, [True] * 4)
         self.assertEqual(c.get("counter"), 2000)
 
@@ -613,12 +609,10 @@ class TestSingleflight(CacheTestCase):
 
     def test_one_computation_across_processes(self):
         c = self.cache
-        barrier = Barrier()
         r, w = os.pipe()
 
         def child(i):
             os.close(r)
-            barrier.wait()
 
             def compute():
                 os.write(w, b"x")      # one byte per computation
@@ -628,17 +622,11 @@ class TestSingleflight(CacheTestCase):
             return c.get_or_fill("k", compute, ttl=60)
 
         try:
-            results = run_children(6, child, after_fork=barrier.release)
+            results = run_together(6, child)
             os.close(w)
             w = -1
-            computed = b""
-            while True:
-                chunk = os.read(r, 100)
-                if not chunk:
-                    break
-                computed += chunk
+            computed = read_all(r)
         finally:
-            barrier.close()
             os.close(r)
             if w >= 0:
                 os.close(w)
@@ -648,11 +636,8 @@ class TestSingleflight(CacheTestCase):
 
     def test_fill_error_reaches_waiters(self):
         c = self.cache
-        barrier = Barrier()
 
         def child(i):
-            barrier.wait()
-
             def compute():
                 time.sleep(0.2)
                 raise ValueError("boom \u2603 " + "x" * 200)
@@ -666,10 +651,7 @@ class TestSingleflight(CacheTestCase):
             except ValueError as e:
                 return ("leader", str(e)[:6])
 
-        try:
-            results = run_children(4, child, after_fork=barrier.release)
-        finally:
-            barrier.close()
+        results = run_together(4, child)
         leaders = [r for r in results if r[0] == "leader"]
         waiters = [r for r in results if r[0] == "waiter"]
         self.assertEqual(len(leaders), 1, results)
@@ -789,20 +771,15 @@ class TestLocks(CacheTestCase):
     def test_mutual_exclusion_across_processes(self):
         c = self.cache
         c.set("unsafe", 0)
-        barrier = Barrier()
 
         def child(i):
-            barrier.wait()
             for _ in range(100):
                 with c.lock("counter-lock", timeout=20):
                     v = c.get("unsafe")   # read-modify-write, safe only under the lock
                     c.set("unsafe", v + 1)
             return True
 
-        try:
-            results = run_children(4, child, 60, after_fork=barrier.release)
-        finally:
-            barrier.close()
+        results = run_together(4, child, 60)
         self.assertEqual(results, [True] * 4)
         self.assertEqual(c.get("unsafe"), 400)
 

@@ -276,66 +276,57 @@ static int seconds_to_ms(PyObject *o, const char *what, uint64_t *ms)
     return 0;
 }
 
+/* How a time argument in seconds becomes milliseconds: None gives none_ms;
+ * otherwise seconds_to_ms, then inf (UINT64_MAX) becomes inf_ms and the result
+ * is clamped to [min_ms, max_ms]. */
+typedef struct secs_rule {
+    const char *what;   /* the argument's name, for errors */
+    uint64_t none_ms, inf_ms, min_ms, max_ms;
+} secs_rule;
+
+static int conv_secs(PyObject *o, uint64_t *ms, const secs_rule *r)
+{
+    if (o == Py_None) {
+        *ms = r->none_ms;
+        return 1;
+    }
+    if (seconds_to_ms(o, r->what, ms) < 0)
+        return 0;
+    if (*ms == UINT64_MAX)
+        *ms = r->inf_ms;
+    if (*ms < r->min_ms)
+        *ms = r->min_ms;
+    if (*ms > r->max_ms)
+        *ms = r->max_ms;
+    return 1;
+}
+
 /* ttl: None or 0 = never expires; inf = never; else seconds. */
 static int conv_ttl(PyObject *o, void *out)
 {
-    uint64_t *ms = out;
-    if (o == Py_None) {
-        *ms = 0;
-        return 1;
-    }
-    if (seconds_to_ms(o, "ttl", ms) < 0)
-        return 0;
-    if (*ms == UINT64_MAX)
-        *ms = 0;
-    return 1;
+    static const secs_rule r = {"ttl", 0, 0, 0, UINT64_MAX};
+    return conv_secs(o, out, &r);
 }
 
 /* Lock timeout: None = wait forever; 0 = do not wait. */
 static int conv_timeout(PyObject *o, void *out)
 {
-    uint64_t *ms = out;
-    if (o == Py_None) {
-        *ms = FOREVER_MS;
-        return 1;
-    }
-    if (seconds_to_ms(o, "timeout", ms) < 0)
-        return 0;
-    if (*ms > FOREVER_MS)
-        *ms = FOREVER_MS;
-    return 1;
+    static const secs_rule r = {"timeout", FOREVER_MS, FOREVER_MS, 0, FOREVER_MS};
+    return conv_secs(o, out, &r);
 }
 
 /* Lease, or a fill time: None or 0 = none / the library default. */
 static int conv_opt_ms(PyObject *o, void *out)
 {
-    uint64_t *ms = out;
-    if (o == Py_None) {
-        *ms = 0;
-        return 1;
-    }
-    if (seconds_to_ms(o, "time", ms) < 0)
-        return 0;
-    if (*ms > FOREVER_MS)
-        *ms = FOREVER_MS;
-    return 1;
+    static const secs_rule r = {"time", 0, FOREVER_MS, 0, FOREVER_MS};
+    return conv_secs(o, out, &r);
 }
 
 /* A fill wait: None = library default (10 s); 0 = as short as possible. */
 static int conv_wait(PyObject *o, void *out)
 {
-    uint64_t *ms = out;
-    if (o == Py_None) {
-        *ms = 0;
-        return 1;
-    }
-    if (seconds_to_ms(o, "wait", ms) < 0)
-        return 0;
-    if (*ms == 0)
-        *ms = 1;
-    if (*ms > FOREVER_MS)
-        *ms = FOREVER_MS;
-    return 1;
+    static const secs_rule r = {"wait", 0, FOREVER_MS, 1, FOREVER_MS};
+    return conv_secs(o, out, &r);
 }
 
 static int conv_u64(PyObject *o, void *out)
@@ -373,15 +364,6 @@ static int conv_u32(PyObject *o, void *out)
 
 /* An int in [0, 2**64), or None for 0 (an option's default). */
 static int conv_u64_opt(PyObject *o, void *out)
-{
-    if (o == Py_None) {
-        *(uint64_t *)out = 0;
-        return 1;
-    }
-    return conv_u64(o, out);
-}
-
-static int conv_size(PyObject *o, void *out)
 {
     if (o == Py_None) {
         *(uint64_t *)out = 0;
@@ -729,7 +711,7 @@ static int Cache_init(CacheObject *s, PyObject *args, PyObject *kw)
     memset(&o, 0, sizeof o);
     int create = 1, exclusive = 0, prefault = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "U|O&$O&O&O&O&O&ppOOpO&:Cache", kwlist, &name,
-                                     conv_size, &o.size, conv_u32, &o.max_key, conv_u32,
+                                     conv_u64_opt, &o.size, conv_u32, &o.max_key, conv_u32,
                                      &o.max_value, conv_u32, &o.slots, conv_u32, &o.mode,
                                      conv_u32, &o.locks, &create, &exclusive, &serializer,
                                      &protocol, &prefault, conv_u64_opt, &o.max_items))
@@ -1167,7 +1149,21 @@ static PyObject *Cache_cas_value(CacheObject *s, PyObject *args, PyObject *kw)
 
 /* --- delete, exists, touch, ttl --------------------------------------------- */
 
-static PyObject *Cache_delete(CacheObject *s, PyObject *key)
+/* The answer of a call on one key: True if done (SHMC_OK), False if the key
+ * is absent (SHMC_NOT_FOUND), else the status raised. */
+static PyObject *found_or_raise(shmc_status st, int err)
+{
+    if (st == SHMC_OK)
+        Py_RETURN_TRUE;
+    if (st == SHMC_NOT_FOUND)
+        Py_RETURN_FALSE;
+    return raise_status(st, err);
+}
+
+/* fn(c, key) on an open cache, with the GIL held: True, False if the key is
+ * absent, or an exception. */
+static PyObject *key_call(CacheObject *s, PyObject *key,
+                          shmc_status (*fn)(shmc_t *, const void *, size_t))
 {
     keyarg k;
     if (get_key(key, &k) < 0)
@@ -1175,14 +1171,15 @@ static PyObject *Cache_delete(CacheObject *s, PyObject *key)
     shmc_t *c = enter(s);
     if (!c)
         return NULL;
-    shmc_status st = shmc_delete(c, k.p, k.n);
+    shmc_status st = fn(c, k.p, k.n);
     int err = errno;
     leave(s);
-    if (st == SHMC_OK)
-        Py_RETURN_TRUE;
-    if (st == SHMC_NOT_FOUND)
-        Py_RETURN_FALSE;
-    return raise_status(st, err);
+    return found_or_raise(st, err);
+}
+
+static PyObject *Cache_delete(CacheObject *s, PyObject *key)
+{
+    return key_call(s, key, shmc_delete);
 }
 
 static PyObject *Cache_delete_cas(CacheObject *s, PyObject *args, PyObject *kw)
@@ -1219,20 +1216,7 @@ static PyObject *Cache_delete_cas(CacheObject *s, PyObject *args, PyObject *kw)
 
 static PyObject *Cache_exists(CacheObject *s, PyObject *key)
 {
-    keyarg k;
-    if (get_key(key, &k) < 0)
-        return NULL;
-    shmc_t *c = enter(s);
-    if (!c)
-        return NULL;
-    shmc_status st = shmc_exists(c, k.p, k.n);
-    int err = errno;
-    leave(s);
-    if (st == SHMC_OK)
-        Py_RETURN_TRUE;
-    if (st == SHMC_NOT_FOUND)
-        Py_RETURN_FALSE;
-    return raise_status(st, err);
+    return key_call(s, key, shmc_exists);
 }
 
 static int Cache_contains(CacheObject *s, PyObject *key)
@@ -1264,11 +1248,7 @@ static PyObject *Cache_touch(CacheObject *s, PyObject *args, PyObject *kw)
     err = errno;
     Py_END_ALLOW_THREADS
     leave(s);
-    if (st == SHMC_OK)
-        Py_RETURN_TRUE;
-    if (st == SHMC_NOT_FOUND)
-        Py_RETURN_FALSE;
-    return raise_status(st, err);
+    return found_or_raise(st, err);
 }
 
 static PyObject *Cache_ttl(CacheObject *s, PyObject *key)
@@ -1386,11 +1366,7 @@ static PyObject *affix(CacheObject *s, PyObject *args, int prepend)
     Py_END_ALLOW_THREADS
     leave(s);
     sval_release(&v);
-    if (st == SHMC_OK)
-        Py_RETURN_TRUE;
-    if (st == SHMC_NOT_FOUND)
-        Py_RETURN_FALSE;
-    return raise_status(st, err);
+    return found_or_raise(st, err);
 }
 
 static PyObject *Cache_append(CacheObject *s, PyObject *args)

@@ -57,6 +57,17 @@ static int closed(TierObject *self)
     return 0;
 }
 
+/* True if st is SHMC_OK, False if it is `no` (the key was absent, or there
+ * already), else st raised. */
+static PyObject *bool_or_raise(shmc_status st, shmc_status no)
+{
+    if (st == no)
+        Py_RETURN_FALSE;
+    if (st != SHMC_OK)
+        return raise_status(st);
+    Py_RETURN_TRUE;
+}
+
 /* seconds (None/0 = no expiry) -> ms; a positive time rounds up to >= 1 ms */
 static int ttl_arg(PyObject *o, uint64_t *ms)
 {
@@ -240,11 +251,7 @@ static PyObject *set_or_add(TierObject *self, PyObject *args, PyObject *kw, int 
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&k);
     PyBuffer_Release(&v);
-    if (st == SHMC_EXISTS)
-        Py_RETURN_FALSE;
-    if (st != SHMC_OK)
-        return raise_status(st);
-    Py_RETURN_TRUE;
+    return bool_or_raise(st, SHMC_EXISTS);
 }
 
 static PyObject *Tier_set(TierObject *self, PyObject *args, PyObject *kw)
@@ -269,11 +276,7 @@ static PyObject *Tier_delete(TierObject *self, PyObject *arg)
     st = shmc_tier_delete(self->t, k.buf, (size_t)k.len);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&k);
-    if (st == SHMC_NOT_FOUND)
-        Py_RETURN_FALSE;
-    if (st != SHMC_OK)
-        return raise_status(st);
-    Py_RETURN_TRUE;
+    return bool_or_raise(st, SHMC_NOT_FOUND);
 }
 
 static PyObject *Tier_incr(TierObject *self, PyObject *args, PyObject *kw)
@@ -319,11 +322,7 @@ static PyObject *Tier_touch(TierObject *self, PyObject *args, PyObject *kw)
     st = shmc_tier_touch(self->t, k.buf, (size_t)k.len, ms);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&k);
-    if (st == SHMC_NOT_FOUND)
-        Py_RETURN_FALSE;
-    if (st != SHMC_OK)
-        return raise_status(st);
-    Py_RETURN_TRUE;
+    return bool_or_raise(st, SHMC_NOT_FOUND);
 }
 
 /* get_or_fill: fn runs in the calling thread, with the GIL taken back. */
@@ -415,32 +414,30 @@ static PyObject *Tier_get_or_fill(TierObject *self, PyObject *args, PyObject *kw
     return r;
 }
 
-static PyObject *Tier_clear(TierObject *self, PyObject *unused)
+/* fn(t) without the GIL: None, or its status raised. */
+static PyObject *tier_call(TierObject *self, shmc_status (*fn)(shmc_tier_t *))
 {
-    (void)unused;
     if (closed(self))
         return NULL;
     shmc_status st;
     Py_BEGIN_ALLOW_THREADS
-    st = shmc_tier_clear(self->t);
+    st = fn(self->t);
     Py_END_ALLOW_THREADS
     if (st != SHMC_OK)
         return raise_status(st);
     Py_RETURN_NONE;
 }
 
+static PyObject *Tier_clear(TierObject *self, PyObject *unused)
+{
+    (void)unused;
+    return tier_call(self, shmc_tier_clear);
+}
+
 static PyObject *Tier_flush_local(TierObject *self, PyObject *unused)
 {
     (void)unused;
-    if (closed(self))
-        return NULL;
-    shmc_status st;
-    Py_BEGIN_ALLOW_THREADS
-    st = shmc_tier_flush_local(self->t);
-    Py_END_ALLOW_THREADS
-    if (st != SHMC_OK)
-        return raise_status(st);
-    Py_RETURN_NONE;
+    return tier_call(self, shmc_tier_flush_local);
 }
 
 static PyObject *Tier_wait_listener(TierObject *self, PyObject *args)

@@ -31,9 +31,6 @@ OPTIONS (all optional, case-insensitive):
     MAX_ENTRIES, CULL_FREQUENCY   accepted and ignored (the cache evicts by size)
 """
 
-import os
-import threading
-
 from django.core.cache.backends.base import (
     DEFAULT_TIMEOUT,
     BaseCache,
@@ -46,10 +43,12 @@ from django.core.exceptions import ImproperlyConfigured
 import shmcache
 from shmcache import _shmcache
 
+from ._djutil import Registry, lower_options, split_options
+
 _shmcache._django_setup(default_key_func, DEFAULT_TIMEOUT)
 
-_OPEN_OPTIONS = ("size", "max_key", "max_value", "slots", "mode", "locks", "create",
-                 "pickle_protocol", "serializer", "max_items")
+_OPEN_OPTIONS = {k: k for k in ("size", "max_key", "max_value", "slots", "mode", "locks",
+                                 "create", "pickle_protocol", "serializer", "max_items")}
 _FILL_OPTIONS = {"fill_wait": "wait", "fill_timeout": "fill_timeout",
                  "fill_error_ttl": "error_ttl"}
 _IGNORED_OPTIONS = ("max_entries", "cull_frequency")
@@ -60,16 +59,7 @@ _EXPIRED = object()      # a timeout <= 0: "expire at once", so do not store
 # One handle per cache and open parameters in each process, shared by every
 # backend instance (Django makes one per thread).  A handle opened before
 # fork() is used by the children as it is.
-_handles = {}
-_handles_lock = threading.Lock()
-
-
-def _reset_lock_after_fork():
-    global _handles_lock
-    _handles_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_reset_lock_after_fork)
+_handles = Registry()
 
 
 def _load_serializer(spec):
@@ -84,15 +74,13 @@ def _load_serializer(spec):
 
 
 def _open(name, kwargs):
-    ident = (name,) + tuple(sorted((k, repr(v)) for k, v in kwargs.items()))
-    with _handles_lock:
-        cache = _handles.get(ident)
-        if cache is None or cache.closed:
-            if "serializer" in kwargs:
-                kwargs = dict(kwargs, serializer=_load_serializer(kwargs["serializer"]))
-            cache = shmcache.Cache(name, **kwargs)
-            _handles[ident] = cache
-        return cache
+    def make():
+        kw = kwargs
+        if "serializer" in kw:
+            kw = dict(kw, serializer=_load_serializer(kw["serializer"]))
+        return shmcache.Cache(name, **kw)
+
+    return _handles.get(name, kwargs, make, stale=lambda cache: cache.closed)
 
 
 class ShmCache(_shmcache.DjangoBackend, BaseCache):
@@ -110,19 +98,13 @@ class ShmCache(_shmcache.DjangoBackend, BaseCache):
 
     def __init__(self, location, params):
         super().__init__(params)
-        options = {str(k).lower(): v for k, v in (params.get("OPTIONS") or {}).items()}
+        options = lower_options(params)
         name = location or options.pop("name", None)
         if not name or not isinstance(name, str):
             raise ImproperlyConfigured(
                 "shmcache.django.ShmCache needs LOCATION: the cache's name, e.g. 'myapp-cache'")
-        open_kwargs, self._fill_kwargs = {}, {}
-        for key, value in options.items():
-            if key in _OPEN_OPTIONS:
-                open_kwargs[key] = value
-            elif key in _FILL_OPTIONS:
-                self._fill_kwargs[_FILL_OPTIONS[key]] = value
-            elif key not in _IGNORED_OPTIONS:
-                raise ImproperlyConfigured("unknown shmcache OPTIONS key %r" % key)
+        open_kwargs, self._fill_kwargs = split_options(
+            options, [_OPEN_OPTIONS, _FILL_OPTIONS], _IGNORED_OPTIONS, "shmcache")
         self._name = name
         self._open_kwargs = open_kwargs
         cls = type(self)

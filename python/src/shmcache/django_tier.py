@@ -31,9 +31,6 @@ shmc-tier-listen listens);
 MAX_ENTRIES and CULL_FREQUENCY are accepted and ignored.
 """
 
-import os
-import threading
-
 from django.core.cache.backends.base import (
     DEFAULT_TIMEOUT,
     BaseCache,
@@ -44,11 +41,13 @@ from django.core.exceptions import ImproperlyConfigured
 
 import shmcache
 
+from ._djutil import Registry, lower_options, split_options
 from .tier import Tier, dumps, loads
 
 _OPTIONS = {"redis": "redis", "prefix": "prefix", "max_stale": "max_stale",
             "lease": "lease", "redis_timeout": "timeout", "password": "password",
             "size": "size", "listener": "listener"}
+_FILL_OPTIONS = {"fill_wait": "fill_wait", "fill_timeout": "fill_timeout"}
 _IGNORED = ("max_entries", "cull_frequency")
 _MISSING = object()
 _EXPIRED = object()
@@ -56,16 +55,7 @@ _EXPIRED = object()
 # One Tier per (cache, options) in each process, shared by Django's
 # per-thread backend instances.  A Tier made before fork() is used by the
 # children as it is (each child opens its own Redis connection).
-_tiers = {}
-_tiers_lock = threading.Lock()
-
-
-def _reset_lock_after_fork():
-    global _tiers_lock
-    _tiers_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_reset_lock_after_fork)
+_tiers = Registry()
 
 
 class TieredCache(BaseCache):
@@ -73,21 +63,14 @@ class TieredCache(BaseCache):
 
     def __init__(self, location, params):
         super().__init__(params)
-        options = {str(k).lower(): v for k, v in (params.get("OPTIONS") or {}).items()}
+        options = lower_options(params)
         if not location or not isinstance(location, str):
             raise ImproperlyConfigured(
                 "shmcache.django.TieredCache needs LOCATION: the host cache's name")
-        kwargs = {}
-        self._fill_wait = self._fill_timeout = 10.0
-        for key, value in options.items():
-            if key in _OPTIONS:
-                kwargs[_OPTIONS[key]] = value
-            elif key == "fill_wait":
-                self._fill_wait = float(value)
-            elif key == "fill_timeout":
-                self._fill_timeout = float(value)
-            elif key not in _IGNORED:
-                raise ImproperlyConfigured("unknown TieredCache OPTIONS key %r" % key)
+        kwargs, fill = split_options(options, [_OPTIONS, _FILL_OPTIONS], _IGNORED,
+                                     "TieredCache")
+        self._fill_wait = float(fill.get("fill_wait", 10.0))
+        self._fill_timeout = float(fill.get("fill_timeout", 10.0))
         if "redis" not in kwargs:
             raise ImproperlyConfigured(
                 "shmcache.django.TieredCache needs OPTIONS['REDIS'], e.g. "
@@ -100,13 +83,11 @@ class TieredCache(BaseCache):
     def _tier(self):
         tier = self._tier_obj
         if tier is None:
-            ident = (self._name,) + tuple(sorted((k, repr(v)) for k, v in self._kwargs.items()))
-            with _tiers_lock:
-                tier = _tiers.get(ident)
-                if tier is None:
-                    kw = dict(self._kwargs)
-                    tier = _tiers[ident] = Tier(self._name, kw.pop("redis"), **kw)
-            self._tier_obj = tier
+            def make():
+                kw = dict(self._kwargs)
+                return Tier(self._name, kw.pop("redis"), **kw)
+
+            tier = self._tier_obj = _tiers.get(self._name, self._kwargs, make)
         return tier
 
     def validate_key(self, key):
