@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from djtestutil import import_django
 
-django = import_django(ci_fails=False)
+django = import_django()
 
 from django.conf import settings  # noqa: E402
 

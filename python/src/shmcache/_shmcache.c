@@ -1669,9 +1669,10 @@ static PyObject *Cache_stats(CacheObject *s, PyObject *unused)
         return NULL;
     shmc_stats st;
     shmc_status r = shmc_stats_get(c, &st);
+    int err = errno;
     leave(s);
     if (r != SHMC_OK)
-        return raise_status(r, errno);
+        return raise_status(r, err);
     PyObject *d = PyDict_New();
     if (!d)
         return NULL;
@@ -1689,9 +1690,10 @@ static PyObject *Cache_info(CacheObject *s, PyObject *unused)
         return NULL;
     shmc_info in;
     shmc_status r = shmc_info_get(c, &in);
+    int err = errno;
     leave(s);
     if (r != SHMC_OK)
-        return raise_status(r, errno);
+        return raise_status(r, err);
     PyObject *d = PyDict_New();
     if (!d)
         return NULL;
