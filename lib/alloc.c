@@ -256,10 +256,11 @@ enum move_result { MV_GONE, MV_MOVED, MV_NOT_KEPT, MV_NO_ROOM };
 static enum move_result move_item(struct shmc *c, tslot *t, shmc_item *it, uint64_t off,
                                   uint64_t total, uint64_t now, enum evict_mode mode)
 {
-    if (it->expire_ms && it->expire_ms <= now + (mode == EV_COMPACT ? 0 : EXPIRE_ROUND_MS))
+    uint64_t exp = item_expire(it);
+    if (exp && exp <= now + (mode == EV_COMPACT ? 0 : EXPIRE_ROUND_MS))
         return MV_NOT_KEPT;
     keyhash kh;
-    keyhash_of(c, (const uint8_t *)(it + 1), it->klen, &kh);
+    keyhash_of(c, item_key(it), item_klen(it), &kh);
     uint64_t ow = iw_make(kh.tag, off), cur = 0;
     _Atomic uint64_t *where = NULL;
     uint64_t bs[2] = {kh.b1, kh.b2};
@@ -284,7 +285,7 @@ static enum move_result move_item(struct shmc *c, tslot *t, shmc_item *it, uint6
         /* A counter's cell is frozen first and its last state copied, so no
          * increment is lost (item_move_copy). */
         bool copied = item_move_copy(c, t, it, copy, total);
-        seg_inc_live(c, noff, total, copy->expire_ms);
+        seg_inc_live(c, noff, total, item_expire(copy));
         /* A compaction keeps the accessed mark (the item was not evicted);
          * a second chance uses it up. */
         bool done = copied &&
@@ -307,7 +308,8 @@ static void drop_item(struct shmc *c, tslot *t, shmc_item *it, uint64_t off, uin
     if (!index_unlink_item(c, t, it, off))
         return;
     seg_dec_live(c, off, total);
-    if (it->expire_ms && it->expire_ms <= now)
+    uint64_t exp = item_expire(it);
+    if (exp && exp <= now)
         STAT_ADD(t, expirations, 1);
     else
         STAT_ADD(t, evictions, 1);
@@ -338,14 +340,12 @@ static bool evict_items(struct shmc *c, tslot *t, uint32_t s, enum evict_mode mo
      * victim holds at most COMPACT_LIVE_MAX live bytes, under that cap. */
     uint64_t budget = c->seg_size - c->seg_size / 8;
     while (live_items(atomic_load_explicit(&m->live, memory_order_relaxed)) &&
-           pos + sizeof(shmc_item) <= limit) {
+           pos + ITEM_HDR_MIN <= limit) {
         shmc_item *it = (shmc_item *)(c->data + base + pos);
-        if (it->magic != ITEM_MAGIC || it->klen == 0 || it->klen > c->max_key ||
-            it->vlen > c->max_value)
+        uint32_t kl, vl;
+        uint64_t total = item_check(it, c->seg_size - pos, c->max_key, c->max_value, &kl, &vl);
+        if (!total)
             break; /* torn by a dead writer: the index scan below finishes */
-        uint64_t total = item_total(it->klen, it->vlen);
-        if (pos + total > c->seg_size)
-            break;
         enum move_result r = total <= budget ? move_item(c, t, it, base + pos, total, now, mode)
                                              : MV_NOT_KEPT;
         if (r == MV_MOVED) {
