@@ -28,7 +28,7 @@
 static void roundtrip(uint8_t kind, uint32_t klen, uint32_t vlen, uint32_t flags, uint64_t expire)
 {
     size_t size = (size_t)item_size(klen, vlen, flags, expire);
-    uint8_t *buf = aligned_alloc(64, size + 64);
+    uint8_t *buf = aligned_alloc(64, (size + 64 + 63) & ~(size_t)63);
     assert_non_null(buf);
     memset(buf, 0x5a, size + 64);
     uint64_t cas = 0x0123456789abcdefull ^ klen ^ ((uint64_t)vlen << 20);
