@@ -291,7 +291,7 @@ static void test_small_item_size(void **state)
 
 /* An index far smaller than storage (max_items) and one overfilled by tiny
  * items: every set succeeds, evicting from a full bucket pair, and the
- * last keys written read back. */
+ * last key written reads back. */
 static void test_full_index_still_takes_sets(void **state)
 {
     (void)state;
@@ -318,7 +318,11 @@ static void test_full_index_still_takes_sets(void **state)
         assert_true(s.items <= in.index_slots);
         /* Over 90 % of the ways are in use (two-choice buckets, 8 ways). */
         assert_true(s.items * 10 > (uint64_t)in.index_slots * 9);
-        for (uint32_t i = n - 10; i < n; i++) {
+        /* The last key written reads back.  With max_items, the whole index
+         * holds fewer items than one storage segment, so every entry is in
+         * an open segment (all equally young) and a full pair may evict any
+         * of them: only the default index promises the last 10. */
+        for (uint32_t i = n - (variant ? 10 : 1); i < n; i++) {
             char buf[4];
             size_t vl;
             size_t kl = (size_t)snprintf(key, sizeof key, "%x", i + 16);
