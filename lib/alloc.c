@@ -315,6 +315,21 @@ static void drop_item(struct shmc *c, tslot *t, shmc_item *it, uint64_t off, uin
         STAT_ADD(t, evictions, 1);
 }
 
+/* Whether an index word names the item at data offset `off` (its key's
+ * buckets, its tag, its location). */
+static bool item_indexed(struct shmc *c, const shmc_item *it, uint64_t off)
+{
+    keyhash kh;
+    keyhash_of(c, item_key(it), item_klen(it), &kh);
+    uint64_t ow = iw_make(kh.tag, off), bs[2] = {kh.b1, kh.b2};
+    for (int k = 0; k < 2; k++)
+        for (unsigned i = 0; i < SHMC_BUCKET_WAYS; i++)
+            if (iw_same(atomic_load_explicit(c->index + bs[k] * SHMC_BUCKET_WAYS + i,
+                                             memory_order_acquire), ow))
+                return true;
+    return false;
+}
+
 /* Walks segment s (EVICTING, owned by us) and empties it of what the index
  * still points at: EV_COMPACT moves every live item forward, EV_DROP unlinks
  * them, giving recently read ones a second chance.  Returns false, leaving
@@ -339,13 +354,26 @@ static bool evict_items(struct shmc *c, tslot *t, uint32_t s, enum evict_mode mo
      * of a hot set that 7/8 keeps 90% of, in the same churn.)  A compaction
      * victim holds at most COMPACT_LIVE_MAX live bytes, under that cap. */
     uint64_t budget = c->seg_size - c->seg_size / 8;
+    bool resync = false;
     while (live_items(atomic_load_explicit(&m->live, memory_order_relaxed)) &&
            pos + ITEM_HDR_MIN <= limit) {
         shmc_item *it = (shmc_item *)(c->data + base + pos);
         uint32_t kl, vl;
         uint64_t total = item_check(it, c->seg_size - pos, c->max_key, c->max_value, &kl, &vl);
-        if (!total)
-            break; /* torn by a dead writer: the index scan below finishes */
+        if (!total || (resync && !item_indexed(c, it, base + pos))) {
+            /* Torn by a dead writer (room taken, header never written): its
+             * length is unknown, so the next item is looked for 8 bytes at
+             * a time, trusting only one the index names (bytes left from
+             * the segment's earlier life may parse as an item).  A live
+             * item is indexed and 8-aligned, so none is stepped over;
+             * anything else left, the index scan below finds.  (Stopping
+             * here instead left every live item after the torn bytes to
+             * that scan, which drops them.) */
+            resync = true;
+            pos += 8;
+            continue;
+        }
+        resync = false;
         enum move_result r = total <= budget ? move_item(c, t, it, base + pos, total, now, mode)
                                              : MV_NOT_KEPT;
         if (r == MV_MOVED) {

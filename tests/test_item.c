@@ -6,7 +6,8 @@
  * counters updated in place read back exactly; damaged headers are refused
  * by the parser, never followed; an index much smaller than storage still
  * takes every set (an index bucket pair that is full evicts its oldest
- * entry, it never fails the set).
+ * entry, it never fails the set); the walk of a segment being compacted
+ * steps over an item whose writer died before writing its header.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,7 +21,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "alloc.h"
+#include "epoch.h"
 #include "index.h"
+#include "slots.h"
 #include "testutil.h"
 
 /* ---- the encoding alone (no cache) ---- */
@@ -335,6 +339,84 @@ static void test_full_index_still_takes_sets(void **state)
     }
 }
 
+/* A writer that died between taking its room and writing the header
+ * leaves bytes the walk cannot parse (zeros here, or the segment's earlier
+ * contents).  The live items after them in that segment are still found by
+ * the compaction's walk and moved, not dropped: after a churn that
+ * compacts every segment, all of them are there and nothing was evicted. */
+static void test_torn_item_does_not_hide_the_rest(void **state)
+{
+    (void)state;
+    for (int pattern = 0; pattern < 2; pattern++) {
+        void *st = NULL;
+        shmc_options o = {.size = 8u << 20, .max_value = 4096};
+        assert_int_equal(open_fx(&st, &o), 0);
+        fx *f = st;
+        struct shmc *c = f->c;
+        char key[32];
+        uint8_t val[100];
+        memset(val, 'v', sizeof val);
+        for (uint32_t i = 0; i < 20; i++) {
+            size_t kl = (size_t)snprintf(key, sizeof key, "before-%u", i);
+            assert_int_equal(shmc_set(c, key, kl, val, sizeof val, 0, 0), SHMC_OK);
+        }
+        /* The "dead" writer: room for a 200-byte item, never written. */
+        tslot *t;
+        uint64_t off;
+        assert_int_equal(slot_get(c, &t), SHMC_OK);
+        read_enter(c, t);
+        assert_int_equal(alloc_item(c, t, 200, &off), SHMC_OK);
+        memset(c->data + off, pattern ? 0xa5 : 0, 200);
+        wseg_clear(t);
+        read_exit(c, t);
+        for (uint32_t i = 0; i < 100; i++) {
+            size_t kl = (size_t)snprintf(key, sizeof key, "after-%u", i);
+            assert_int_equal(shmc_set(c, key, kl, val, sizeof val, 0, 0), SHMC_OK);
+        }
+        /* Fillers, deleted: that segment is now mostly dead bytes, and the
+         * next ones wholly.  Then distinct keys until storage is reclaimed
+         * by compaction (the wholly dead segments go first, then the
+         * deadest one with live items: ours). */
+        for (uint32_t i = 0; i < 1000; i++) {
+            size_t kl = (size_t)snprintf(key, sizeof key, "fill-%u", i);
+            assert_int_equal(shmc_set(c, key, kl, val, sizeof val, 0, 0), SHMC_OK);
+        }
+        for (uint32_t i = 0; i < 1000; i++) {
+            size_t kl = (size_t)snprintf(key, sizeof key, "fill-%u", i);
+            assert_int_equal(shmc_delete(c, key, kl), SHMC_OK);
+        }
+        shmc_stats s;
+        shmc_info in;
+        assert_int_equal(shmc_info_get(c, &in), SHMC_OK);
+        uint64_t limit = 2 * in.data_bytes / 128;
+        for (uint64_t i = 0;; i++) {
+            assert_true(i < limit);
+            assert_int_equal(shmc_stats_get(c, &s), SHMC_OK);
+            if (s.compacted > 0 || s.evictions > 0)
+                break;
+            size_t kl = (size_t)snprintf(key, sizeof key, "u-%llu", (unsigned long long)i);
+            assert_int_equal(shmc_set(c, key, kl, val, sizeof val, 0, 0), SHMC_OK);
+        }
+        /* Before, the walk stopped at the torn bytes and the index scan
+         * after it dropped every live item that followed (evictions). */
+        assert_int_equal(s.evictions, 0);
+        assert_true(s.compacted >= 100);
+        for (uint32_t i = 0; i < 100; i++) {
+            char buf[128];
+            size_t vl;
+            size_t kl = (size_t)snprintf(key, sizeof key, "%s-%u", i < 20 ? "before" : "after",
+                                         i < 20 ? i : i - 20);
+            assert_int_equal(shmc_get(c, key, kl, buf, sizeof buf, &vl, NULL), SHMC_OK);
+            kl = (size_t)snprintf(key, sizeof key, "after-%u", i);
+            assert_int_equal(shmc_get(c, key, kl, buf, sizeof buf, &vl, NULL), SHMC_OK);
+            assert_int_equal(vl, sizeof val);
+        }
+        shmc_verify_report rep;
+        assert_int_equal(shmc_verify(c, &rep), SHMC_OK);
+        teardown(&st);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -344,6 +426,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_counters_in_place, setup, teardown),
         cmocka_unit_test_setup_teardown(test_small_item_size, setup, teardown),
         cmocka_unit_test(test_full_index_still_takes_sets),
+        cmocka_unit_test(test_torn_item_does_not_hide_the_rest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
