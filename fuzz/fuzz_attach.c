@@ -269,7 +269,7 @@ static void write_file(const uint8_t *buf, size_t n)
     close(fd);
 }
 
-/* Words worth trying anywhere: limits, sizes of this layout, item magic,
+/* Words worth trying anywhere: limits, sizes of this layout, item headers,
  * state words, index words, robust-futex bits. */
 static uint64_t interesting(uint8_t sel)
 {
@@ -292,9 +292,11 @@ static uint64_t interesting(uint8_t sel)
     case 14: return h->nslots + 1ull;
     case 15: return h->ncoord;
     case 16: return h->ncoord + 1ull;
-    case 17: return ITEM_MAGIC;
-    case 18: return ITEM_MAGIC | (uint64_t)T_MAX_KEY << 32;      /* magic + klen */
-    case 19: return ITEM_MAGIC | (uint64_t)(T_MAX_KEY + 1) << 32;
+    /* item headers (layout.h, item.h): fmt, then klen and vlen */
+    case 17: return ITEM_FMT_MARK | (uint64_t)T_MAX_KEY << 8;   /* narrow: fmt + klen */
+    case 18: return ITEM_FMT_MARK | ITEM_FMT_WIDE | (uint64_t)T_MAX_KEY << 16 |
+                    (uint64_t)T_MAX_VALUE << 32;                /* wide: fmt, klen, vlen */
+    case 19: return ITEM_FMT_MARK | ITEM_FMT_WIDE | (uint64_t)(T_MAX_KEY + 1) << 16;
     case 20: return sw_make(SEG_OPEN, 0);
     case 21: return sw_make(SEG_EVICTING, owner_make(1, 0));      /* owner: slot 0, gen 1 */
     case 22: return sw_make(SEG_RESERVED, 0xffff);

@@ -256,10 +256,11 @@ enum move_result { MV_GONE, MV_MOVED, MV_NOT_KEPT, MV_NO_ROOM };
 static enum move_result move_item(struct shmc *c, tslot *t, shmc_item *it, uint64_t off,
                                   uint64_t total, uint64_t now, enum evict_mode mode)
 {
-    if (it->expire_ms && it->expire_ms <= now + (mode == EV_COMPACT ? 0 : EXPIRE_ROUND_MS))
+    uint64_t exp = item_expire(it);
+    if (exp && exp <= now + (mode == EV_COMPACT ? 0 : EXPIRE_ROUND_MS))
         return MV_NOT_KEPT;
     keyhash kh;
-    keyhash_of(c, (const uint8_t *)(it + 1), it->klen, &kh);
+    keyhash_of(c, item_key(it), item_klen(it), &kh);
     uint64_t ow = iw_make(kh.tag, off), cur = 0;
     _Atomic uint64_t *where = NULL;
     uint64_t bs[2] = {kh.b1, kh.b2};
@@ -284,7 +285,7 @@ static enum move_result move_item(struct shmc *c, tslot *t, shmc_item *it, uint6
         /* A counter's cell is frozen first and its last state copied, so no
          * increment is lost (item_move_copy). */
         bool copied = item_move_copy(c, t, it, copy, total);
-        seg_inc_live(c, noff, total, copy->expire_ms);
+        seg_inc_live(c, noff, total, item_expire(copy));
         /* A compaction keeps the accessed mark (the item was not evicted);
          * a second chance uses it up. */
         bool done = copied &&
@@ -307,10 +308,26 @@ static void drop_item(struct shmc *c, tslot *t, shmc_item *it, uint64_t off, uin
     if (!index_unlink_item(c, t, it, off))
         return;
     seg_dec_live(c, off, total);
-    if (it->expire_ms && it->expire_ms <= now)
+    uint64_t exp = item_expire(it);
+    if (exp && exp <= now)
         STAT_ADD(t, expirations, 1);
     else
         STAT_ADD(t, evictions, 1);
+}
+
+/* Whether an index word names the item at data offset `off` (its key's
+ * buckets, its tag, its location). */
+static bool item_indexed(struct shmc *c, const shmc_item *it, uint64_t off)
+{
+    keyhash kh;
+    keyhash_of(c, item_key(it), item_klen(it), &kh);
+    uint64_t ow = iw_make(kh.tag, off), bs[2] = {kh.b1, kh.b2};
+    for (int k = 0; k < 2; k++)
+        for (unsigned i = 0; i < SHMC_BUCKET_WAYS; i++)
+            if (iw_same(atomic_load_explicit(c->index + bs[k] * SHMC_BUCKET_WAYS + i,
+                                             memory_order_acquire), ow))
+                return true;
+    return false;
 }
 
 /* Walks segment s (EVICTING, owned by us) and empties it of what the index
@@ -337,15 +354,26 @@ static bool evict_items(struct shmc *c, tslot *t, uint32_t s, enum evict_mode mo
      * of a hot set that 7/8 keeps 90% of, in the same churn.)  A compaction
      * victim holds at most COMPACT_LIVE_MAX live bytes, under that cap. */
     uint64_t budget = c->seg_size - c->seg_size / 8;
+    bool resync = false;
     while (live_items(atomic_load_explicit(&m->live, memory_order_relaxed)) &&
-           pos + sizeof(shmc_item) <= limit) {
+           pos + ITEM_HDR_MIN <= limit) {
         shmc_item *it = (shmc_item *)(c->data + base + pos);
-        if (it->magic != ITEM_MAGIC || it->klen == 0 || it->klen > c->max_key ||
-            it->vlen > c->max_value)
-            break; /* torn by a dead writer: the index scan below finishes */
-        uint64_t total = item_total(it->klen, it->vlen);
-        if (pos + total > c->seg_size)
-            break;
+        uint32_t kl, vl;
+        uint64_t total = item_check(it, c->seg_size - pos, c->max_key, c->max_value, &kl, &vl);
+        if (!total || (resync && !item_indexed(c, it, base + pos))) {
+            /* Torn by a dead writer (room taken, header never written): its
+             * length is unknown, so the next item is looked for 8 bytes at
+             * a time, trusting only one the index names (bytes left from
+             * the segment's earlier life may parse as an item).  A live
+             * item is indexed and 8-aligned, so none is stepped over;
+             * anything else left, the index scan below finds.  (Stopping
+             * here instead left every live item after the torn bytes to
+             * that scan, which drops them.) */
+            resync = true;
+            pos += 8;
+            continue;
+        }
+        resync = false;
         enum move_result r = total <= budget ? move_item(c, t, it, base + pos, total, now, mode)
                                              : MV_NOT_KEPT;
         if (r == MV_MOVED) {

@@ -33,11 +33,12 @@ static inline shmc_status check_key(struct shmc *c, const void *key, size_t klen
 
 static inline bool expired(const shmc_item *it, uint64_t *now)
 {
-    if (!it->expire_ms)
+    uint64_t exp = item_expire(it);
+    if (!exp)
         return false;
     if (!*now)
         *now = now_ms();
-    return it->expire_ms <= *now;
+    return exp <= *now;
 }
 
 /* What a write requires of the key's current entry, and what it reports
@@ -91,12 +92,12 @@ static inline const uint8_t *item_value(struct shmc *c, shmc_item *it, uint32_t 
     if (caa_unlikely(item_is_cell(it))) {
         cell_t x = cell_read(item_cell(c, it));
         *tok = cell_tok(x) & ~CELL_FROZEN;
-        *vlen = (uint32_t)counter_format(cell_val(x), it->kind, tmp);
+        *vlen = (uint32_t)counter_format(cell_val(x), item_kind(it), tmp);
         return tmp;
     }
-    *tok = it->cas;
+    *tok = item_cas(it);
     *vlen = vl;
-    return (const uint8_t *)(it + 1) + kl;
+    return item_key(it) + kl;
 }
 
 /* The start of every keyed operation: validate the key, take the calling
@@ -147,7 +148,7 @@ static shmc_status get_visit_undo(struct shmc *c, const void *key, size_t klen, 
             uint32_t vlen;
             const uint8_t *val = item_value(c, it, kl, vl, tmp, &vlen, &visiting_cas);
             visiting = it;
-            st = fn(ctx, val, vlen, it->flags);
+            st = fn(ctx, val, vlen, item_flags(it));
         } else {
             st = SHMC_NOT_FOUND;
         }
@@ -247,8 +248,8 @@ static shmc_status entry_out(void *p, const uint8_t *val, uint32_t vlen, uint32_
 {
     entry_copy *e = p;
     e->cas = visiting_cas;
-    e->expire = visiting->expire_ms;
-    e->kind = visiting->kind;
+    e->expire = item_expire(visiting);
+    e->kind = item_kind(visiting);
     struct alloc_ctx a = {&e->val, &e->vlen, &e->flags};
     return alloc_out(&a, val, vlen, flags);
 }
@@ -318,7 +319,7 @@ shmc_status shmc_gets(shmc_t *c, const void *key, size_t klen, void *buf, size_t
 static shmc_status ttl_out(void *p, const uint8_t *v, uint32_t n, uint32_t f)
 {
     (void)v, (void)n, (void)f;
-    uint64_t e = visiting->expire_ms, now = now_ms();
+    uint64_t e = item_expire(visiting), now = now_ms();
     *(uint64_t *)p = e == 0 ? SHMC_TTL_NONE : (e > now ? e - now : 0);
     return SHMC_OK;
 }
@@ -597,7 +598,8 @@ static bool counter_republish(struct shmc *c, tslot *t, const keyhash *kh, const
         *out = SHMC_EVALLEN;
         return true;
     }
-    uint64_t total = item_total((uint32_t)klen, cell ? CELL_VLEN : (uint32_t)len), off;
+    uint64_t total = item_size((uint32_t)klen, cell ? CELL_VLEN : (uint32_t)len, n->flags,
+                               n->expire), off;
     if (!alloc_in_head(c, t, total, &off))
         return false;
     if (cell)
@@ -616,7 +618,7 @@ static bool counter_republish(struct shmc *c, tslot *t, const keyhash *kh, const
      * the value we read is the one we replace. */
     if (slot) {
         uint64_t ooff = iw_off(ow);
-        uint64_t obytes = item_total(old->klen, old->vlen);
+        uint64_t obytes = item_bytes(old);
         /* old is no cell, or frozen by the caller, or expired (freezing it
          * keeps late updates off it). */
         if (!cell_freeze(c, t, old) || !iw_cas(slot, &ow, nw)) {
@@ -675,10 +677,11 @@ static bool counter_locked(shmc_t *c, const void *key, size_t klen, uint64_t del
         *out = SHMC_ENOTNUM;
         if (item_lens(c, old, &kl, &vl)) {
             const uint8_t *val = item_value(c, old, kl, vl, tmp, &vlen, &tok);
-            if (counter_value(old->kind, val, vlen, &v))
+            if (counter_value(item_kind(old), val, vlen, &v))
                 *out = SHMC_OK;
         }
-        n = (ctr_next){counter_step(v, delta, down), old->expire_ms, old->flags, old->kind};
+        n = (ctr_next){counter_step(v, delta, down), item_expire(old), item_flags(old),
+                       item_kind(old)};
     }
     if (*out != SHMC_OK) {
         /* A miss or a non-number seen in bytes reused under us (ejected)
@@ -788,30 +791,24 @@ static shmc_item *write_item(struct shmc *c, tslot *t, uint64_t off, const void 
                              uint8_t kind)
 {
     shmc_item *it = (shmc_item *)(c->data + off);
-    it->magic = ITEM_MAGIC;
-    it->klen = (uint16_t)klen;
-    it->unused = 0;
-    it->kind = kind;
-    it->vlen = (uint32_t)vlen;
-    it->flags = flags;
-    it->expire_ms = expire;
-    it->cas = next_cas(t);
-    memcpy(it + 1, key, klen);
+    uint8_t *k = item_encode(it, kind, (uint32_t)klen, (uint32_t)vlen, flags, expire,
+                             next_cas(t));
+    memcpy(k, key, klen);
     if (vlen)
-        memcpy((uint8_t *)(it + 1) + klen, val, vlen);
-    seg_inc_live(c, off, item_total((uint32_t)klen, (uint32_t)vlen), expire);
+        memcpy(k + klen, val, vlen);
+    seg_inc_live(c, off, item_size((uint32_t)klen, (uint32_t)vlen, flags, expire), expire);
     return it;
 }
 
 /* write_item for a counter cell holding `value` (kind ITEM_KIND_CELL_*);
- * the allocation is item_total(klen, CELL_VLEN). */
+ * the allocation is item_size(klen, CELL_VLEN, flags, expire). */
 static shmc_item *write_cell_item(struct shmc *c, tslot *t, uint64_t off, const void *key,
                                   size_t klen, uint64_t value, uint32_t flags, uint64_t expire,
                                   uint8_t kind)
 {
     uint8_t zero[CELL_VLEN] = {0};
     shmc_item *it = write_item(c, t, off, key, klen, zero, CELL_VLEN, flags, expire, kind);
-    *item_cell(c, it) = cell_make(value, it->cas); /* unpublished: a plain store */
+    *item_cell(c, it) = cell_make(value, item_cas(it)); /* unpublished: a plain store */
     return it;
 }
 
@@ -948,7 +945,7 @@ static shmc_status publish(struct shmc *c, tslot *t, const keyhash *kh, const vo
             continue;
         }
         uint64_t ooff = iw_off(ow);
-        uint64_t obytes = item_total(old->klen, old->vlen);
+        uint64_t obytes = item_bytes(old);
         /* Fails only if an evictor removed (or moved) the old entry. */
         if (iw_cas(slot, &ow, nw)) {
             seg_dec_live(c, ooff, obytes);
@@ -981,8 +978,8 @@ static shmc_status store(struct shmc *c, const void *key, size_t klen, const voi
     if (vlen > c->max_value)
         return SHMC_EVALLEN;
     bool cell = kind_is_cell(cd->kind);
-    uint64_t total = item_total((uint32_t)klen, cell ? CELL_VLEN : (uint32_t)vlen);
     uint64_t expire = cd->abs_expire ? ttl_ms : expiry_of(ttl_ms);
+    uint64_t total = item_size((uint32_t)klen, cell ? CELL_VLEN : (uint32_t)vlen, flags, expire);
     /* The bucket and the old item then arrive while we write the new item. */
     if (cd->mode == STORE_SET)
         index_prefetch(c, &kh);
@@ -1006,7 +1003,7 @@ static shmc_status store(struct shmc *c, const void *key, size_t klen, const voi
     shmc_item *it = cell ? write_cell_item(c, t, off, key, klen, cd->cell_value, flags,
                                            expire, cd->kind)
                          : write_item(c, t, off, key, klen, val, vlen, flags, expire, cd->kind);
-    uint64_t new_cas = it->cas;
+    uint64_t new_cas = item_cas(it);
     st = locked ? SHMC_OK : stripe_lock(c, kh.stripe);
     if (st != SHMC_OK) {
         seg_dec_live(c, off, total);
@@ -1077,8 +1074,9 @@ static bool cas_inplace(shmc_t *c, const void *key, size_t klen, uint64_t num, u
     bool done = false;
     uint64_t w, now = 0;
     shmc_item *it;
-    if (index_find(c, &kh, key, klen, &w, &it) && it->kind == ITEM_KIND_CELL_DEC &&
-        it->flags == flags && it->expire_ms == 0 && !expired(it, &now) && !item_aging(c, it)) {
+    if (index_find(c, &kh, key, klen, &w, &it) && item_kind(it) == ITEM_KIND_CELL_DEC &&
+        item_flags(it) == flags && item_expire(it) == 0 && !expired(it, &now) &&
+        !item_aging(c, it)) {
         cell_t *p = item_cell(c, it);
         cell_t x = cell_cas(p, 0, 0); /* an exclusive load, as in cell_add */
         if (!(cell_tok(x) & CELL_FROZEN) && read_section_valid(c, t)) {
@@ -1174,7 +1172,7 @@ static shmc_status delete_if(struct shmc *c, const void *key, size_t klen, cond 
             continue;
         }
         uint64_t ooff = iw_off(ow);
-        uint64_t obytes = item_total(old->klen, old->vlen);
+        uint64_t obytes = item_bytes(old);
         bool was_expired = expired(old, &now);
         shmc_status ok = SHMC_OK;
         if (!was_expired && cd->mode != STORE_SET)
@@ -1256,7 +1254,7 @@ shmc_status shmc_flush(shmc_t *c)
             uint32_t kl, vl;
             if (it && !item_lens(c, it, &kl, &vl))
                 it = NULL;
-            uint64_t bytes = it ? item_total(kl, vl) : 0;
+            uint64_t bytes = it ? item_bytes(it) : 0;
             /* cell_freeze validates before it writes; false when ejected. */
             if (!read_section_valid(c, t) || (it && !cell_freeze(c, t, it))) {
                 read_renew(c, t); /* the bytes may be reused: read them again */
@@ -1332,7 +1330,7 @@ shmc_status shmc_get_many(shmc_t *c, shmc_get_req *reqs, size_t n)
                 uint32_t vlen;
                 uint64_t tok;
                 const uint8_t *val = item_value(c, it, kl, vl, tmp, &vlen, &tok);
-                r->status = copy_out(&x, val, vlen, it->flags);
+                r->status = copy_out(&x, val, vlen, item_flags(it));
                 slots[i] = p;
                 hits++;
             }

@@ -48,12 +48,10 @@ shmc_item *item_at(struct shmc *c, uint64_t word, uint64_t *off_out)
     if (off >= c->data_bytes)
         return NULL;
     uint64_t in_seg = off & (c->seg_size - 1);
-    if (in_seg + sizeof(shmc_item) > c->seg_size)
-        return NULL;
     shmc_item *it = (shmc_item *)(c->data + off);
-    if (it->magic != ITEM_MAGIC || it->klen == 0 || it->klen > c->max_key ||
-        it->vlen > c->max_value || in_seg + item_total(it->klen, it->vlen) > c->seg_size ||
-        (item_is_cell(it) && it->vlen != CELL_VLEN))
+    uint32_t kl, vl;
+    if (!item_check(it, c->seg_size - in_seg, c->max_key, c->max_value, &kl, &vl) ||
+        (item_is_cell(it) && vl != CELL_VLEN))
         return NULL;
     *off_out = off;
     return it;
@@ -139,7 +137,7 @@ _Atomic uint64_t *index_find(struct shmc *c, const keyhash *kh, const void *key,
         shmc_item *it = item_at(c, w, &off);
         if (!it || !item_lens(c, it, &ik, &iv) || ik != klen)
             continue;
-        if (memcmp((const uint8_t *)(it + 1), key, klen) != 0)
+        if (memcmp(item_key(it), key, klen) != 0)
             continue;
         *word = w;
         *item = it;
@@ -157,8 +155,9 @@ static uint64_t word_age(struct shmc *c, uint64_t w, uint64_t now, uint64_t *byt
     *bytes = 0;
     if (!it)
         return 0;
-    *bytes = item_total(it->klen, it->vlen);
-    if (it->expire_ms && it->expire_ms <= now)
+    *bytes = item_bytes(it);
+    uint64_t exp = item_expire(it);
+    if (exp && exp <= now)
         return 1;
     uint64_t seq = atomic_load_explicit(&c->segs[off >> c->seg_shift].seq, memory_order_relaxed);
     return seq ? seq + 2 : UINT64_MAX;
@@ -228,7 +227,7 @@ void index_insert(struct shmc *c, tslot *t, const keyhash *kh, uint64_t newword)
 bool index_unlink_item(struct shmc *c, tslot *t, shmc_item *it, uint64_t off)
 {
     keyhash kh;
-    keyhash_of(c, (const uint8_t *)(it + 1), it->klen, &kh);
+    keyhash_of(c, item_key(it), item_klen(it), &kh);
     uint64_t loc = iw_loc(iw_make(0, off));
     uint64_t bs[2] = {kh.b1, kh.b2};
     for (int k = 0; k < 2; k++) {
@@ -291,17 +290,27 @@ bool item_move_copy(struct shmc *c, tslot *t, shmc_item *from, shmc_item *to, ui
     /* For a counter, copy around its cell, which incrementers may be
      * changing.  Readers never write into items (the accessed mark is in the
      * index word).  `from` may be reused bytes if this section was ejected:
-     * its klen is read once and bounded by `total`, so neither the copy nor
+     * its fmt and klen are read once and bounded by `total`, so neither the copy nor
      * the cell written into `to` leaves `to`'s `total` bytes. */
-    bool cell = item_is_cell(from);
-    uint16_t kl = ((const volatile shmc_item *)from)->klen;
-    size_t end = cell ? sizeof(shmc_item) + kl : total;
-    if (end > total)
+    if (!item_is_cell(from)) {
+        memcpy(to, from, total);
+        return true;
+    }
+    uint8_t f = item_fmt(from);
+    uint32_t kl = item_klen(from);
+    size_t end = item_hlen_of(f) + (size_t)kl;
+    if (!item_fmt_ok(f) || end > total)
         return false;
     memcpy(to, from, end);
-    if (!cell)
-        return true;
-    to->klen = kl;
+    /* The copy's header is the one whose size was just checked, whatever
+     * `from` holds now. */
+    if (f & ITEM_FMT_WIDE) {
+        ((shmc_item_w *)(void *)to)->fmt = f;
+        ((shmc_item_w *)(void *)to)->klen = (uint16_t)kl;
+    } else {
+        ((shmc_item_n *)(void *)to)->fmt = f;
+        ((shmc_item_n *)(void *)to)->klen = (uint8_t)kl;
+    }
     if ((uintptr_t)item_cell(c, to) + sizeof(cell_t) > (uintptr_t)to + total)
         return false;
     memset((uint8_t *)to + end, 0, total - end);

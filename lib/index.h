@@ -20,6 +20,7 @@
 #define SHMC_INDEX_H
 
 #include "handle.h"
+#include "item.h"
 
 /* max_expire is kept coarse (rounded up to this) so that it changes rarely. */
 #define EXPIRE_ROUND_MS 1024u
@@ -30,29 +31,6 @@ typedef struct keyhash {
     uint16_t tag;
     uint32_t stripe;
 } keyhash;
-
-static inline uint64_t item_total(uint32_t klen, uint32_t vlen)
-{
-    return (sizeof(shmc_item) + (uint64_t)klen + vlen + 7u) & ~7ull;
-}
-
-/* An item's key and value lengths, each read once from shared memory and
- * checked against the limits and the item's segment.  Whoever may read
- * memory that a writer reuses under it (an ejected section, epoch.h)
- * bounds every access by these, never by a second read of the header. */
-static inline bool item_lens(const struct shmc *c, const shmc_item *it, uint32_t *kl,
-                             uint32_t *vl)
-{
-    const volatile shmc_item *v = it;
-    uint32_t k = v->klen, n = v->vlen;
-    uint64_t in_seg = (uint64_t)((const uint8_t *)it - c->data) & (c->seg_size - 1);
-    if (k == 0 || k > c->max_key || n > c->max_value ||
-        in_seg + item_total(k, n) > c->seg_size)
-        return false;
-    *kl = k;
-    *vl = n;
-    return true;
-}
 
 /* CAS of an index word from the item `*ow` names to `nw`: succeeds while the
  * word names that item, whatever its accessed mark (readers set it at any
@@ -120,19 +98,22 @@ typedef unsigned __int128 cell_t;
 
 static inline bool item_is_cell(const shmc_item *it)
 {
-    return it->kind == ITEM_KIND_CELL_DEC || it->kind == ITEM_KIND_CELL_BIN;
+    uint8_t k = item_kind(it);
+    return k == ITEM_KIND_CELL_DEC || k == ITEM_KIND_CELL_BIN;
 }
 /* The cell of a cell item (item_at checked that vlen == CELL_VLEN, so it
  * lies inside the item; the data area is page-aligned, so this is 16-byte
  * aligned in every mapping). */
 static inline cell_t *item_cell(const struct shmc *c, shmc_item *it)
 {
-    /* klen is read once and the cell bounded by the data area: in a section
-     * that was ejected the item's bytes may be reused (epoch.h), and then
-     * the cell read is garbage that validation discards, never a fault.  A
-     * valid section never sees the fallback (item_at checked the item). */
-    uint16_t k = ((const volatile shmc_item *)it)->klen;
-    uintptr_t v = (uintptr_t)((uint8_t *)(it + 1) + k);
+    /* The key's place and length are read once and the cell bounded by the
+     * data area: in a section that was ejected the item's bytes may be
+     * reused (epoch.h), and then the cell read is garbage that validation
+     * discards, never a fault.  A valid section never sees the fallback
+     * (item_at checked the item). */
+    const uint8_t *key = item_key(it);
+    uint32_t k = item_klen(it);
+    uintptr_t v = (uintptr_t)(key + k);
     v = (v + 63) & ~(uintptr_t)63;
     if (v + sizeof(cell_t) > (uintptr_t)(c->data + c->data_bytes))
         return (cell_t *)c->data;
@@ -166,7 +147,7 @@ static inline cell_t cell_read(cell_t *p)
 /* The CAS token of an item: its cell's (unfrozen) for a counter. */
 static inline uint64_t item_token(const struct shmc *c, shmc_item *it)
 {
-    return item_is_cell(it) ? cell_tok(cell_read(item_cell(c, it))) & ~CELL_FROZEN : it->cas;
+    return item_is_cell(it) ? cell_tok(cell_read(item_cell(c, it))) & ~CELL_FROZEN : item_cas(it);
 }
 /* Freezes a counter item's cell (no-op for other items) so that no in-place
  * update lands on it any more; returns false, having written nothing, if

@@ -78,7 +78,7 @@ static uint32_t value_len(struct shmc *c, shmc_item *it, uint32_t vlen)
 {
     if (!item_is_cell(it))
         return vlen; /* read once and checked (item_lens) */
-    if (it->kind == ITEM_KIND_CELL_BIN)
+    if (item_kind(it) == ITEM_KIND_CELL_BIN)
         return 8;
     uint32_t n = 1;
     for (uint64_t v = cell_val(cell_read(item_cell(c, it))); v >= 10; v /= 10)
@@ -116,25 +116,22 @@ shmc_status shmc_keys_iter(shmc_t *c, uint64_t *cursor, shmc_key_fn fn, void *ct
             uint64_t w = atomic_load_explicit(&c->index[j], memory_order_acquire);
             if (!w)
                 continue;
-            uint64_t off;
-            shmc_item *it = item_at(c, w, &off); /* validates offset, header, lengths */
-            if (!it)
-                continue;
-            if (it->expire_ms && it->expire_ms <= now)
-                continue;
+            uint64_t off, exp;
             uint32_t klen, vlen; /* read once, checked */
-            if (!item_lens(c, it, &klen, &vlen))
+            shmc_item *it = item_at(c, w, &off); /* validates offset, header, lengths */
+            if (!it || ((exp = item_expire(it)) && exp <= now) ||
+                !item_lens(c, it, &klen, &vlen))
                 continue;
             kent *k = &ents[ne++];
             k->way = j;
             k->koff = (uint32_t)used;
             k->klen = klen;
             k->vlen = value_len(c, it, vlen);
-            k->flags = it->flags;
-            k->counter = it->kind == ITEM_KIND_COUNTER || it->kind == ITEM_KIND_CELL_BIN;
-            k->ttl_left = it->expire_ms ? it->expire_ms - now : SHMC_TTL_NONE;
+            k->flags = item_flags(it);
+            k->counter = item_kind(it) == ITEM_KIND_COUNTER || item_kind(it) == ITEM_KIND_CELL_BIN;
+            k->ttl_left = exp ? exp - now : SHMC_TTL_NONE;
             k->cas = item_token(c, it);
-            memcpy(buf + used, (const uint8_t *)(it + 1), klen);
+            memcpy(buf + used, item_key(it), klen);
             used += klen;
         }
         bool valid = read_section_valid(c, t);
@@ -241,7 +238,7 @@ again:
         if (!item_lens(c, it, &kl, &vl))
             continue; /* changed since item_at: only after an ejection */
         keyhash kh;
-        keyhash_of(c, (const uint8_t *)(it + 1), kl, &kh);
+        keyhash_of(c, item_key(it), kl, &kh);
         uint64_t b = i / SHMC_BUCKET_WAYS;
         if ((b != kh.b1 && b != kh.b2) || iw_tag(w) != kh.tag) {
             rep->misplaced++;
@@ -250,7 +247,7 @@ again:
         }
         uint64_t fw;
         shmc_item *fit;
-        _Atomic uint64_t *found = index_find(c, &kh, (const uint8_t *)(it + 1), kl, &fw, &fit);
+        _Atomic uint64_t *found = index_find(c, &kh, item_key(it), kl, &fw, &fit);
         if (found && found != &c->index[i] &&
             atomic_load_explicit(&c->index[i], memory_order_acquire) == w) {
             rep->duplicates++;

@@ -21,7 +21,7 @@
  *   [hdr 4096] [slots: nslots x shmc_slot] [stripe locks: 1024 x shmc_stripe]
  *   [lock/flight table: ncoord x shmc_centry] [heads: 4 x shmc_head]
  *   [segment meta: nsegs x shmc_segmeta] [index: nbuckets x 8 words]
- *   [data: nsegs x seg_size, items (shmc_item + key + value)]
+ *   [data: nsegs x seg_size, items (item.h: header + key + value)] [guard]
  *
  * SHMC_LAYOUT_VERSION is public (shmcache.h): bump it with any change here.
  */
@@ -260,28 +260,65 @@ typedef struct shmc_segmeta {
 } shmc_segmeta;
 _Static_assert(sizeof(shmc_segmeta) == 64, "segmeta is one cache line");
 
-/* ---- item in a storage segment ----
- * Followed by key bytes then value bytes, padded to 8.  Immutable once
- * published, except the cell of a counter item (ITEM_KIND_CELL_*, see
- * index.h); the accessed mark is in the index word (words.h, IW_ACC). */
-#define SHMC_ITEM_FIELDS(F) \
-    F(uint32_t, magic, )                  /* ITEM_MAGIC */ \
-    F(uint16_t, klen, ) \
-    F(uint8_t, unused, )                  /* 0 (the accessed byte before layout 4) */ \
-    F(uint8_t, kind, )                    /* ITEM_KIND_*: how incr/decr read the value */ \
-    F(uint32_t, vlen, ) \
-    F(uint32_t, flags, )                  /* user flags */ \
-    F(uint64_t, expire_ms, )              /* monotonic ms, 0 = never */ \
+/* ---- item in a storage segment (layout 7: a variable-length header) ----
+ * An item is a header, then the key bytes, then the value bytes, padded to
+ * 8 (index words address 8-byte units).  Its first byte, `fmt`, says what
+ * the header holds (ITEM_FMT_*): a fixed prefix, narrow (klen < 256 and
+ * vlen < 65536: 12 bytes) or wide (16 bytes), then the user flags (4 bytes)
+ * only if nonzero and the expiry (8 bytes) only if set.  A 16 B key / 100 B
+ * value item with neither costs 12 + 116 = 128 bytes (it was 152 with the
+ * fixed 32-byte header of layouts <= 6).  Encoding and decoding are in
+ * item.h only (item_encode and the item_* accessors); the structs below
+ * are the shapes of the parts, packed (fields at any byte offset), for the
+ * layout hash and for code that aims at a field (tests).
+ * Immutable once published, except the cell of a counter item
+ * (ITEM_KIND_CELL_*, see index.h); the accessed mark is in the index word
+ * (words.h, IW_ACC). */
+#define SHMC_ITEM_N_FIELDS(F) \
+    F(uint8_t, fmt, )                     /* ITEM_FMT_* */ \
+    F(uint8_t, klen, ) \
+    F(uint16_t, vlen, ) \
     F(uint64_t, cas, )                    /* unique per modification (words.h: cas_make) */
-typedef struct shmc_item {
-    SHMC_ITEM_FIELDS(SHMC_DECLARE_FIELD_)
-} shmc_item;
-_Static_assert(sizeof(shmc_item) == 32, "item header is 32 bytes");
-_Static_assert(offsetof(shmc_item, expire_ms) == 16 && offsetof(shmc_item, cas) == 24,
-               "item header fields (dump files and fuzz corpora rely on it)");
-_Static_assert(SHMC_MAX_KEY_LIMIT <= UINT16_MAX, "klen fits the item header");
+typedef struct __attribute__((packed)) shmc_item_n {
+    SHMC_ITEM_N_FIELDS(SHMC_DECLARE_FIELD_)
+} shmc_item_n;
+#define SHMC_ITEM_W_FIELDS(F) \
+    F(uint8_t, fmt, )                     /* ITEM_FMT_* with ITEM_FMT_WIDE */ \
+    F(uint8_t, zero, )                    /* 0 */ \
+    F(uint16_t, klen, ) \
+    F(uint32_t, vlen, ) \
+    F(uint64_t, cas, )
+typedef struct __attribute__((packed)) shmc_item_w {
+    SHMC_ITEM_W_FIELDS(SHMC_DECLARE_FIELD_)
+} shmc_item_w;
+/* After the prefix, in this order, each only if its fmt bit is set. */
+#define SHMC_ITEM_X_FIELDS(F) \
+    F(uint32_t, flags, )                  /* ITEM_FMT_FLAGS: user flags (nonzero) */ \
+    F(uint64_t, expire_ms, )              /* ITEM_FMT_EXPIRE: monotonic ms (nonzero) */
+typedef struct __attribute__((packed)) shmc_item_x {
+    SHMC_ITEM_X_FIELDS(SHMC_DECLARE_FIELD_)
+} shmc_item_x;
+_Static_assert(sizeof(shmc_item_n) == 12 && sizeof(shmc_item_w) == 16 &&
+               sizeof(shmc_item_x) == 12, "item header parts");
+_Static_assert(SHMC_MAX_KEY_LIMIT <= UINT16_MAX, "klen fits the wide item header");
 
-#define ITEM_MAGIC 0x6d657469u   /* bytes "item" in memory order */
+/* fmt: [mark 101:3][wide:1][expire:1][flags:1][kind:2].  The mark makes a
+ * zeroed or random byte unlikely to parse as an item. */
+#define ITEM_FMT_KIND      0x03u
+#define ITEM_FMT_FLAGS     0x04u
+#define ITEM_FMT_EXPIRE    0x08u
+#define ITEM_FMT_WIDE      0x10u
+#define ITEM_FMT_MARK_MASK 0xe0u
+#define ITEM_FMT_MARK      0xa0u
+#define ITEM_HDR_MIN       12u    /* narrow, no flags, no expiry */
+#define ITEM_HDR_MAX       28u    /* wide, flags and expiry */
+/* Bytes of the mapping after the data area (segment.c: compute_layout): a
+ * header re-read under an ejected read section (epoch.h), whose fmt changed
+ * since its lengths were checked, is read at most ITEM_HDR_MAX bytes past a
+ * checked item start; the guard keeps such reads inside the mapping. */
+#define ITEM_GUARD         64u
+_Static_assert(ITEM_GUARD >= ITEM_HDR_MAX, "the guard covers a header");
+
 #define ITEM_KIND_PLAIN   0u     /* bytes; a counter if they are decimal digits */
 #define ITEM_KIND_COUNTER 1u     /* an 8-byte little-endian binary counter */
 #define ITEM_KIND_CELL_DEC 2u    /* in-place counter read as decimal text (index.h) */
@@ -298,7 +335,9 @@ _Static_assert(SHMC_MAX_KEY_LIMIT <= UINT16_MAX, "klen fits the item header");
     S(shmc_centry, SHMC_CENTRY_FIELDS) \
     S(shmc_head, SHMC_HEAD_FIELDS) \
     S(shmc_segmeta, SHMC_SEGMETA_FIELDS) \
-    S(shmc_item, SHMC_ITEM_FIELDS)
+    S(shmc_item_n, SHMC_ITEM_N_FIELDS) \
+    S(shmc_item_w, SHMC_ITEM_W_FIELDS) \
+    S(shmc_item_x, SHMC_ITEM_X_FIELDS)
 
 /* ---- the layout hash ----
  * One row per field of every shared struct (and one per struct for its
@@ -319,7 +358,9 @@ typedef struct shmc_field_desc {
 #define SHMC_DESC_centry_(type, name, dim) SHMC_DESC_(shmc_centry, type, name, dim)
 #define SHMC_DESC_head_(type, name, dim) SHMC_DESC_(shmc_head, type, name, dim)
 #define SHMC_DESC_segmeta_(type, name, dim) SHMC_DESC_(shmc_segmeta, type, name, dim)
-#define SHMC_DESC_item_(type, name, dim) SHMC_DESC_(shmc_item, type, name, dim)
+#define SHMC_DESC_item_n_(type, name, dim) SHMC_DESC_(shmc_item_n, type, name, dim)
+#define SHMC_DESC_item_w_(type, name, dim) SHMC_DESC_(shmc_item_w, type, name, dim)
+#define SHMC_DESC_item_x_(type, name, dim) SHMC_DESC_(shmc_item_x, type, name, dim)
 #define SHMC_DESC_counter_slot(name) SHMC_DESC_(shmc_counters, _Atomic uint64_t, name, )
 #define SHMC_DESC_counter_cache(name)
 #define SHMC_DESC_counter_(name, kind, src, help) SHMC_DESC_counter_##src(name)
@@ -334,7 +375,9 @@ typedef struct shmc_field_desc {
     SHMC_DESC_STRUCT_(shmc_centry) SHMC_CENTRY_FIELDS(SHMC_DESC_centry_) \
     SHMC_DESC_STRUCT_(shmc_head) SHMC_HEAD_FIELDS(SHMC_DESC_head_) \
     SHMC_DESC_STRUCT_(shmc_segmeta) SHMC_SEGMETA_FIELDS(SHMC_DESC_segmeta_) \
-    SHMC_DESC_STRUCT_(shmc_item) SHMC_ITEM_FIELDS(SHMC_DESC_item_)
+    SHMC_DESC_STRUCT_(shmc_item_n) SHMC_ITEM_N_FIELDS(SHMC_DESC_item_n_) \
+    SHMC_DESC_STRUCT_(shmc_item_w) SHMC_ITEM_W_FIELDS(SHMC_DESC_item_w_) \
+    SHMC_DESC_STRUCT_(shmc_item_x) SHMC_ITEM_X_FIELDS(SHMC_DESC_item_x_)
 
 /* Constants that shape the segment besides the structs: region counts, the
  * geometry rules, the widths of the packed words, the mutex's size and the
@@ -344,7 +387,9 @@ typedef struct shmc_field_desc {
      SHMC_HDR_SIZE, SHMC_MIN_SEG_SIZE, SHMC_MAX_SEG_SIZE, SHMC_SEGS_TARGET, \
      SHMC_INDEX_BYTES_PER_WAY, SHMC_INDEX_LOAD_NUM, SHMC_INDEX_LOAD_DEN, SLOT1_BITS, \
      OWNER_GEN_BITS, SW_OWNER_SHIFT, LIVE_SHIFT, \
-     IW_LOC_BITS, IW_ACC, ST_K_BITS, ST_TOK_BITS, WANT_EXP_SHIFT, 0x0102030405060708ull}
+     IW_LOC_BITS, IW_ACC, ST_K_BITS, ST_TOK_BITS, WANT_EXP_SHIFT, ITEM_FMT_KIND, \
+     ITEM_FMT_FLAGS, ITEM_FMT_EXPIRE, ITEM_FMT_WIDE, ITEM_FMT_MARK_MASK, ITEM_FMT_MARK, \
+     ITEM_GUARD, 0x0102030405060708ull}
 
 static inline uint64_t shmc_hash_mix_(uint64_t h, uint64_t v)
 {

@@ -118,7 +118,7 @@ static shmc_status compute_layout(uint64_t size, uint32_t max_key, uint32_t max_
     /* Segments: the eviction unit.  About size/128 each (fine-grained
      * eviction, cheap segment scans), within [64 KiB, 16 MiB], and never
      * smaller than the largest item. */
-    uint64_t item_max = item_total(max_key, max_value);
+    uint64_t item_max = item_size_max(max_key, max_value);
     uint64_t want = size / SHMC_SEGS_TARGET;
     if (want > SHMC_MAX_SEG_SIZE)
         want = SHMC_MAX_SEG_SIZE;
@@ -152,7 +152,7 @@ static shmc_status compute_layout(uint64_t size, uint32_t max_key, uint32_t max_
         L->off_segs = align_up(L->off_heads + SHMC_MAX_HEADS * sizeof(shmc_head), SHMC_CL);
         L->off_index = align_up(L->off_segs + nsegs * sizeof(shmc_segmeta), SHMC_CL);
         L->off_data = align_up(L->off_index + nb * SHMC_BUCKET_WAYS * 8, 4096);
-        if (L->off_data + data <= size) {
+        if (L->off_data + data + ITEM_GUARD <= size) {
             L->nsegs = (uint32_t)nsegs;
             L->nbuckets = nb;
             L->data_bytes = data;

@@ -101,7 +101,7 @@ static void test_churn_keeps_every_live_key(void **state)
     assert_true(st.compactions > 0);
     assert_true(st.compacted > 0);
     assert_int_equal(st.items, n);
-    /* Keys of 13 to 16 bytes: every item is 152 bytes. */
+    /* Keys of 13 to 16 bytes: every item is 136 bytes. */
     assert_int_equal(st.bytes_used, (uint64_t)n * tu_item_bytes(16, VLEN));
     assert_true(st.bytes_used + st.bytes_dead + st.bytes_free <= st.bytes_total);
     verify_clean(f->c, n);

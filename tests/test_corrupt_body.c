@@ -166,6 +166,57 @@ static void test_garbage_items(void **state)
     exercise(f, false);
 }
 
+/* Damage aimed at the fields of item headers (layout.h: shmc_item_n, the
+ * narrow prefix every item of this fixture has; flags follow it): a wrong
+ * mark, the wide bit, option bits that lengthen the header, lengths of 0 or
+ * over the limits, a counter kind on a non-counter, a value length that
+ * runs into the next item.  The items are found by walking the first
+ * storage segment with the format's own rules.  Operations go on returning
+ * statuses, and shmc_verify reports the malformed items. */
+static void test_damaged_item_headers(void **state)
+{
+    fx *f = *state;
+    uint64_t off_data = hdr64(f, OFF_OFF_DATA);
+    uint64_t seg = hdr64(f, offsetof(shmc_hdr, seg_size));
+    uint8_t *base = f->raw + off_data;
+    uint64_t pos = 0;
+    uint32_t damaged = 0;
+    while (pos + sizeof(shmc_item_n) <= seg && damaged < 400) {
+        uint8_t *p = base + pos;
+        shmc_item_n h;
+        memcpy(&h, p, sizeof h);
+        if ((h.fmt & ITEM_FMT_MARK_MASK) != ITEM_FMT_MARK)
+            break; /* the end of what was written */
+        assert_int_equal(h.fmt & ITEM_FMT_WIDE, 0);
+        uint64_t hlen = sizeof h + (h.fmt & ITEM_FMT_FLAGS ? 4 : 0) +
+                        (h.fmt & ITEM_FMT_EXPIRE ? 8 : 0);
+        uint64_t next = pos + ((hlen + h.klen + h.vlen + 7) & ~7ull);
+        uint16_t v16;
+        switch (damaged++ % 8) {
+        case 0: p[offsetof(shmc_item_n, fmt)] = 0; break;
+        case 1: p[offsetof(shmc_item_n, fmt)] ^= ITEM_FMT_WIDE; break;
+        case 2: p[offsetof(shmc_item_n, fmt)] |= ITEM_FMT_FLAGS | ITEM_FMT_EXPIRE; break;
+        case 3: p[offsetof(shmc_item_n, klen)] = 0; break;
+        case 4: p[offsetof(shmc_item_n, klen)] = 255; break; /* > max_key 250 */
+        case 5:
+            v16 = 65535; /* > max_value 16 KiB */
+            memcpy(p + offsetof(shmc_item_n, vlen), &v16, 2);
+            break;
+        case 6: p[offsetof(shmc_item_n, fmt)] |= ITEM_KIND_CELL_DEC; break;
+        default:
+            v16 = (uint16_t)(h.vlen + 64);
+            memcpy(p + offsetof(shmc_item_n, vlen), &v16, 2);
+            break;
+        }
+        pos = next;
+    }
+    assert_true(damaged >= 100);
+    shmc_verify_report rep;
+    assert_int_equal(shmc_verify(f->c, &rep), SHMC_ECORRUPT);
+    assert_true(rep.bad_items > 0);
+    exercise(f, false);
+}
+
 static void test_garbage_segment_table(void **state)
 {
     fx *f = *state;
@@ -443,6 +494,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_garbage_index_words, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_items, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_item_headers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_segment_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_write_positions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_want_word, setup, teardown),

@@ -64,7 +64,7 @@ static void test_every_struct_is_covered(void **state)
     (void)state;
     const char *structs[] = {"shmc_hdr", "shmc_hold", "shmc_counters", "shmc_slot",
                              "shmc_stripe", "shmc_centry", "shmc_head", "shmc_segmeta",
-                             "shmc_item"};
+                             "shmc_item_n", "shmc_item_w", "shmc_item_x"};
     for (size_t s = 0; s < sizeof structs / sizeof structs[0]; s++) {
         size_t rows = 0;
         uint64_t size = 0, covered = 0;

@@ -154,11 +154,13 @@ bool tu_wait_stopped(pid_t pid, unsigned timeout_ms);
 const char *tu_status_str(int st, char *buf, size_t n);
 
 /* ---- cache helpers ---- */
-/* Item size a value of vlen with a klen key takes in storage (approximate,
- * for capacity arithmetic: 32-byte header + key + value, rounded to 8). */
+/* Item size a value of vlen with a klen key, written by tu_set_value (with
+ * flags, no TTL), takes in storage (lib/item.h: a 12-byte narrow or 16-byte
+ * wide header, 4 bytes of flags, key, value, rounded to 8). */
 static inline uint64_t tu_item_bytes(size_t klen, size_t vlen)
 {
-    return (32u + (uint64_t)klen + vlen + 7u) & ~7ull;
+    uint64_t hdr = (klen > 255 || vlen > 65535 ? 16u : 12u) + 4u;
+    return (hdr + (uint64_t)klen + vlen + 7u) & ~7ull;
 }
 
 /* Returned by tu_get_check when shmc_get said SHMC_OK but the value does
