@@ -163,6 +163,10 @@ static uint64_t word_age(struct shmc *c, uint64_t w, uint64_t now, uint64_t *byt
     return seq ? seq + 2 : UINT64_MAX;
 }
 
+#ifdef SHMC_TESTING
+void (*shmc__test_victim_hook)(struct shmc *c, tslot *t);
+#endif
+
 void index_insert(struct shmc *c, tslot *t, const keyhash *kh, uint64_t newword)
 {
     _Atomic uint64_t *b1 = bucket(c, kh->b1), *b2 = bucket(c, kh->b2);
@@ -186,6 +190,10 @@ void index_insert(struct shmc *c, tslot *t, const keyhash *kh, uint64_t newword)
             }
         }
         /* Both buckets full: replace the oldest entry of the two. */
+#ifdef SHMC_TESTING
+        if (shmc__test_victim_hook)
+            shmc__test_victim_hook(c, t);
+#endif
         uint64_t now = now_ms();
         _Atomic uint64_t *victim = NULL;
         uint64_t vword = 0, vbytes = 0, best = UINT64_MAX;
@@ -206,11 +214,20 @@ void index_insert(struct shmc *c, tslot *t, const keyhash *kh, uint64_t newword)
                 }
             }
         }
-        /* A counter cell is frozen before it goes (cell_freeze). */
+        /* A counter cell is frozen before it goes (cell_freeze).  Freezing
+         * fails only when our section was ejected (then it would fail for
+         * ever): what we read of the victims may be reused bytes, so look
+         * again in a fresh section.  The new item stays ours meanwhile, its
+         * segment under our write hazard, and the caller holds the key's
+         * stripe lock and reads nothing of this section after we return. */
         uint64_t voff0;
         shmc_item *vit = found ? item_at(c, vword, &voff0) : NULL;
-        if (!found || (vit && !cell_freeze(c, t, vit)))
+        if (!found)
             continue;
+        if (vit && !cell_freeze(c, t, vit)) {
+            read_renew(c, t);
+            continue;
+        }
         if (iw_cas(victim, &vword, newword)) {
             uint64_t voff = iw_off(vword);
             if (vbytes && voff < c->data_bytes)

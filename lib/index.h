@@ -73,6 +73,11 @@ HIDDEN void index_prefetch(struct shmc *c, const keyhash *kh);
  * in either bucket, or evicts the oldest entry of the two buckets.  Inside a
  * read section, under the key's stripe lock. */
 HIDDEN void index_insert(struct shmc *c, tslot *t, const keyhash *kh, uint64_t newword);
+#ifdef SHMC_TESTING
+/* Called by index_insert when both buckets are full, before it evicts the
+ * oldest entry: a test ejects the caller's section there. */
+extern void (*shmc__test_victim_hook)(struct shmc *c, tslot *t);
+#endif
 /* Removes every index entry pointing into data range [lo, hi) by a scan of the
  * whole index (fallback after a crash left counters high).  Inside a read
  * section; no stripe lock (only CASes words to 0). */

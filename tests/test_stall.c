@@ -32,6 +32,7 @@
 #define SHMC_TESTING 1 /* declares the test hooks in cache.h */
 #endif
 #include "cache.h"
+#include "epoch.h"
 #include "index.h"
 #include "testutil.h"
 
@@ -343,11 +344,79 @@ static void test_stopped_writer(void **state)
         fail_msg("verify: %s", rep.first_error);
 }
 
+/* ---- an ejected writer at a full bucket pair ----
+ * A set of a new key whose two buckets are full evicts the oldest entry of
+ * the two; a counter cell is frozen first, which fails while the writer's
+ * section is ejected.  The writer must then go on in a fresh section, not
+ * retry in the ejected one for ever (holding its stripe lock). */
+
+static _Atomic unsigned victim_ejections;
+
+static void eject_self(struct shmc *c, tslot *t)
+{
+    (void)c;
+    if (atomic_load(&victim_ejections) < 3) {
+        atomic_fetch_or(&t->s->epoch, EPOCH_EJECTED); /* as a writer's ejection does */
+        atomic_fetch_add(&victim_ejections, 1);
+    }
+}
+
+static int ejected_inserter_main(void *p)
+{
+    shmc_t *c;
+    if (shmc_open((const char *)p, NULL, &c) != SHMC_OK)
+        return 1;
+    shmc__test_victim_hook = eject_self;
+    for (uint32_t i = 0; i < 1000 && atomic_load(&victim_ejections) < 3; i++) {
+        char key[TU_KEY_MAX];
+        size_t kl = tu_key(key, "new-", i);
+        if (shmc_set(c, key, kl, "v", 1, 0, 0) != SHMC_OK)
+            return 2;
+        uint8_t v[8];
+        size_t n;
+        if (shmc_get(c, key, kl, v, sizeof v, &n, NULL) != SHMC_OK || n != 1 || v[0] != 'v')
+            return 3;
+    }
+    shmc__test_victim_hook = NULL;
+    shmc_close(c);
+    return atomic_load(&victim_ejections) >= 3 ? 0 : 4;
+}
+
+static void test_ejected_writer_evicting_a_counter(void **state)
+{
+    (void)state;
+    char name[96];
+    tu_name(name, sizeof name, "ejins");
+    /* A tiny index (64 items): counters fill every bucket pair. */
+    shmc_options o = {.size = 4u << 20, .max_items = 64};
+    shmc_t *c;
+    assert_int_equal(shmc_open(name, &o, &c), SHMC_OK);
+    for (uint32_t i = 0; i < 2000; i++) {
+        char key[TU_KEY_MAX];
+        size_t kl = tu_key(key, "ctr-", i);
+        uint64_t r;
+        assert_int_equal(shmc_incr(c, key, kl, 1, 0, 0, SHMC_INCR_CREATE, &r), SHMC_OK);
+    }
+    pid_t p = tu_fork(ejected_inserter_main, name);
+    assert_true(p > 0);
+    /* Before the fix the child spun for ever in its ejected section. */
+    int rc = tu_wait(p, 20000);
+    shmc_stats st;
+    shmc_stats_get(c, &st);
+    shmc_close(c);
+    tu_destroy(name);
+    if (rc != 0)
+        fail_msg("the ejected inserter: %s (%d)",
+                 rc == TU_TIMEDOUT ? "still spinning after 20 s" : "failed", rc);
+    assert_true(st.evictions > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_stopped_reader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stopped_writer, setup, teardown),
+        cmocka_unit_test(test_ejected_writer_evicting_a_counter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
