@@ -173,12 +173,18 @@ bool alloc_in_head(struct shmc *c, tslot *t, uint64_t size, uint64_t *off)
     return head_append(c, t, hw, size, off);
 }
 
-/* Whether some participant's write hazard names segment s (live or not:
- * a dead one's is cleared when its slot is reaped). */
+/* Whether some live participant's write hazard names segment s.  A hazard
+ * found is checked for its owner's liveness, and a dead owner's slot is
+ * reaped, which clears it: a participant killed while its section was
+ * ejected is skipped by the grace-period scan, which therefore never reaps
+ * it, and its hazard would pin the segment for good.  (A free slot has no
+ * hazard: release clears it, and whoever takes the slot next re-checks the
+ * segment's state after publishing one.) */
 static bool seg_hazarded(struct shmc *c, uint32_t s)
 {
     for (uint32_t i = 0; i < c->nslots; i++)
-        if (atomic_load_explicit(&c->slots[i].wseg, memory_order_acquire) == (uint64_t)s + 1)
+        if (atomic_load_explicit(&c->slots[i].wseg, memory_order_acquire) == (uint64_t)s + 1 &&
+            slot_check_live(c, i))
             return true;
     return false;
 }
