@@ -45,26 +45,6 @@ void membarrier_setup(struct shmc *c)
                     sys_membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) == 0;
 }
 
-void read_enter(struct shmc *c, tslot *t)
-{
-    if (t->depth++)
-        return;
-    uint64_t e = atomic_load_explicit(&c->hdr->epoch, memory_order_acquire);
-    atomic_store_explicit(&t->s->epoch, e, memory_order_relaxed);
-    if (caa_likely(c->membarrier))
-        atomic_signal_fence(memory_order_seq_cst);
-    else
-        atomic_thread_fence(memory_order_seq_cst);
-}
-
-void read_exit(struct shmc *c, tslot *t)
-{
-    (void)c;
-    if (--t->depth)
-        return;
-    atomic_store_explicit(&t->s->epoch, 0, memory_order_release);
-}
-
 void read_renew(struct shmc *c, tslot *t)
 {
     uint32_t depth = t->depth;

@@ -25,9 +25,32 @@
  * The owner's next read_enter() stores a fresh epoch, which clears it. */
 #define EPOCH_EJECTED (1ull << 63)
 
-/* Enter / leave a read section.  Any context; nestable. */
-HIDDEN void read_enter(struct shmc *c, tslot *t);
-HIDDEN void read_exit(struct shmc *c, tslot *t);
+/* Enter / leave a read section.  Any context; nestable.  Inline: every
+ * operation enters one, and a call each way was ~10% of a get's
+ * instructions (perf17 branch, callgrind). */
+static inline void read_enter(struct shmc *c, tslot *t)
+{
+    if (t->depth++)
+        return;
+    uint64_t e = atomic_load_explicit(&c->hdr->epoch, memory_order_acquire);
+    atomic_store_explicit(&t->s->epoch, e, memory_order_relaxed);
+    /* Our epoch store is visible before any load of the section: a full
+     * fence, or in membarrier mode a compiler barrier paired with the
+     * writer's heavy_barrier() (membarrier) before it reads the slots. */
+    if (caa_likely(c->membarrier))
+        atomic_signal_fence(memory_order_seq_cst);
+    else
+        atomic_thread_fence(memory_order_seq_cst);
+}
+static inline void read_exit(struct shmc *c, tslot *t)
+{
+    (void)c;
+    if (--t->depth)
+        return;
+    /* Release: every load of the section is done before the slot reads 0
+     * (paired with the acquire load of the grace-period scan). */
+    atomic_store_explicit(&t->s->epoch, 0, memory_order_release);
+}
 /* Whether the calling thread's current read section has not been ejected:
  * when true, every load the thread made since read_enter() saw memory that
  * no writer had reused yet, so what it copied is what was published.  All
