@@ -579,7 +579,7 @@ static bool excluded(const uint32_t *excl, uint32_t nexcl, uint32_t seg1)
  * appending to, and not one of excl[0..nexcl) (found under a write hazard):
  * a wholly expired one if any (dropped: costs no live item), else the one
  * with the most dead bytes if worth compacting (compacted), else the oldest
- * (dropped, with second chance). */
+ * of the small or the main FIFO (dropped, with second chance; SMALL_PCT). */
 static victim pick_victim(struct shmc *c, tslot *t, scan *sc, const uint32_t *excl,
                           uint32_t nexcl)
 {
@@ -817,10 +817,12 @@ shmc_status alloc_item(struct shmc *c, tslot *t, uint64_t size, uint64_t *off)
         if (atomic_load_explicit(&c->heads[h].seg, memory_order_acquire) == hw)
             st = replace_head(c, t, h, hw);
         /* The main head, when nearly full, is replaced here too (eviction
-         * never waits for a segment, so it cannot open one itself). */
+         * never waits for a segment, so it cannot open one itself).  Our
+         * write does not depend on it: a failure only sends second chance
+         * to the write heads meanwhile. */
         uint64_t mw = atomic_load_explicit(&c->heads[SHMC_MAIN_HEAD].seg, memory_order_acquire);
         if (st == SHMC_OK && main_head_low(c, mw))
-            st = replace_head(c, t, SHMC_MAIN_HEAD, mw);
+            (void)replace_head(c, t, SHMC_MAIN_HEAD, mw);
         read_enter(c, t);
         t->depth = depth;
         if (st != SHMC_OK)
