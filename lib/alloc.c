@@ -59,7 +59,8 @@ static bool in_a_head(struct shmc *c, uint32_t s)
     for (uint32_t h = 0; h < c->nheads; h++)
         if (atomic_load_explicit(&c->heads[h].seg, memory_order_acquire) == (uint64_t)s + 1)
             return true;
-    return false;
+    return atomic_load_explicit(&c->heads[SHMC_MAIN_HEAD].seg, memory_order_acquire) ==
+           (uint64_t)s + 1;
 }
 
 /* SEALING(us) -> SEALED.  The epoch and age are stamped while we own the
@@ -233,11 +234,16 @@ static enum evict_outcome evict_and_retire(struct shmc *c, tslot *t, uint32_t s,
     return EO_RETIRED;
 }
 
-/* Room for a copy moved at eviction: our head, else any other head with
- * room (an evictor that found no free segment has a full head itself).
- * Never waits.  Inside a read section. */
-static bool alloc_for_move(struct shmc *c, tslot *t, uint64_t size, uint64_t *off)
+/* Room for a copy moved at eviction: the main head if `to_main` and it has
+ * room, else our head, else any other head with room (an evictor that found
+ * no free segment has a full head itself).  Never waits.  Inside a read
+ * section. */
+static bool alloc_for_move(struct shmc *c, tslot *t, uint64_t size, uint64_t *off, bool to_main)
 {
+    if (to_main &&
+        head_append(c, t, atomic_load_explicit(&c->heads[SHMC_MAIN_HEAD].seg,
+                                               memory_order_acquire), size, off))
+        return true;
     for (uint32_t k = 0; k < c->nheads; k++) {
         uint32_t h = (t->idx + k) % c->nheads;
         uint64_t hw = atomic_load_explicit(&c->heads[h].seg, memory_order_acquire);
@@ -284,7 +290,7 @@ static enum move_result move_item(struct shmc *c, tslot *t, shmc_item *it, uint6
     enum move_result r = MV_NO_ROOM;
     read_enter(c, t);
     uint64_t noff;
-    if (alloc_for_move(c, t, total, &noff)) {
+    if (alloc_for_move(c, t, total, &noff, mode == EV_DROP)) {
         /* `it` is in a segment we own (EVICTING): nobody reuses it under us.
          * The copy goes where our write hazard keeps it from eviction. */
         shmc_item *copy = (shmc_item *)(c->data + noff);
@@ -421,6 +427,7 @@ static void reset_seg(shmc_segmeta *m)
     atomic_store_explicit(&m->max_expire, 0, memory_order_relaxed);
     atomic_store_explicit(&m->epoch, 0, memory_order_relaxed);
     atomic_store_explicit(&m->seq, 0, memory_order_relaxed);
+    atomic_store_explicit(&m->cls, SEG_CLS_SMALL, memory_order_relaxed);
 }
 
 typedef struct scan {
@@ -546,6 +553,15 @@ static inline bool worth_compacting(const struct shmc *c, uint64_t dead, uint64_
 
 #define VICTIM_TRIES 8u
 
+/* Probation (after S3-FIFO, Yang et al., SOSP 2023): new writes and what
+ * compaction moves go to the write heads (the "small" FIFO), what second
+ * chance keeps goes to the main head (the "main" FIFO, SEG_CLS_MAIN).  An
+ * item dropped because it was not read takes its place only in the small
+ * FIFO, not a whole lap of the storage: pick_victim drops from the oldest
+ * small segment while small segments hold more than SMALL_PCT % of the
+ * segments, else from the oldest main one. */
+#define SMALL_PCT 10u
+
 typedef struct victim {
     uint32_t seg1;       /* segment + 1, 0 = none */
     enum evict_mode mode;
@@ -563,18 +579,23 @@ static bool excluded(const uint32_t *excl, uint32_t nexcl, uint32_t seg1)
  * appending to, and not one of excl[0..nexcl) (found under a write hazard):
  * a wholly expired one if any (dropped: costs no live item), else the one
  * with the most dead bytes if worth compacting (compacted), else the oldest
- * (dropped, with second chance). */
+ * of the small or the main FIFO (dropped, with second chance; SMALL_PCT). */
 static victim pick_victim(struct shmc *c, tslot *t, scan *sc, const uint32_t *excl,
                           uint32_t nexcl)
 {
     uint64_t now = now_ms();
     uint64_t h = grace_horizon(c, t, sc);
-    uint32_t oldest = 0, deadest = 0;
-    uint64_t oldest_seq = UINT64_MAX, most = 0, most_live = 0;
+    uint32_t oldest[2] = {0, 0}, deadest = 0, nsmall = 0;
+    uint64_t oldest_seq[2] = {UINT64_MAX, UINT64_MAX}, most = 0, most_live = 0;
     for (uint32_t s = 0; s < c->nsegs; s++) {
         shmc_segmeta *m = &c->segs[s];
         uint64_t sw = atomic_load_explicit(&m->state, memory_order_acquire);
-        if (sw_state(sw) != SEG_SEALED || excluded(excl, nexcl, s + 1))
+        unsigned cls = atomic_load_explicit(&m->cls, memory_order_relaxed) == SEG_CLS_MAIN;
+        unsigned st = sw_state(sw);
+        if (!cls && (st == SEG_OPEN || st == SEG_SEALING || st == SEG_SEALED ||
+                     st == SEG_EVICTING))
+            nsmall++;
+        if (st != SEG_SEALED || excluded(excl, nexcl, s + 1))
             continue;
         if (atomic_load_explicit(&m->epoch, memory_order_relaxed) > h)
             continue;
@@ -586,9 +607,9 @@ static victim pick_victim(struct shmc *c, tslot *t, scan *sc, const uint32_t *ex
         uint64_t used = atomic_load_explicit(&m->wpos, memory_order_relaxed);
         used = used < c->seg_size ? used : c->seg_size;
         uint64_t dead = used > lb ? used - lb : 0;
-        if (seq < oldest_seq) {
-            oldest_seq = seq;
-            oldest = s + 1;
+        if (seq < oldest_seq[cls]) {
+            oldest_seq[cls] = seq;
+            oldest[cls] = s + 1;
         }
         if (dead > most) {
             most = dead;
@@ -598,7 +619,12 @@ static victim pick_victim(struct shmc *c, tslot *t, scan *sc, const uint32_t *ex
     }
     if (deadest && worth_compacting(c, most, most_live))
         return (victim){deadest, EV_COMPACT};
-    return (victim){oldest, EV_DROP};
+    /* Probation (S3-FIFO): the small FIFO is evicted while it holds more
+     * than its share of the storage, else the main one. */
+    unsigned want = (uint64_t)nsmall * 100 > (uint64_t)c->nsegs * SMALL_PCT ? 0 : 1;
+    if (!oldest[want])
+        want ^= 1;
+    return (victim){oldest[want], EV_DROP};
 }
 
 /* Evicts (or compacts) the best victim, if any.  Returns whether one was
@@ -737,6 +763,8 @@ static shmc_status replace_head(struct shmc *c, tslot *t, uint32_t h, uint64_t o
     shmc_segmeta *m = &c->segs[n];
     uint64_t me = slot_owner(t);
     uint64_t open = sw_make(SEG_OPEN, me);
+    atomic_store_explicit(&m->cls, h == SHMC_MAIN_HEAD ? SEG_CLS_MAIN : SEG_CLS_SMALL,
+                          memory_order_relaxed);
     atomic_store_explicit(&m->state, open, memory_order_release);
     uint64_t expect = old_hw;
     if (atomic_compare_exchange_strong_explicit(&c->heads[h].seg, &expect, (uint64_t)n + 1,
@@ -762,6 +790,16 @@ static shmc_status replace_head(struct shmc *c, tslot *t, uint32_t h, uint64_t o
     return SHMC_OK;
 }
 
+/* Whether the main head (word mw) is missing or has less than 1/8 of a
+ * segment of room left. */
+static bool main_head_low(const struct shmc *c, uint64_t mw)
+{
+    if (!mw || mw > c->nsegs)
+        return true;
+    uint64_t pos = atomic_load_explicit(&c->segs[mw - 1].wpos, memory_order_relaxed);
+    return !fits(c, pos, c->seg_size / 8);
+}
+
 shmc_status alloc_item(struct shmc *c, tslot *t, uint64_t size, uint64_t *off)
 {
     uint32_t h = t->idx % c->nheads;
@@ -778,6 +816,13 @@ shmc_status alloc_item(struct shmc *c, tslot *t, uint64_t size, uint64_t *off)
         shmc_status st = SHMC_OK;
         if (atomic_load_explicit(&c->heads[h].seg, memory_order_acquire) == hw)
             st = replace_head(c, t, h, hw);
+        /* The main head, when nearly full, is replaced here too (eviction
+         * never waits for a segment, so it cannot open one itself).  Our
+         * write does not depend on it: a failure only sends second chance
+         * to the write heads meanwhile. */
+        uint64_t mw = atomic_load_explicit(&c->heads[SHMC_MAIN_HEAD].seg, memory_order_acquire);
+        if (st == SHMC_OK && main_head_low(c, mw))
+            (void)replace_head(c, t, SHMC_MAIN_HEAD, mw);
         read_enter(c, t);
         t->depth = depth;
         if (st != SHMC_OK)

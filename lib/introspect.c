@@ -186,11 +186,13 @@ static void verify_segments(struct shmc *c, shmc_verify_report *rep)
             NOTE(rep, "segment %u (state %u) is held by a dead participant", s, state);
         }
     }
-    for (uint32_t h = 0; h < c->nheads; h++) {
-        uint64_t hw = atomic_load_explicit(&c->heads[h].seg, memory_order_acquire);
+    for (uint32_t h = 0; h <= c->nheads; h++) {
+        /* The write heads, then the main head (alloc.c: probation). */
+        uint32_t hs = h < c->nheads ? h : SHMC_MAIN_HEAD;
+        uint64_t hw = atomic_load_explicit(&c->heads[hs].seg, memory_order_acquire);
         if (hw > c->nsegs) {
             rep->segment_errors++;
-            NOTE(rep, "head %u names segment %llu of %u", h, (unsigned long long)hw, c->nsegs);
+            NOTE(rep, "head %u names segment %llu of %u", hs, (unsigned long long)hw, c->nsegs);
         }
     }
 }

@@ -47,6 +47,10 @@ _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
 
 #define SHMC_STRIPES          1024u       /* per-key writer locks */
 #define SHMC_MAX_HEADS        4u          /* open (append) segments at once */
+/* The head slots: SHMC_MAX_HEADS for writes (the "small" FIFO), then one
+ * for items kept by second chance (the "main" FIFO, alloc.c: probation). */
+#define SHMC_HEAD_SLOTS       (SHMC_MAX_HEADS + 1u)
+#define SHMC_MAIN_HEAD        SHMC_MAX_HEADS
 #define SHMC_BUCKET_WAYS      8u          /* index words per bucket (one cache line) */
 /* Geometry rules (segment.c: compute_layout): an attacher re-derives the
  * whole layout with them, so they are part of the layout hash. */
@@ -244,11 +248,16 @@ enum seg_state {
     SEG_SEALING = 6,    /* its owner is stamping the seal epoch */
 };
 
+/* Segment classes (alloc.c: probation).  Set when a segment is opened;
+ * only eviction's choice of victim reads it. */
+#define SEG_CLS_SMALL 0u    /* new writes (probation) */
+#define SEG_CLS_MAIN  1u    /* items kept by second chance, and their compactions */
+
 /* ---- storage segment metadata (one cache line) ---- */
 #define SHMC_SEGMETA_FIELDS(F) \
     F(_Atomic uint64_t, wpos, )           /* next append offset (may exceed seg_size) */ \
     F(_Atomic uint64_t, state, )          /* state word, words.h: sw_* */ \
-    F(uint64_t, pad0, ) \
+    F(_Atomic uint64_t, cls, )            /* SEG_CLS_*: which FIFO it belongs to (a hint) */ \
     F(_Atomic uint64_t, epoch, )          /* SEALED: seal epoch; RETIRED: retire epoch */ \
     F(_Atomic uint64_t, seq, )            /* seal order (age) */ \
     F(_Atomic uint64_t, live, )           /* words.h live_*: index entries pointing here */ \
@@ -383,7 +392,7 @@ typedef struct shmc_field_desc {
  * geometry rules, the widths of the packed words, the mutex's size and the
  * byte order. */
 #define SHMC_LAYOUT_CONSTANTS \
-    {sizeof(pthread_mutex_t), SHMC_BUCKET_WAYS, SHMC_STRIPES, SHMC_MAX_HEADS, SHMC_HOLDS, \
+    {sizeof(pthread_mutex_t), SHMC_BUCKET_WAYS, SHMC_STRIPES, SHMC_MAX_HEADS, SHMC_HEAD_SLOTS, SHMC_HOLDS, \
      SHMC_HDR_SIZE, SHMC_MIN_SEG_SIZE, SHMC_MAX_SEG_SIZE, SHMC_SEGS_TARGET, \
      SHMC_INDEX_BYTES_PER_WAY, SHMC_INDEX_LOAD_NUM, SHMC_INDEX_LOAD_DEN, SLOT1_BITS, \
      OWNER_GEN_BITS, SW_OWNER_SHIFT, LIVE_SHIFT, \

@@ -137,7 +137,7 @@ static shmc_status compute_layout(uint64_t size, uint32_t max_key, uint32_t max_
     L->off_coord = L->off_stripes + SHMC_STRIPES * sizeof(shmc_stripe);
     L->off_heads = align_up(L->off_coord + (uint64_t)ncoord * sizeof(shmc_centry), SHMC_CL);
     /* A fixed index when sized by max_items, else one that grows with storage. */
-    uint64_t fixed = L->off_heads + SHMC_MAX_HEADS * sizeof(shmc_head) + 2 * 4096 +
+    uint64_t fixed = L->off_heads + SHMC_HEAD_SLOTS * sizeof(shmc_head) + 2 * 4096 +
                      (max_items ? index_buckets(max_items, 0) * SHMC_BUCKET_WAYS * 8 : 0);
     if (size <= fixed)
         return SHMC_ETOOSMALL;
@@ -149,7 +149,7 @@ static shmc_status compute_layout(uint64_t size, uint32_t max_key, uint32_t max_
         uint64_t data = nsegs * seg;
         uint64_t nb = index_buckets(max_items, data);
         L->nheads = heads;
-        L->off_segs = align_up(L->off_heads + SHMC_MAX_HEADS * sizeof(shmc_head), SHMC_CL);
+        L->off_segs = align_up(L->off_heads + SHMC_HEAD_SLOTS * sizeof(shmc_head), SHMC_CL);
         L->off_index = align_up(L->off_segs + nsegs * sizeof(shmc_segmeta), SHMC_CL);
         L->off_data = align_up(L->off_index + nb * SHMC_BUCKET_WAYS * 8, 4096);
         if (L->off_data + data + ITEM_GUARD <= size) {
@@ -159,8 +159,9 @@ static shmc_status compute_layout(uint64_t size, uint32_t max_key, uint32_t max_
             break;
         }
     }
-    /* Enough segments for the open heads, a victim and retired memory. */
-    if (L->nsegs < L->nheads + 4)
+    /* Enough segments for the open heads (and the main head), a victim and
+     * retired memory. */
+    if (L->nsegs < L->nheads + 5)
         return SHMC_ETOOSMALL;
     return SHMC_OK;
 }

@@ -128,15 +128,15 @@ static void test_any_field_change_changes_hash(void **state)
     {"shmc_segmeta", #name, #type #dim, offsetof(T, name), sizeof(((T *)0)->name)},
 
 #define REORDERED_FIELDS(F) /* epoch and seq swapped */ \
-    F(_Atomic uint64_t, wpos, ) F(_Atomic uint64_t, state, ) F(uint64_t, pad0, ) \
+    F(_Atomic uint64_t, wpos, ) F(_Atomic uint64_t, state, ) F(_Atomic uint64_t, cls, ) \
     F(_Atomic uint64_t, seq, ) F(_Atomic uint64_t, epoch, ) F(_Atomic uint64_t, live, ) \
     F(uint64_t, pad1, ) F(_Atomic uint64_t, max_expire, )
 #define RESIZED_FIELDS(F) /* seq 32 bits */ \
-    F(_Atomic uint64_t, wpos, ) F(_Atomic uint64_t, state, ) F(uint64_t, pad0, ) \
+    F(_Atomic uint64_t, wpos, ) F(_Atomic uint64_t, state, ) F(_Atomic uint64_t, cls, ) \
     F(_Atomic uint64_t, epoch, ) F(_Atomic uint32_t, seq, ) F(_Atomic uint64_t, live, ) \
     F(uint64_t, pad1, ) F(_Atomic uint64_t, max_expire, )
 #define RENAMED_FIELDS(F) /* seq called age */ \
-    F(_Atomic uint64_t, wpos, ) F(_Atomic uint64_t, state, ) F(uint64_t, pad0, ) \
+    F(_Atomic uint64_t, wpos, ) F(_Atomic uint64_t, state, ) F(_Atomic uint64_t, cls, ) \
     F(_Atomic uint64_t, epoch, ) F(_Atomic uint64_t, age, ) F(_Atomic uint64_t, live, ) \
     F(uint64_t, pad1, ) F(_Atomic uint64_t, max_expire, )
 
