@@ -165,7 +165,7 @@ static void stop_in_section(fx *f, pid_t pid)
     for (int attempt = 0; attempt < 1000; attempt++) {
         assert_int_equal(kill(pid, SIGSTOP), 0);
         assert_true(tu_wait_stopped(pid, 10000));
-        shmc_proc_info pi;
+        shmc_proc_info pi = {0};
         if (proc_of(f, pid, &pi) && pi.reading)
             return;
         kill(pid, SIGCONT);
@@ -200,7 +200,7 @@ static void test_stopped_reader(void **state)
     tu_sleep_ms(STOP_MS);
     uint64_t during = atomic_load(&sh->sets) - s1, td = tu_now_ms() - t1;
     uint64_t enomem = atomic_load(&sh->enomem) - e0;
-    shmc_proc_info pi;
+    shmc_proc_info pi = {0};
     assert_true(proc_of(f, r, &pi));
     shmc_stats st1;
     assert_int_equal(shmc_stats_get(f->c, &st1), SHMC_OK);
