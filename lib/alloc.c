@@ -240,10 +240,14 @@ static enum evict_outcome evict_and_retire(struct shmc *c, tslot *t, uint32_t s,
  * section. */
 static bool alloc_for_move(struct shmc *c, tslot *t, uint64_t size, uint64_t *off, bool to_main)
 {
-    if (to_main &&
-        head_append(c, t, atomic_load_explicit(&c->heads[SHMC_MAIN_HEAD].seg,
-                                               memory_order_acquire), size, off))
-        return true;
+    if (to_main) {
+        if (head_append(c, t, atomic_load_explicit(&c->heads[SHMC_MAIN_HEAD].seg,
+                                                   memory_order_acquire), size, off))
+            return true;
+        /* No main head, or full: this process's next head replacement
+         * opens one (alloc_item). */
+        atomic_store_explicit(&c->main_wanted, true, memory_order_relaxed);
+    }
     for (uint32_t k = 0; k < c->nheads; k++) {
         uint32_t h = (t->idx + k) % c->nheads;
         uint64_t hw = atomic_load_explicit(&c->heads[h].seg, memory_order_acquire);
@@ -821,7 +825,8 @@ shmc_status alloc_item(struct shmc *c, tslot *t, uint64_t size, uint64_t *off)
          * write does not depend on it: a failure only sends second chance
          * to the write heads meanwhile. */
         uint64_t mw = atomic_load_explicit(&c->heads[SHMC_MAIN_HEAD].seg, memory_order_acquire);
-        if (st == SHMC_OK && main_head_low(c, mw))
+        if (st == SHMC_OK && main_head_low(c, mw) &&
+            atomic_exchange_explicit(&c->main_wanted, false, memory_order_relaxed))
             (void)replace_head(c, t, SHMC_MAIN_HEAD, mw);
         read_enter(c, t);
         t->depth = depth;

@@ -31,6 +31,11 @@ struct shmc {
     uint32_t seg_shift, nsegs, nslots, nheads, max_key, max_value, ncoord;
     bool membarrier;             /* this process registered for membarrier */
     bool seg_membarrier;         /* the segment runs in membarrier mode */
+    /* Second chance tried to move an item to the main head (alloc.c,
+     * probation) since this process last replaced it: only then does a
+     * writer open a main segment, so a cache whose items are never read
+     * keeps no empty one open. */
+    _Atomic bool main_wanted;
     pthread_key_t tkey;          /* per-thread participant record */
     _Atomic int refs;            /* 1 for the handle + 1 per thread slot held */
     _Atomic int closed;
