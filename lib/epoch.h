@@ -32,7 +32,9 @@ static inline void read_enter(struct shmc *c, tslot *t)
 {
     if (t->depth++)
         return;
-    uint64_t e = atomic_load_explicit(&c->hdr->epoch, memory_order_acquire);
+    /* (A damaged header's epoch could carry EPOCH_EJECTED: a section would
+     * then start ejected, and every validated read retry for ever.) */
+    uint64_t e = atomic_load_explicit(&c->hdr->epoch, memory_order_acquire) & ~EPOCH_EJECTED;
     atomic_store_explicit(&t->s->epoch, e, memory_order_relaxed);
     /* Our epoch store is visible before any load of the section: a full
      * fence, or in membarrier mode a compiler barrier paired with the

@@ -143,6 +143,17 @@ static void test_garbage_index_words(void **state)
     exercise(f, true);
 }
 
+/* A global epoch with bit 63 set (the ejected mark of a slot's word): a
+ * read section that copied it would start out ejected, and every read
+ * retried for ever (fuzz_attach found it).  Reads must still return. */
+static void test_epoch_with_eject_bit(void **state)
+{
+    fx *f = *state;
+    uint64_t e = hdr64(f, offsetof(shmc_hdr, epoch)) | (1ull << 63);
+    memcpy(f->raw + offsetof(shmc_hdr, epoch), &e, 8);
+    exercise(f, true);
+}
+
 static void test_garbage_items(void **state)
 {
     fx *f = *state;
@@ -493,6 +504,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_garbage_index_words, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_epoch_with_eject_bit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_items, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_item_headers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_segment_table, setup, teardown),
