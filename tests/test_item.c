@@ -137,36 +137,16 @@ static void test_damaged_headers_refused(void **state)
 
 /* ---- through a cache ---- */
 
-typedef struct fx {
-    char name[96];
-    shmc_t *c;
-} fx;
+typedef tu_fx fx;
 
-static int open_fx(void **state, const shmc_options *o)
-{
-    fx *f = calloc(1, sizeof *f);
-    tu_name(f->name, sizeof f->name, "item");
-    tu_destroy(f->name);
-    if (shmc_open(f->name, o, &f->c) != SHMC_OK)
-        return -1;
-    *state = f;
-    return 0;
-}
+static int open_fx(void **state, const shmc_options *o) { return tu_fx_setup(state, "item", o); }
 
 static int setup(void **state)
 {
     shmc_options o = {.size = 32u << 20, .max_key = SHMC_MAX_KEY_LIMIT, .max_value = 1u << 20};
     return open_fx(state, &o);
 }
-
-static int teardown(void **state)
-{
-    fx *f = *state;
-    shmc_close(f->c);
-    tu_destroy(f->name);
-    free(f);
-    return 0;
-}
+#define teardown tu_fx_teardown
 
 static uint64_t bytes_used(shmc_t *c)
 {
