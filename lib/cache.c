@@ -31,14 +31,20 @@ static inline shmc_status check_key(struct shmc *c, const void *key, size_t klen
     return SHMC_OK;
 }
 
-static inline bool expired(const shmc_item *it, uint64_t *now)
+static inline bool expired_f(const shmc_item *it, uint8_t fmt, uint64_t *now)
 {
-    uint64_t exp = item_expire(it);
+    if (caa_likely(!(fmt & ITEM_FMT_EXPIRE)))
+        return false;
+    uint64_t exp = item_expire_f(it, fmt);
     if (!exp)
         return false;
     if (!*now)
         *now = now_ms();
     return exp <= *now;
+}
+static inline bool expired(const shmc_item *it, uint64_t *now)
+{
+    return expired_f(it, item_fmt(it), now);
 }
 
 /* What a write requires of the key's current entry, and what it reports
@@ -70,10 +76,6 @@ static size_t counter_format(uint64_t v, uint8_t kind, uint8_t out[24]);
 static uint64_t next_cas(tslot *t);
 static uint64_t expiry_of(uint64_t ttl_ms);
 
-static inline bool kind_is_cell(uint8_t kind)
-{
-    return kind == ITEM_KIND_CELL_DEC || kind == ITEM_KIND_CELL_BIN;
-}
 
 /* Counters live in cells when a cell item fits under max_value. */
 static inline bool cells_ok(const struct shmc *c)
@@ -83,26 +85,33 @@ static inline bool cells_ok(const struct shmc *c)
 
 /* The value of an item as readers see it: its bytes, or a counter cell's
  * number formatted into tmp (with the cell's token in *tok). */
+static inline const uint8_t *item_value_f(struct shmc *c, shmc_item *it, uint8_t fmt,
+                                          uint32_t kl, uint32_t vl, uint8_t tmp[24],
+                                          uint32_t *vlen, uint64_t *tok)
+{
+    /* fmt, kl, vl: read once and checked (item_check_f), since the item's
+     * bytes may be reused under an ejected section. */
+    if (caa_unlikely(kind_is_cell(fmt & ITEM_FMT_KIND))) {
+        cell_t x = cell_read(item_cell(c, it));
+        *tok = cell_tok(x) & ~CELL_FROZEN;
+        *vlen = (uint32_t)counter_format(cell_val(x), fmt & ITEM_FMT_KIND, tmp);
+        return tmp;
+    }
+    *tok = item_cas_f(it, fmt);
+    *vlen = vl;
+    return item_key_f(it, fmt) + kl;
+}
 static inline const uint8_t *item_value(struct shmc *c, shmc_item *it, uint32_t kl,
                                         uint32_t vl, uint8_t tmp[24], uint32_t *vlen,
                                         uint64_t *tok)
 {
-    /* kl, vl: the lengths read once and checked (item_lens), since the
-     * item's bytes may be reused under an ejected section. */
-    if (caa_unlikely(item_is_cell(it))) {
-        cell_t x = cell_read(item_cell(c, it));
-        *tok = cell_tok(x) & ~CELL_FROZEN;
-        *vlen = (uint32_t)counter_format(cell_val(x), item_kind(it), tmp);
-        return tmp;
-    }
-    *tok = item_cas(it);
-    *vlen = vl;
-    return item_key(it) + kl;
+    return item_value_f(c, it, item_fmt(it), kl, vl, tmp, vlen, tok);
 }
 
 /* The start of every keyed operation: validate the key, take the calling
  * thread's slot, hash the key. */
-static shmc_status op_begin(struct shmc *c, const void *key, size_t klen, tslot **t, keyhash *kh)
+static inline shmc_status op_begin(struct shmc *c, const void *key, size_t klen, tslot **t,
+                                   keyhash *kh)
 {
     shmc_status st = check_key(c, key, klen);
     if (st == SHMC_OK)
@@ -116,45 +125,50 @@ static shmc_status op_begin(struct shmc *c, const void *key, size_t klen, tslot 
 void (*shmc__test_publish_hook)(const void *key, size_t klen);
 #endif
 
-/* The item a get callback is visiting, for callers that need more than the
- * value (its expiry, kind), and its CAS token.  Valid only inside the
- * callback. */
-static __thread const shmc_item *visiting;
-static __thread uint64_t visiting_cas;
+/* What a get callback is given: the value (a counter's formatted into a
+ * buffer of the caller's), the item and its CAS token.  Valid only inside
+ * the callback. */
+typedef struct visit {
+    const uint8_t *val;
+    uint32_t vlen;
+    const shmc_item *it;
+    uint8_t fmt;                 /* the item's, as checked: item_*_f(it, fmt) */
+    uint64_t cas;
+} visit;
 
 /* Called inside the read section with the value in place.  It may run more
  * than once: its output is discarded (by the undo function, when given, for
  * a SHMC_OK result) if the section turns out to have been ejected. */
-typedef shmc_status (*visit_fn)(void *ctx, const uint8_t *val, uint32_t vlen, uint32_t flags);
+typedef shmc_status (*visit_fn)(void *ctx, const visit *v);
 typedef void (*undo_fn)(void *ctx);
 
-static shmc_status get_visit_undo(struct shmc *c, const void *key, size_t klen, visit_fn fn,
-                                  undo_fn undo, void *ctx)
+/* Inline in every reader, so that the callback is inlined too: a get is a
+ * lookup and a copy, and every call it makes shows (callgrind). */
+static inline __attribute__((always_inline)) shmc_status
+get_visit_undo(struct shmc *c, const void *key, size_t klen, visit_fn fn, undo_fn undo,
+               void *ctx)
 {
     tslot *t;
     keyhash kh;
     shmc_status st = op_begin(c, key, klen, &t, &kh);
-    if (st != SHMC_OK)
+    if (caa_unlikely(st != SHMC_OK))
         return st;
     read_enter(c, t);
     for (;;) {
-        uint64_t w, now = 0;
-        shmc_item *it;
-        uint32_t kl, vl;
-        _Atomic uint64_t *slot = index_find(c, &kh, key, klen, &w, &it);
-        bool hit = slot && item_lens(c, it, &kl, &vl) && !expired(it, &now);
-        if (hit) {
+        uint64_t now = 0;
+        found f;
+        bool hit = index_lookup(c, &kh, key, klen, &f) && !expired_f(f.it, f.fmt, &now);
+        if (caa_likely(hit)) {
             uint8_t tmp[24];
-            uint32_t vlen;
-            const uint8_t *val = item_value(c, it, kl, vl, tmp, &vlen, &visiting_cas);
-            visiting = it;
-            st = fn(ctx, val, vlen, item_flags(it));
+            visit v = {.it = f.it, .fmt = f.fmt};
+            v.val = item_value_f(c, f.it, f.fmt, f.kl, f.vl, tmp, &v.vlen, &v.cas);
+            st = fn(ctx, &v);
         } else {
             st = SHMC_NOT_FOUND;
         }
         if (caa_likely(read_section_valid(c, t))) {
             if (hit) {
-                iw_mark_accessed(slot, w);
+                iw_mark_accessed(f.way, f.w);
                 STAT_ADD(t, hits, 1);
             } else {
                 STAT_ADD(t, misses, 1);
@@ -171,7 +185,7 @@ static shmc_status get_visit_undo(struct shmc *c, const void *key, size_t klen, 
     return st;
 }
 
-static shmc_status get_visit(struct shmc *c, const void *key, size_t klen, visit_fn fn, void *ctx)
+static inline __attribute__((always_inline)) shmc_status get_visit(struct shmc *c, const void *key, size_t klen, visit_fn fn, void *ctx)
 {
     return get_visit_undo(c, key, klen, fn, NULL, ctx);
 }
@@ -183,9 +197,9 @@ struct copy_ctx {
 };
 
 
-static shmc_status copy_out(void *p, const uint8_t *val, uint32_t vlen, uint32_t flags)
+static shmc_status copy_value(struct copy_ctx *x, const uint8_t *val, uint32_t vlen,
+                              uint32_t flags)
 {
-    struct copy_ctx *x = p;
     *x->vlen = vlen;
     if (vlen > x->buflen)
         return SHMC_EBUFSIZE;
@@ -194,6 +208,11 @@ static shmc_status copy_out(void *p, const uint8_t *val, uint32_t vlen, uint32_t
     if (x->flags)
         *x->flags = flags;
     return SHMC_OK;
+}
+
+static inline shmc_status copy_out(void *p, const visit *v)
+{
+    return copy_value(p, v->val, v->vlen, item_flags_f(v->it, v->fmt));
 }
 
 shmc_status shmc_get(shmc_t *c, const void *key, size_t klen, void *buf, size_t buflen,
@@ -218,9 +237,9 @@ static void alloc_undo(void *p)
     *x->val = NULL;
 }
 
-static shmc_status alloc_out(void *p, const uint8_t *val, uint32_t vlen, uint32_t flags)
+static shmc_status alloc_value(struct alloc_ctx *x, const uint8_t *val, uint32_t vlen,
+                               uint32_t flags)
 {
-    struct alloc_ctx *x = p;
     uint8_t *m = malloc(vlen ? vlen : 1);
     if (!m) {
         errno = ENOMEM;
@@ -244,14 +263,19 @@ typedef struct entry_copy {
     uint8_t kind;
 } entry_copy;
 
-static shmc_status entry_out(void *p, const uint8_t *val, uint32_t vlen, uint32_t flags)
+static shmc_status alloc_out(void *p, const visit *v)
+{
+    return alloc_value(p, v->val, v->vlen, item_flags_f(v->it, v->fmt));
+}
+
+static shmc_status entry_out(void *p, const visit *v)
 {
     entry_copy *e = p;
-    e->cas = visiting_cas;
-    e->expire = item_expire(visiting);
-    e->kind = item_kind(visiting);
+    e->cas = v->cas;
+    e->expire = item_expire_f(v->it, v->fmt);
+    e->kind = v->fmt & ITEM_FMT_KIND;
     struct alloc_ctx a = {&e->val, &e->vlen, &e->flags};
-    return alloc_out(&a, val, vlen, flags);
+    return alloc_value(&a, v->val, v->vlen, item_flags_f(v->it, v->fmt));
 }
 
 static void entry_undo(void *p)
@@ -299,11 +323,11 @@ struct gets_ctx {
     uint64_t *cas;
 };
 
-static shmc_status gets_out(void *p, const uint8_t *val, uint32_t vlen, uint32_t flags)
+static inline shmc_status gets_out(void *p, const visit *v)
 {
     struct gets_ctx *x = p;
-    *x->cas = visiting_cas;
-    return copy_out(&x->copy, val, vlen, flags);
+    *x->cas = v->cas;
+    return copy_value(&x->copy, v->val, v->vlen, item_flags_f(v->it, v->fmt));
 }
 
 shmc_status shmc_gets(shmc_t *c, const void *key, size_t klen, void *buf, size_t buflen,
@@ -316,10 +340,9 @@ shmc_status shmc_gets(shmc_t *c, const void *key, size_t klen, void *buf, size_t
     return get_visit(c, key, klen, gets_out, &x);
 }
 
-static shmc_status ttl_out(void *p, const uint8_t *v, uint32_t n, uint32_t f)
+static shmc_status ttl_out(void *p, const visit *v)
 {
-    (void)v, (void)n, (void)f;
-    uint64_t e = item_expire(visiting), now = now_ms();
+    uint64_t e = item_expire_f(v->it, v->fmt), now = now_ms();
     *(uint64_t *)p = e == 0 ? SHMC_TTL_NONE : (e > now ? e - now : 0);
     return SHMC_OK;
 }
@@ -763,9 +786,9 @@ shmc_status shmc_decr(shmc_t *c, const void *key, size_t klen, uint64_t delta, u
     return counter_add(c, key, klen, delta, true, initial, ttl_ms, opts, result);
 }
 
-static shmc_status found_ok(void *p, const uint8_t *v, uint32_t n, uint32_t f)
+static shmc_status found_ok(void *p, const visit *v)
 {
-    (void)p, (void)v, (void)n, (void)f;
+    (void)p, (void)v;
     return SHMC_OK;
 }
 
@@ -1317,10 +1340,9 @@ shmc_status shmc_get_many(shmc_t *c, shmc_get_req *reqs, size_t n)
                 slots[i] = NULL;
                 if (!(todo >> i & 1))
                     continue;
-                shmc_item *it;
-                uint32_t kl, vl;
-                _Atomic uint64_t *p = index_find(c, &kh[i], r->key, r->klen, &words[i], &it);
-                if (!p || !item_lens(c, it, &kl, &vl) || expired(it, &now)) {
+                found f;
+                if (!index_lookup(c, &kh[i], r->key, r->klen, &f) ||
+                    expired_f(f.it, f.fmt, &now)) {
                     r->status = SHMC_NOT_FOUND;
                     misses++;
                     continue;
@@ -1329,9 +1351,11 @@ shmc_status shmc_get_many(shmc_t *c, shmc_get_req *reqs, size_t n)
                 uint8_t tmp[24];
                 uint32_t vlen;
                 uint64_t tok;
-                const uint8_t *val = item_value(c, it, kl, vl, tmp, &vlen, &tok);
-                r->status = copy_out(&x, val, vlen, item_flags(it));
-                slots[i] = p;
+                const uint8_t *val =
+                    item_value_f(c, f.it, f.fmt, f.kl, f.vl, tmp, &vlen, &tok);
+                r->status = copy_value(&x, val, vlen, item_flags_f(f.it, f.fmt));
+                words[i] = f.w;
+                slots[i] = f.way;
                 hits++;
             }
             if (caa_likely(read_section_valid(c, t)))

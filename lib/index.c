@@ -21,45 +21,14 @@
 #include <stddef.h>
 #include <string.h>
 
-static inline uint64_t reduce(uint64_t x32, uint64_t n)
-{
-    return (x32 * n) >> 32;
-}
-
-void keyhash_of(struct shmc *c, const void *key, size_t klen, keyhash *kh)
-{
-    uint64_t h = hash_key(c->hash_seed, key, klen);
-    /* A second, independent-looking mix for the tag and the stripe, so that
-     * keys sharing a bucket do not also share tags. */
-    uint64_t h2 = (h ^ (h >> 31)) * 0x94d049bb133111ebull;
-    h2 ^= h2 >> 29;
-    kh->h = h;
-    kh->b1 = reduce(h & 0xffffffffull, c->nbuckets);
-    kh->b2 = reduce(h >> 32, c->nbuckets);
-    if (kh->b2 == kh->b1)
-        kh->b2 = (kh->b1 + 1) % c->nbuckets;
-    kh->tag = (uint16_t)(h2 >> 48);
-    kh->stripe = (uint32_t)(h2 % SHMC_STRIPES);
-}
-
 shmc_item *item_at(struct shmc *c, uint64_t word, uint64_t *off_out)
 {
-    uint64_t off = iw_off(word); /* an empty word gives an offset out of range */
-    if (off >= c->data_bytes)
-        return NULL;
-    uint64_t in_seg = off & (c->seg_size - 1);
-    shmc_item *it = (shmc_item *)(c->data + off);
+    uint8_t f;
     uint32_t kl, vl;
-    if (!item_check(it, c->seg_size - in_seg, c->max_key, c->max_value, &kl, &vl) ||
-        (item_is_cell(it) && vl != CELL_VLEN))
-        return NULL;
-    *off_out = off;
+    shmc_item *it = item_at_lens(c, word, &f, &kl, &vl);
+    if (it)
+        *off_out = iw_off(word);
     return it;
-}
-
-static inline _Atomic uint64_t *bucket(struct shmc *c, uint64_t b)
-{
-    return c->index + b * SHMC_BUCKET_WAYS;
 }
 
 static unsigned empties(_Atomic uint64_t *b)
@@ -68,55 +37,6 @@ static unsigned empties(_Atomic uint64_t *b)
     for (unsigned i = 0; i < SHMC_BUCKET_WAYS; i++)
         n += atomic_load_explicit(&b[i], memory_order_relaxed) == 0;
     return n;
-}
-
-/* The ways of bucket b whose word carries `tag`, one bit each: candidates
- * only, since every caller loads the word again (acquire) and checks it
- * before it follows it (an empty word names no item: its iw_off is past the
- * data area, and item_at refuses it).  Branch-free: which way holds a key is
- * random, so a loop that stops at the first match costs a mispredicted
- * branch per lookup.  With SSE2 the 8 tags are compared in 4 vector
- * compares (the loop took about 130 instructions per lookup, a fifth of a
- * get's).  Those loads are not C11 atomics, but each aligned 8-byte half is
- * read whole on x86 and the result is only a hint; ThreadSanitizer, which
- * cannot know that, gets the loop. */
-#if defined(__SSE2__) && !defined(__SANITIZE_THREAD__)
-#include <emmintrin.h>
-_Static_assert(SHMC_BUCKET_WAYS == 8 && IW_LOC_BITS == 48, "4 x 2 words, tag in the top 16 bits");
-static inline unsigned tag_matches(_Atomic uint64_t *b, uint16_t tag)
-{
-    const __m128i *v = (const __m128i *)(const void *)b;
-    __m128i t = _mm_set1_epi16((short)tag);
-    /* A word whose top 16 bits equal the tag has its sign bit set in the
-     * 16-bit compare; movemask_pd collects the sign bit of each word. */
-#define TAGS2(k) \
-    ((unsigned)_mm_movemask_pd(_mm_castsi128_pd(_mm_cmpeq_epi16(_mm_load_si128(v + (k)), t))) \
-     << (2 * (k)))
-    return TAGS2(0) | TAGS2(1) | TAGS2(2) | TAGS2(3);
-#undef TAGS2
-}
-#else
-static inline unsigned tag_matches(_Atomic uint64_t *b, uint16_t tag)
-{
-    unsigned m = 0;
-    for (unsigned i = 0; i < SHMC_BUCKET_WAYS; i++) {
-        uint64_t w = atomic_load_explicit(&b[i], memory_order_relaxed);
-        m |= (unsigned)(iw_tag(w) == tag) << i;
-    }
-    return m;
-}
-#endif
-
-/* The candidates of both buckets of kh, one bit per way (b1's ways low). */
-static inline unsigned candidates(struct shmc *c, const keyhash *kh)
-{
-    return tag_matches(bucket(c, kh->b1), kh->tag) |
-           tag_matches(bucket(c, kh->b2), kh->tag) << SHMC_BUCKET_WAYS;
-}
-
-static inline _Atomic uint64_t *candidate_way(struct shmc *c, const keyhash *kh, unsigned j)
-{
-    return bucket(c, j < SHMC_BUCKET_WAYS ? kh->b1 : kh->b2) + j % SHMC_BUCKET_WAYS;
 }
 
 void index_prefetch(struct shmc *c, const keyhash *kh)
@@ -131,58 +51,6 @@ void index_prefetch(struct shmc *c, const keyhash *kh)
     const uint8_t *p = c->data + (off < c->data_bytes ? off : 0);
     __builtin_prefetch(p);
     __builtin_prefetch(p + 64);
-}
-
-/* Whether n bytes at a and b are equal: keys are short, and a call to
- * memcmp cost a get about 20 instructions. */
-static inline bool key_eq(const uint8_t *a, const uint8_t *b, size_t n)
-{
-    if (n >= 8 && n <= 16) {
-        uint64_t x, y, u, v;
-        memcpy(&x, a, 8);
-        memcpy(&y, b, 8);
-        memcpy(&u, a + n - 8, 8);
-        memcpy(&v, b + n - 8, 8);
-        return ((x ^ y) | (u ^ v)) == 0;
-    }
-    return memcmp(a, b, n) == 0;
-}
-
-_Atomic uint64_t *index_find(struct shmc *c, const keyhash *kh, const void *key, size_t klen,
-                             uint64_t *word, shmc_item **item)
-{
-    /* Both buckets at once (their two misses overlap), and the candidates of
-     * both in one mask: a key is in either bucket at random, and a branch on
-     * which one was mispredicted half the time, each time discarding the work
-     * already started on the next operation.  A key is never indexed twice,
-     * so the order of the candidates does not matter. */
-    __builtin_prefetch(bucket(c, kh->b2));
-    for (unsigned m = candidates(c, kh); m; m &= m - 1) {
-        _Atomic uint64_t *way = candidate_way(c, kh, (unsigned)__builtin_ctz(m));
-        /* Acquire: the item's bytes were written before its word. */
-        uint64_t w = atomic_load_explicit(way, memory_order_acquire);
-        if (iw_tag(w) != kh->tag)
-            continue; /* changed since */
-        /* Ask for the item's first lines at once: the header, the key and
-         * a short value then cost one memory round trip, not three. */
-        if (iw_off(w) < c->data_bytes) {
-            const uint8_t *p = c->data + iw_off(w);
-            __builtin_prefetch(p);
-            __builtin_prefetch(p + 64);
-            __builtin_prefetch(p + 128);
-        }
-        uint64_t off;
-        uint32_t ik, iv; /* read once and checked: the bytes may be reused */
-        shmc_item *it = item_at(c, w, &off);
-        if (!it || !item_lens(c, it, &ik, &iv) || ik != klen)
-            continue;
-        if (!key_eq(item_key(it), key, klen))
-            continue;
-        *word = w;
-        *item = it;
-        return way;
-    }
-    return NULL;
 }
 
 /* Age rank of the item a word points at: lower is older.  Open segments

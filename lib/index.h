@@ -56,15 +56,185 @@ static inline void iw_mark_accessed(_Atomic uint64_t *p, uint64_t w)
                                                 memory_order_relaxed);
 }
 
-/* Any context. */
-HIDDEN void keyhash_of(struct shmc *c, const void *key, size_t klen, keyhash *kh);
-/* Validates an index word; returns the item or NULL (bad offset / malformed).
- * Inside a read section. */
+/* The lookup is inline, down to the key compare: a get is little more than
+ * it, and as calls (keyhash_of, index_find, item_at, each item header
+ * parsed three times) it took twice the instructions (callgrind). */
+
+static inline uint64_t reduce32_(uint64_t x32, uint64_t n)
+{
+    return (x32 * n) >> 32;
+}
+
+/* The key's hash, buckets, tag and stripe.  Any context. */
+static inline void keyhash_of(struct shmc *c, const void *key, size_t klen, keyhash *kh)
+{
+    uint64_t h = hash_key(c->hash_seed, key, klen);
+    /* A second, independent-looking mix for the tag and the stripe, so that
+     * keys sharing a bucket do not also share tags. */
+    uint64_t h2 = (h ^ (h >> 31)) * 0x94d049bb133111ebull;
+    h2 ^= h2 >> 29;
+    kh->h = h;
+    kh->b1 = reduce32_(h & 0xffffffffull, c->nbuckets);
+    kh->b2 = reduce32_(h >> 32, c->nbuckets);
+    if (caa_unlikely(kh->b2 == kh->b1))
+        kh->b2 = (kh->b1 + 1) % c->nbuckets;
+    kh->tag = (uint16_t)(h2 >> 48);
+    kh->stripe = (uint32_t)(h2 % SHMC_STRIPES);
+}
+
+#define CELL_VLEN 79u
+static inline bool kind_is_cell(uint8_t kind)
+{
+    return kind == ITEM_KIND_CELL_DEC || kind == ITEM_KIND_CELL_BIN;
+}
+
+/* Validates an index word: the item it names, with its fmt byte, key and
+ * value lengths (each read once and checked, item_check_f), or NULL (an empty
+ * word, a bad offset, a malformed item).  Inside a read section. */
+static inline shmc_item *item_at_lens(struct shmc *c, uint64_t word, uint8_t *f, uint32_t *kl,
+                                      uint32_t *vl)
+{
+    uint64_t off = iw_off(word); /* an empty word gives an offset out of range */
+    if (caa_unlikely(off >= c->data_bytes))
+        return NULL;
+    uint64_t in_seg = off & (c->seg_size - 1);
+    shmc_item *it = (shmc_item *)(c->data + off);
+    if (caa_unlikely(!item_check_f(it, c->seg_size - in_seg, c->max_key, c->max_value, f, kl,
+                                   vl) ||
+                     (kind_is_cell(*f & ITEM_FMT_KIND) && *vl != CELL_VLEN)))
+        return NULL;
+    return it;
+}
+/* item_at_lens with the item's data offset instead of its lengths. */
 HIDDEN shmc_item *item_at(struct shmc *c, uint64_t word, uint64_t *off_out);
-/* Finds the index word for key.  Returns a pointer to the word (and its value
- * in *word, its item in *item) or NULL.  Inside a read section. */
-HIDDEN _Atomic uint64_t *index_find(struct shmc *c, const keyhash *kh, const void *key,
-                                    size_t klen, uint64_t *word, shmc_item **item);
+
+static inline _Atomic uint64_t *bucket(struct shmc *c, uint64_t b)
+{
+    return c->index + b * SHMC_BUCKET_WAYS;
+}
+
+/* The ways of bucket b whose word carries `tag`, one bit each: candidates
+ * only, since every caller loads the word again (acquire) and checks it
+ * before it follows it (an empty word names no item: its iw_off is past the
+ * data area, and item_at refuses it).  Branch-free: which way holds a key is
+ * random, so a loop that stops at the first match costs a mispredicted
+ * branch per lookup.  With SSE2 the 8 tags are compared in 4 vector
+ * compares (the loop took about 130 instructions per lookup, a fifth of a
+ * get's).  Those loads are not C11 atomics, but each aligned 8-byte half is
+ * read whole on x86 and the result is only a hint; ThreadSanitizer, which
+ * cannot know that, gets the loop. */
+#if defined(__SSE2__) && !defined(__SANITIZE_THREAD__)
+#include <emmintrin.h>
+_Static_assert(SHMC_BUCKET_WAYS == 8 && IW_LOC_BITS == 48, "4 x 2 words, tag in the top 16 bits");
+static inline unsigned tag_matches(_Atomic uint64_t *b, uint16_t tag)
+{
+    const __m128i *v = (const __m128i *)(const void *)b;
+    __m128i t = _mm_set1_epi16((short)tag);
+    /* A word whose top 16 bits equal the tag has its sign bit set in the
+     * 16-bit compare; movemask_pd collects the sign bit of each word. */
+#define TAGS2(k) \
+    ((unsigned)_mm_movemask_pd(_mm_castsi128_pd(_mm_cmpeq_epi16(_mm_load_si128(v + (k)), t))) \
+     << (2 * (k)))
+    return TAGS2(0) | TAGS2(1) | TAGS2(2) | TAGS2(3);
+#undef TAGS2
+}
+#else
+static inline unsigned tag_matches(_Atomic uint64_t *b, uint16_t tag)
+{
+    unsigned m = 0;
+    for (unsigned i = 0; i < SHMC_BUCKET_WAYS; i++) {
+        uint64_t w = atomic_load_explicit(&b[i], memory_order_relaxed);
+        m |= (unsigned)(iw_tag(w) == tag) << i;
+    }
+    return m;
+}
+#endif
+
+/* The candidates of both buckets of kh, one bit per way (b1's ways low). */
+static inline unsigned candidates(struct shmc *c, const keyhash *kh)
+{
+    return tag_matches(bucket(c, kh->b1), kh->tag) |
+           tag_matches(bucket(c, kh->b2), kh->tag) << SHMC_BUCKET_WAYS;
+}
+
+static inline _Atomic uint64_t *candidate_way(struct shmc *c, const keyhash *kh, unsigned j)
+{
+    return bucket(c, j < SHMC_BUCKET_WAYS ? kh->b1 : kh->b2) + j % SHMC_BUCKET_WAYS;
+}
+
+/* Whether n bytes at a and b are equal: keys are short, and a call to
+ * memcmp cost a get about 20 instructions. */
+static inline bool key_eq(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    if (n >= 8 && n <= 16) {
+        uint64_t x, y, u, v;
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        memcpy(&u, a + n - 8, 8);
+        memcpy(&v, b + n - 8, 8);
+        return ((x ^ y) | (u ^ v)) == 0;
+    }
+    return memcmp(a, b, n) == 0;
+}
+
+/* What a lookup found: the index word (where, and its value when read),
+ * the item, and the item's lengths as read once and checked. */
+typedef struct found {
+    _Atomic uint64_t *way;
+    uint64_t w;
+    shmc_item *it;
+    uint8_t fmt;
+    uint32_t kl, vl;
+} found;
+
+/* Finds the key's index word; false if the key is not indexed.  Inside a
+ * read section. */
+static inline bool index_lookup(struct shmc *c, const keyhash *kh, const void *key, size_t klen,
+                                found *f)
+{
+    /* Both buckets at once (their two misses overlap), and the candidates of
+     * both in one mask: a key is in either bucket at random, and a branch on
+     * which one was mispredicted half the time, each time discarding the work
+     * already started on the next operation.  A key is never indexed twice,
+     * so the order of the candidates does not matter. */
+    __builtin_prefetch(bucket(c, kh->b2));
+    for (unsigned m = candidates(c, kh); m; m &= m - 1) {
+        _Atomic uint64_t *way = candidate_way(c, kh, (unsigned)__builtin_ctz(m));
+        /* Acquire: the item's bytes were written before its word. */
+        uint64_t w = atomic_load_explicit(way, memory_order_acquire);
+        if (caa_unlikely(iw_tag(w) != kh->tag))
+            continue; /* changed since */
+        /* Ask for the item's first lines at once: the header, the key and
+         * a short value then cost one memory round trip, not three. */
+        if (caa_likely(iw_off(w) < c->data_bytes)) {
+            const uint8_t *p = c->data + iw_off(w);
+            __builtin_prefetch(p);
+            __builtin_prefetch(p + 64);
+            __builtin_prefetch(p + 128);
+        }
+        shmc_item *it = item_at_lens(c, w, &f->fmt, &f->kl, &f->vl);
+        if (caa_unlikely(!it || f->kl != klen || !key_eq(item_key_f(it, f->fmt), key, klen)))
+            continue;
+        f->way = way;
+        f->w = w;
+        f->it = it;
+        return true;
+    }
+    return false;
+}
+
+/* index_lookup for callers that need the word and the item only: a pointer
+ * to the word (its value in *word, its item in *item) or NULL. */
+static inline _Atomic uint64_t *index_find(struct shmc *c, const keyhash *kh, const void *key,
+                                           size_t klen, uint64_t *word, shmc_item **item)
+{
+    found f;
+    if (!index_lookup(c, kh, key, klen, &f))
+        return NULL;
+    *word = f.w;
+    *item = f.it;
+    return f.way;
+}
 /* Starts loading the key's buckets and its likely item, without waiting for
  * them: for writers, which have work of their own before index_find.
  * Inside a read section. */
@@ -98,13 +268,11 @@ HIDDEN bool index_unlink_item(struct shmc *c, tslot *t, shmc_item *it, uint64_t 
  * and an incrementer that finds it frozen takes the locked path.  A frozen
  * cell still reads as (value, token & ~CELL_FROZEN). */
 typedef unsigned __int128 cell_t;
-#define CELL_VLEN 79u
 #define CELL_FROZEN (1ull << 63)
 
 static inline bool item_is_cell(const shmc_item *it)
 {
-    uint8_t k = item_kind(it);
-    return k == ITEM_KIND_CELL_DEC || k == ITEM_KIND_CELL_BIN;
+    return kind_is_cell(item_kind(it));
 }
 /* The cell of a cell item (item_at checked that vlen == CELL_VLEN, so it
  * lies inside the item; the data area is page-aligned, so this is 16-byte

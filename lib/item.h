@@ -77,6 +77,9 @@ static inline const uint8_t *item_ext_(const shmc_item *it, uint8_t f)
     return (const uint8_t *)it + (f & ITEM_FMT_WIDE ? sizeof(shmc_item_w) : sizeof(shmc_item_n));
 }
 
+/* The single-field accessors come in two forms: item_x(it) reads the fmt
+ * byte again, item_x_f(it, f) uses the one a caller read and checked
+ * (item_check_f): the fast paths read it once. */
 static inline uint8_t item_kind(const shmc_item *it)
 {
     return item_fmt(it) & ITEM_FMT_KIND;
@@ -95,33 +98,46 @@ static inline uint32_t item_vlen(const shmc_item *it)
 }
 /* The CAS token written with the item (a counter cell's current token is
  * item_token, index.h). */
-static inline uint64_t item_cas(const shmc_item *it)
+static inline uint64_t item_cas_f(const shmc_item *it, uint8_t f)
 {
-    uint8_t f = item_fmt(it);
     return f & ITEM_FMT_WIDE ? item_w_(it)->cas : item_n_(it)->cas;
 }
-static inline uint32_t item_flags(const shmc_item *it)
+static inline uint64_t item_cas(const shmc_item *it)
 {
-    uint8_t f = item_fmt(it);
+    return item_cas_f(it, item_fmt(it));
+}
+static inline uint32_t item_flags_f(const shmc_item *it, uint8_t f)
+{
     if (!(f & ITEM_FMT_FLAGS))
         return 0;
     uint32_t v;
     memcpy(&v, item_ext_(it, f), sizeof v);
     return v;
 }
-/* Monotonic ms; 0 = never. */
-static inline uint64_t item_expire(const shmc_item *it)
+static inline uint32_t item_flags(const shmc_item *it)
 {
-    uint8_t f = item_fmt(it);
+    return item_flags_f(it, item_fmt(it));
+}
+/* Monotonic ms; 0 = never. */
+static inline uint64_t item_expire_f(const shmc_item *it, uint8_t f)
+{
     if (!(f & ITEM_FMT_EXPIRE))
         return 0;
     uint64_t v;
     memcpy(&v, item_ext_(it, f) + (f & ITEM_FMT_FLAGS ? 4 : 0), sizeof v);
     return v;
 }
+static inline uint64_t item_expire(const shmc_item *it)
+{
+    return item_expire_f(it, item_fmt(it));
+}
+static inline const uint8_t *item_key_f(const shmc_item *it, uint8_t f)
+{
+    return (const uint8_t *)it + item_hlen_of(f);
+}
 static inline const uint8_t *item_key(const shmc_item *it)
 {
-    return (const uint8_t *)it + item_hlen_of(item_fmt(it));
+    return item_key_f(it, item_fmt(it));
 }
 /* Bytes the item takes in storage, from its header (what its writer
  * counted in its segment's live bytes). */
@@ -161,9 +177,10 @@ static inline uint8_t *item_encode(void *dst, uint8_t kind, uint32_t klen, uint3
 /* Parses the header of a would-be item with `room` bytes before the end of
  * its segment: its fmt is read once, and the lengths it gives are checked
  * (klen in [1, max_key], vlen <= max_value, the whole item within room).
- * Returns the item's size in storage, or 0 when it is no item. */
-static inline uint64_t item_check(const shmc_item *it, uint64_t room, uint32_t max_key,
-                                  uint32_t max_value, uint32_t *kl, uint32_t *vl)
+ * Returns the item's size in storage (and its fmt byte in *fmt), or 0 when
+ * it is no item. */
+static inline uint64_t item_check_f(const shmc_item *it, uint64_t room, uint32_t max_key,
+                                    uint32_t max_value, uint8_t *fmt, uint32_t *kl, uint32_t *vl)
 {
     if (room < ITEM_HDR_MIN)
         return 0;
@@ -186,9 +203,17 @@ static inline uint64_t item_check(const shmc_item *it, uint64_t room, uint32_t m
     uint64_t total = (h + (uint64_t)k + n + 7u) & ~7ull;
     if (k == 0 || k > max_key || n > max_value || total > room)
         return 0;
+    *fmt = f;
     *kl = k;
     *vl = n;
     return total;
+}
+/* item_check_f without the fmt byte. */
+static inline uint64_t item_check(const shmc_item *it, uint64_t room, uint32_t max_key,
+                                  uint32_t max_value, uint32_t *kl, uint32_t *vl)
+{
+    uint8_t f;
+    return item_check_f(it, room, max_key, max_value, &f, kl, vl);
 }
 
 /* An item's key and value lengths, each read once from shared memory and

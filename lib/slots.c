@@ -16,15 +16,15 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static _Atomic uint64_t fork_gen = 1;
+_Atomic uint64_t shmc__fork_gen = 1;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-static __thread tslot *tl_last;
+__thread tslot *shmc__tl_last;
 
 static void on_fork_child(void)
 {
     /* The child owns none of the parent's slot mutexes: forget them all. */
-    atomic_fetch_add(&fork_gen, 1);
-    tl_last = NULL;
+    atomic_fetch_add(&shmc__fork_gen, 1);
+    shmc__tl_last = NULL;
 }
 
 static void register_atfork(void)
@@ -123,17 +123,12 @@ static shmc_status slot_acquire(struct shmc *c, tslot *t)
     return SHMC_ENOSLOTS;
 }
 
-shmc_status slot_get(struct shmc *c, tslot **out)
+shmc_status slot_get_slow(struct shmc *c, tslot **out)
 {
-    uint64_t fg = atomic_load_explicit(&fork_gen, memory_order_relaxed);
-    tslot *t = tl_last;
-    if (caa_likely(t && t->c == c && t->fork_gen == fg)) {
-        *out = t;
-        return SHMC_OK;
-    }
-    t = pthread_getspecific(c->tkey);
+    uint64_t fg = atomic_load_explicit(&shmc__fork_gen, memory_order_relaxed);
+    tslot *t = pthread_getspecific(c->tkey);
     if (t && t->fork_gen == fg) {
-        tl_last = t;
+        shmc__tl_last = t;
         *out = t;
         return SHMC_OK;
     }
@@ -159,7 +154,7 @@ shmc_status slot_get(struct shmc *c, tslot **out)
         return st;
     }
     pthread_setspecific(c->tkey, t);
-    tl_last = t;
+    shmc__tl_last = t;
     *out = t;
     return SHMC_OK;
 }
@@ -175,9 +170,9 @@ shmc_status slot_get_outside(struct shmc *c, tslot **out)
 void slot_release(tslot *t)
 {
     struct shmc *c = t->c;
-    if (tl_last == t)
-        tl_last = NULL;
-    if (t->fork_gen == atomic_load(&fork_gen)) {
+    if (shmc__tl_last == t)
+        shmc__tl_last = NULL;
+    if (t->fork_gen == atomic_load(&shmc__fork_gen)) {
         c->on_release(c, t); /* its locks and fills (coord.c) */
         atomic_store_explicit(&t->s->epoch, 0, memory_order_release);
         atomic_store_explicit(&t->s->wseg, 0, memory_order_release);

@@ -19,8 +19,24 @@
 #include "handle.h"
 
 /* The calling thread's participant record on c (taking a slot on first
- * use).  Any context; SHMC_ENOSLOTS when every slot is live. */
-HIDDEN shmc_status slot_get(struct shmc *c, tslot **out);
+ * use).  Any context; SHMC_ENOSLOTS when every slot is live.
+ * The fast path is inline: the record this thread used last, if it is for
+ * c and was taken in this process (a fork child's records are its
+ * parent's).  Initial-exec TLS: the default model for a shared library
+ * calls __tls_get_addr on every access (a twentieth of a get). */
+extern HIDDEN __thread tslot *shmc__tl_last __attribute__((tls_model("initial-exec")));
+extern HIDDEN _Atomic uint64_t shmc__fork_gen;
+HIDDEN shmc_status slot_get_slow(struct shmc *c, tslot **out);
+static inline shmc_status slot_get(struct shmc *c, tslot **out)
+{
+    tslot *t = shmc__tl_last;
+    if (caa_likely(t && t->c == c &&
+                   t->fork_gen == atomic_load_explicit(&shmc__fork_gen, memory_order_relaxed))) {
+        *out = t;
+        return SHMC_OK;
+    }
+    return slot_get_slow(c, out);
+}
 /* slot_get for calls that open read sections of their own (whole-cache
  * walks): SHMC_EINVAL when called from inside one (a callback). */
 HIDDEN shmc_status slot_get_outside(struct shmc *c, tslot **out);

@@ -24,54 +24,6 @@ uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u + 1u;
 }
 
-/* A keyed multiply-fold hash.  Not cryptographic; the per-segment random seed
- * makes it hard for outside input to aim many keys at one bucket. */
-static inline uint64_t fold(uint64_t a, uint64_t b)
-{
-    __uint128_t r = (__uint128_t)a * b;
-    return (uint64_t)r ^ (uint64_t)(r >> 64);
-}
-
-static inline uint64_t load64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
-#define K0 0x9e3779b97f4a7c15ull
-#define K1 0xc2b2ae3d27d4eb4full
-#define K2 0x165667b19e3779f9ull
-#define K3 0xd6e8feb86659fd93ull
-
-uint64_t hash_key(uint64_t seed, const void *key, size_t len)
-{
-    const uint8_t *p = key;
-    uint64_t h = seed ^ fold(len + K0, K1);
-    size_t n = len;
-    while (n > 16) {
-        h = fold(load64(p) ^ K2 ^ h, load64(p + 8) ^ K3 ^ seed);
-        p += 16;
-        n -= 16;
-    }
-    uint64_t a = 0, b = 0;
-    if (n >= 8) {
-        a = load64(p);
-        b = load64(p + n - 8);
-    } else if (n > 0) {
-        /* 1..7 bytes: first, middle and last byte pairs cover them all. */
-        a = ((uint64_t)p[0] << 16) | ((uint64_t)p[n >> 1] << 8) | p[n - 1];
-        if (n >= 4) {
-            uint32_t x, y;
-            memcpy(&x, p, 4);
-            memcpy(&y, p + n - 4, 4);
-            b = ((uint64_t)x << 32) | y;
-        }
-    }
-    h = fold(a ^ K2 ^ h, b ^ K3 ^ (uint64_t)len);
-    return fold(h ^ K0, h ^ K1 ^ seed);
-}
-
 static int shared_mutex_init(pthread_mutex_t *m, int type)
 {
     pthread_mutexattr_t a;
@@ -246,7 +198,7 @@ uint64_t random_seed(void)
     if (getrandom(&s, sizeof s, GRND_NONBLOCK) != (ssize_t)sizeof s) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        s = fold((uint64_t)ts.tv_nsec ^ K0, (uint64_t)getpid() ^ K1);
+        s = hash_fold_((uint64_t)ts.tv_nsec ^ HK0, (uint64_t)getpid() ^ HK1);
     }
     return s | 1;
 }
