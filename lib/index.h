@@ -277,20 +277,25 @@ static inline bool item_is_cell(const shmc_item *it)
 /* The cell of a cell item (item_at checked that vlen == CELL_VLEN, so it
  * lies inside the item; the data area is page-aligned, so this is 16-byte
  * aligned in every mapping). */
-static inline cell_t *item_cell(const struct shmc *c, shmc_item *it)
+static inline cell_t *item_cell_f(const struct shmc *c, shmc_item *it, uint8_t fmt, uint32_t kl)
 {
-    /* The key's place and length are read once and the cell bounded by the
-     * data area: in a section that was ejected the item's bytes may be
+    /* fmt and kl are as read once and checked, and the cell is bounded by
+     * the data area: in a section that was ejected the item's bytes may be
      * reused (epoch.h), and then the cell read is garbage that validation
      * discards, never a fault.  A valid section never sees the fallback
      * (item_at checked the item). */
-    const uint8_t *key = item_key(it);
-    uint32_t k = item_klen(it);
-    uintptr_t v = (uintptr_t)(key + k);
+    uintptr_t v = (uintptr_t)(item_key_f(it, fmt) + kl);
     v = (v + 63) & ~(uintptr_t)63;
     if (v + sizeof(cell_t) > (uintptr_t)(c->data + c->data_bytes))
         return (cell_t *)c->data;
     return (cell_t *)v;
+}
+static inline cell_t *item_cell(const struct shmc *c, shmc_item *it)
+{
+    uint8_t f = item_fmt(it);
+    uint32_t kl = f & ITEM_FMT_WIDE ? ((const volatile shmc_item_w *)item_w_(it))->klen
+                                    : ((const volatile shmc_item_n *)item_n_(it))->klen;
+    return item_cell_f(c, it, f, kl);
 }
 static inline cell_t cell_make(uint64_t value, uint64_t token)
 {
@@ -302,6 +307,14 @@ static inline uint64_t cell_tok(cell_t x) { return (uint64_t)(x >> 64); }
 static inline cell_t cell_cas(cell_t *p, cell_t expect, cell_t want)
 {
     return __sync_val_compare_and_swap(p, expect, want);
+}
+/* The cell's two words as two plain loads: not always a pair that
+ * existed together (see cell_read), only a CAS's first guess. */
+static inline cell_t cell_peek(cell_t *p)
+{
+    uint64_t *w = (uint64_t *)p;
+    return cell_make(__atomic_load_n(&w[0], __ATOMIC_RELAXED),
+                     __atomic_load_n(&w[1], __ATOMIC_RELAXED));
 }
 /* The cell's state, read without writing (readers): token, value, token
  * again, until both token reads agree.  A token never comes back at one
