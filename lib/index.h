@@ -22,6 +22,8 @@
 #include "handle.h"
 #include "item.h"
 
+#include <stddef.h>
+
 /* max_expire is kept coarse (rounded up to this) so that it changes rarely. */
 #define EXPIRE_ROUND_MS 1024u
 
@@ -187,10 +189,51 @@ typedef struct found {
     uint32_t kl, vl;
 } found;
 
+/* The item word w names if it is a well-formed item of this key (its fmt
+ * and lengths in f), else NULL.  Nearly every item is narrow with no flags
+ * and no expiry; its fmt, klen and vlen are then the low 4 bytes of one
+ * aligned 8-byte load, and its checks are a few compares.  Each instruction
+ * here waits for the item's cache miss and holds a place in the CPU's
+ * window that the next operation's own misses could have used: a get went
+ * from 348 to 323 instructions (callgrind) with this path.  Other items take
+ * the general parse (item_at_lens). */
+static inline shmc_item *item_at_key(struct shmc *c, uint64_t w, const void *key, size_t klen,
+                                     found *f)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    _Static_assert(offsetof(shmc_item_n, klen) == 1 && offsetof(shmc_item_n, vlen) == 2 &&
+                       sizeof(((shmc_item_n *)0)->vlen) == 2 && ITEM_HDR_MIN == 12,
+                   "fmt, klen, vlen are bytes 0, 1, 2-3 of a narrow header");
+    uint64_t off = iw_off(w); /* an empty word gives an offset out of range */
+    if (caa_unlikely(off >= c->data_bytes))
+        return NULL;
+    shmc_item *it = (shmc_item *)(c->data + off);
+    /* Items are 8-byte aligned, and the data area's guard covers a header
+     * read at any offset below data_bytes. */
+    uint64_t hd = __atomic_load_n((const uint64_t *)(const void *)it, __ATOMIC_RELAXED);
+    uint8_t fm = (uint8_t)hd;
+    if (caa_likely((fm & ~(uint8_t)ITEM_KIND_COUNTER) == ITEM_FMT_MARK)) {
+        uint32_t k = (uint8_t)(hd >> 8), n = (uint16_t)(hd >> 16);
+        uint64_t end = (off & (c->seg_size - 1)) + ((ITEM_HDR_MIN + k + n + 7u) & ~7ull);
+        if (k != klen || n > c->max_value || end > c->seg_size ||
+            !key_eq((const uint8_t *)it + ITEM_HDR_MIN, key, klen))
+            return NULL;
+        f->fmt = fm;
+        f->kl = k;
+        f->vl = n;
+        return it;
+    }
+#endif
+    shmc_item *g = item_at_lens(c, w, &f->fmt, &f->kl, &f->vl);
+    if (!g || f->kl != klen || !key_eq(item_key_f(g, f->fmt), key, klen))
+        return NULL;
+    return g;
+}
+
 /* Finds the key's index word; false if the key is not indexed.  Inside a
  * read section. */
-static inline bool index_lookup(struct shmc *c, const keyhash *kh, const void *key, size_t klen,
-                                found *f)
+static inline __attribute__((always_inline)) bool
+index_lookup(struct shmc *c, const keyhash *kh, const void *key, size_t klen, found *f)
 {
     /* Both buckets at once (their two misses overlap), and the candidates of
      * both in one mask: a key is in either bucket at random, and a branch on
@@ -212,8 +255,8 @@ static inline bool index_lookup(struct shmc *c, const keyhash *kh, const void *k
             __builtin_prefetch(p + 64);
             __builtin_prefetch(p + 128);
         }
-        shmc_item *it = item_at_lens(c, w, &f->fmt, &f->kl, &f->vl);
-        if (caa_unlikely(!it || f->kl != klen || !key_eq(item_key_f(it, f->fmt), key, klen)))
+        shmc_item *it = item_at_key(c, w, key, klen, f);
+        if (caa_unlikely(!it))
             continue;
         f->way = way;
         f->w = w;
@@ -235,10 +278,6 @@ static inline _Atomic uint64_t *index_find(struct shmc *c, const keyhash *kh, co
     *item = f.it;
     return f.way;
 }
-/* Starts loading the key's buckets and its likely item, without waiting for
- * them: for writers, which have work of their own before index_find.
- * Inside a read section. */
-HIDDEN void index_prefetch(struct shmc *c, const keyhash *kh);
 /* Publishes `newword` for a key not present in the index: takes an empty way
  * in either bucket, or evicts the oldest entry of the two buckets.  Inside a
  * read section, under the key's stripe lock. */

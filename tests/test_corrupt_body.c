@@ -47,7 +47,9 @@ typedef struct fx {
     size_t size;
 } fx;
 
-static int setup(void **state)
+/* plain: the items have no flags and no TTL, the headers a get parses on
+ * its fast path (index.h: item_at_key); else they carry flags. */
+static int setup_items(void **state, bool plain)
 {
     fx *f = calloc(1, sizeof *f);
     tu_name(f->name, sizeof f->name, "body");
@@ -55,14 +57,29 @@ static int setup(void **state)
     if (shmc_open(f->name, &o, &f->c) != SHMC_OK)
         return -1;
     uint8_t buf[4096];
-    for (uint32_t i = 0; i < 2000; i++)
-        if (tu_set_value(f->c, "b-", i, buf, 50 + i % 2000, 0, i, 0) != SHMC_OK)
+    memset(buf, 'p', sizeof buf);
+    for (uint32_t i = 0; i < 2000; i++) {
+        char k[TU_KEY_MAX];
+        shmc_status st = plain ? shmc_set(f->c, k, tu_key(k, "b-", i), buf, 50 + i % 2000, 0, 0)
+                               : tu_set_value(f->c, "b-", i, buf, 50 + i % 2000, 0, i, 0);
+        if (st != SHMC_OK)
             return -1;
+    }
     f->raw = tu_map_segment(f->name, &f->size);
     if (!f->raw)
         return -1;
     *state = f;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_items(state, false);
+}
+
+static int setup_plain(void **state)
+{
+    return setup_items(state, true);
 }
 
 static int teardown(void **state)
@@ -178,31 +195,62 @@ static void test_garbage_items(void **state)
 }
 
 /* Damage aimed at the fields of item headers (layout.h: shmc_item_n, the
- * narrow prefix every item of this fixture has; flags follow it): a wrong
- * mark, the wide bit, option bits that lengthen the header, lengths of 0 or
- * over the limits, a counter kind on a non-counter, a value length that
- * runs into the next item.  The items are found by walking the first
- * storage segment with the format's own rules.  Operations go on returning
- * statuses, and shmc_verify reports the malformed items. */
+ * narrow prefix every item of these fixtures has; with setup, flags follow
+ * it, with setup_plain nothing does, which is the header a get parses on its
+ * fast path): a wrong mark, the wide bit, option bits that lengthen the
+ * header, lengths of 0 or over the limits, a counter kind on a non-counter,
+ * a value length that runs into the next item or past the end of the
+ * segment.  The items are found by walking the first storage segment with
+ * the format's own rules.  Operations go on returning statuses (and read
+ * nothing out of bounds: the suite runs under ASan), and shmc_verify
+ * reports the malformed items. */
+/* The start of the item after the one at pos (the format's own rules). */
+static uint64_t next_item(const uint8_t *base, uint64_t pos)
+{
+    shmc_item_n h;
+    memcpy(&h, base + pos, sizeof h);
+    uint64_t hlen = sizeof h + (h.fmt & ITEM_FMT_FLAGS ? 4 : 0) + (h.fmt & ITEM_FMT_EXPIRE ? 8 : 0);
+    return pos + ((hlen + h.klen + h.vlen + 7) & ~7ull);
+}
+
+static bool is_item(const uint8_t *base, uint64_t pos, uint64_t seg)
+{
+    return pos + sizeof(shmc_item_n) <= seg &&
+           (base[pos + offsetof(shmc_item_n, fmt)] & ITEM_FMT_MARK_MASK) == ITEM_FMT_MARK;
+}
+
 static void test_damaged_item_headers(void **state)
 {
     fx *f = *state;
     uint64_t off_data = hdr64(f, OFF_OFF_DATA);
     uint64_t seg = hdr64(f, offsetof(shmc_hdr, seg_size));
     uint8_t *base = f->raw + off_data;
+    /* The last item of the first segment: a value length (under max_value)
+     * that runs past the segment's end.  Refused, not read past it. */
+    uint64_t last = 0, end = 0;
+    assert_true(is_item(base, 0, seg));
+    for (uint64_t p = 0; is_item(base, p, seg); p = next_item(base, p))
+        last = p;
+    end = next_item(base, last);
+    shmc_item_n lh;
+    memcpy(&lh, base + last, sizeof lh);
+    char lkey[256];
+    memcpy(lkey, base + last + sizeof lh + (lh.fmt & ITEM_FMT_FLAGS ? 4 : 0), lh.klen);
+    uint8_t got[20000];
+    size_t glen;
+    assert_int_equal(shmc_get(f->c, lkey, lh.klen, got, sizeof got, &glen, NULL), SHMC_OK);
+    uint16_t v16 = (uint16_t)(lh.vlen + (seg - end) + 64);
+    memcpy(base + last + offsetof(shmc_item_n, vlen), &v16, 2);
+    assert_int_equal(shmc_get(f->c, lkey, lh.klen, got, sizeof got, &glen, NULL), SHMC_NOT_FOUND);
+    /* Then every item before it. */
     uint64_t pos = 0;
     uint32_t damaged = 0;
-    while (pos + sizeof(shmc_item_n) <= seg && damaged < 400) {
+    while (pos < last && damaged < 400) {
         uint8_t *p = base + pos;
         shmc_item_n h;
         memcpy(&h, p, sizeof h);
-        if ((h.fmt & ITEM_FMT_MARK_MASK) != ITEM_FMT_MARK)
-            break; /* the end of what was written */
         assert_int_equal(h.fmt & ITEM_FMT_WIDE, 0);
-        uint64_t hlen = sizeof h + (h.fmt & ITEM_FMT_FLAGS ? 4 : 0) +
-                        (h.fmt & ITEM_FMT_EXPIRE ? 8 : 0);
-        uint64_t next = pos + ((hlen + h.klen + h.vlen + 7) & ~7ull);
-        uint16_t v16;
+        uint64_t next = next_item(base, pos);
         switch (damaged++ % 8) {
         case 0: p[offsetof(shmc_item_n, fmt)] = 0; break;
         case 1: p[offsetof(shmc_item_n, fmt)] ^= ITEM_FMT_WIDE; break;
@@ -507,6 +555,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_epoch_with_eject_bit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_items, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_item_headers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_item_headers, setup_plain, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_segment_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_write_positions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_want_word, setup, teardown),
