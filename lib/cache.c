@@ -124,6 +124,7 @@ static inline shmc_status op_begin(struct shmc *c, const void *key, size_t klen,
 
 #ifdef SHMC_TESTING
 void (*shmc__test_publish_hook)(const void *key, size_t klen);
+void (*shmc__test_prelock_hook)(const void *key, size_t klen);
 #endif
 
 /* What a get callback is given: the value (a counter's formatted into a
@@ -1049,6 +1050,10 @@ static shmc_status store(struct shmc *c, const void *key, size_t klen, const voi
                                            expire, cd->kind)
                          : write_item(c, t, off, key, klen, val, vlen, flags, expire, cd->kind);
     uint64_t new_cas = item_cas(it);
+#ifdef SHMC_TESTING
+    if (shmc__test_prelock_hook)
+        shmc__test_prelock_hook(key, klen);
+#endif
     st = locked ? SHMC_OK : stripe_lock(c, kh.stripe);
     if (st != SHMC_OK) {
         seg_dec_live(c, off, total);

@@ -19,6 +19,9 @@ HIDDEN shmc_status get_alloc_expire(shmc_t *c, const void *key, size_t klen, voi
 /* Called by a write with its item written (under its write hazard) and its
  * key's stripe lock held, just before it publishes: a test stops there. */
 extern void (*shmc__test_publish_hook)(const void *key, size_t klen);
+/* Called by a write with its item written, before it takes its key's
+ * stripe lock (a set's lookup hint may go stale there). */
+extern void (*shmc__test_prelock_hook)(const void *key, size_t klen);
 #endif
 
 #endif

@@ -243,6 +243,71 @@ static void test_stopped_reader(void **state)
         fail_msg("verify: %s", rep.first_error);
 }
 
+/* ---- a set whose key changed between its lookup and its lock ----
+ * A set looks its key up before it writes its item and takes the stripe
+ * lock (cache.c: the hint); stopped there, the key is replaced, deleted, or
+ * deleted and written again by another process.  When it resumes, its
+ * value must be the key's one entry: read back, and gone after one delete
+ * (a second entry of the key would still be found). */
+
+static void stop_before_lock(const void *key, size_t klen)
+{
+    if (klen == 6 && memcmp(key, "hint-0", 6) == 0)
+        raise(SIGSTOP);
+}
+
+static int hint_writer_main(void *p)
+{
+    fx *f = ((arg *)p)->f;
+    shmc_t *c;
+    if (shmc_open(f->name, NULL, &c) != SHMC_OK)
+        return 1;
+    shmc__test_prelock_hook = stop_before_lock;
+    shmc_status s = shmc_set(c, "hint-0", 6, "child", 5, 0, 0);
+    shmc__test_prelock_hook = NULL;
+    shmc_close(c);
+    return s == SHMC_OK ? 0 : 2;
+}
+
+static void test_set_hint_went_stale(void **state)
+{
+    fx *f = *state;
+    for (int variant = 0; variant < 3; variant++) {
+        assert_int_equal(shmc_set(f->c, "hint-0", 6, "first", 5, 0, 0), SHMC_OK);
+        arg a = {f};
+        pid_t w = f->pids[0] = tu_fork(hint_writer_main, &a);
+        assert_true(w > 0);
+        assert_true(tu_wait_stopped(w, 30000));
+        if (variant != 1)
+            assert_int_equal(shmc_set(f->c, "hint-0", 6, "parent", 6, 0, 0), SHMC_OK);
+        if (variant >= 1) {
+            assert_int_equal(shmc_delete(f->c, "hint-0", 6), SHMC_OK);
+            /* and other keys, some of which may take the way it had */
+            uint8_t buf[64] = {0};
+            for (uint32_t i = 0; i < 2000; i++)
+                assert_int_equal(tu_set_value(f->c, "hv-", i, buf, sizeof buf, 3, i, 0),
+                                 SHMC_OK);
+        }
+        if (variant == 2)
+            assert_int_equal(shmc_set(f->c, "hint-0", 6, "again!", 6, 0, 0), SHMC_OK);
+        kill(w, SIGCONT);
+        int st;
+        assert_int_equal(waitpid(w, &st, 0), w);
+        f->pids[0] = 0;
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        char got[16];
+        size_t n = 0;
+        assert_int_equal(shmc_get(f->c, "hint-0", 6, got, sizeof got, &n, NULL), SHMC_OK);
+        assert_int_equal(n, 5);
+        assert_memory_equal(got, "child", 5);
+        assert_int_equal(shmc_delete(f->c, "hint-0", 6), SHMC_OK);
+        assert_int_equal(shmc_get(f->c, "hint-0", 6, got, sizeof got, &n, NULL), SHMC_NOT_FOUND);
+        shmc_verify_report rep;
+        if (shmc_verify(f->c, &rep) != SHMC_OK)
+            fail_msg("variant %d: verify: %s", variant, rep.first_error);
+    }
+}
+
 /* ---- a stopped writer ---- */
 
 static void stop_here(const void *key, size_t klen)
@@ -416,6 +481,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_stopped_reader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stopped_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_hint_went_stale, setup, teardown),
         cmocka_unit_test(test_ejected_writer_evicting_a_counter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
