@@ -20,7 +20,7 @@ HIDDEN shmc_status get_alloc_expire(shmc_t *c, const void *key, size_t klen, voi
  * key's stripe lock held, just before it publishes: a test stops there. */
 extern void (*shmc__test_publish_hook)(const void *key, size_t klen);
 /* Called by a write with its item written, before it takes its key's
- * stripe lock (a set's lookup hint may go stale there). */
+ * stripe lock: a test changes the key there. */
 extern void (*shmc__test_prelock_hook)(const void *key, size_t klen);
 #endif
 

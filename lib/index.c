@@ -39,6 +39,20 @@ static unsigned empties(_Atomic uint64_t *b)
     return n;
 }
 
+void index_prefetch(struct shmc *c, const keyhash *kh)
+{
+    /* No branch on what was loaded: the caller goes on with its own work
+     * while the loads are outstanding.  A prefetch never faults, so a word
+     * that changed, or no candidate at all, costs a useless prefetch only. */
+    unsigned j = (unsigned)__builtin_ctz(candidates(c, kh) | 1u << (2 * SHMC_BUCKET_WAYS));
+    uint64_t w = atomic_load_explicit(candidate_way(c, kh, j % (2 * SHMC_BUCKET_WAYS)),
+                                      memory_order_relaxed);
+    uint64_t off = iw_off(w);
+    const uint8_t *p = c->data + (off < c->data_bytes ? off : 0);
+    __builtin_prefetch(p);
+    __builtin_prefetch(p + 64);
+}
+
 /* Age rank of the item a word points at: lower is older.  Open segments
  * are the youngest; unparseable words are the first to go. */
 static uint64_t word_age(struct shmc *c, uint64_t w, uint64_t now, uint64_t *bytes)

@@ -278,6 +278,10 @@ static inline _Atomic uint64_t *index_find(struct shmc *c, const keyhash *kh, co
     *item = f.it;
     return f.way;
 }
+/* Starts loading the key's buckets and its likely item, without waiting for
+ * them: for writers, which have work of their own before index_find.
+ * Inside a read section. */
+HIDDEN void index_prefetch(struct shmc *c, const keyhash *kh);
 /* Publishes `newword` for a key not present in the index: takes an empty way
  * in either bucket, or evicts the oldest entry of the two buckets.  Inside a
  * read section, under the key's stripe lock. */

@@ -243,12 +243,12 @@ static void test_stopped_reader(void **state)
         fail_msg("verify: %s", rep.first_error);
 }
 
-/* ---- a set whose key changed between its lookup and its lock ----
- * A set looks its key up before it writes its item and takes the stripe
- * lock (cache.c: the hint); stopped there, the key is replaced, deleted, or
- * deleted and written again by another process.  When it resumes, its
- * value must be the key's one entry: read back, and gone after one delete
- * (a second entry of the key would still be found). */
+/* ---- a set whose key changed between its write and its lock ----
+ * A set writes its item, and prefetches its key's entry, before it takes
+ * the stripe lock (cache.c: store); stopped there, the key is replaced,
+ * deleted, or deleted and written again by another process.  When it
+ * resumes, its value must be the key's one entry: read back, and gone
+ * after one delete (a second entry of the key would still be found). */
 
 static void stop_before_lock(const void *key, size_t klen)
 {
@@ -269,7 +269,7 @@ static int hint_writer_main(void *p)
     return s == SHMC_OK ? 0 : 2;
 }
 
-static void test_set_hint_went_stale(void **state)
+static void test_set_key_changed_before_lock(void **state)
 {
     fx *f = *state;
     for (int variant = 0; variant < 3; variant++) {
@@ -481,7 +481,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_stopped_reader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stopped_writer, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_set_hint_went_stale, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_key_changed_before_lock, setup, teardown),
         cmocka_unit_test(test_ejected_writer_evicting_a_counter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
