@@ -101,6 +101,16 @@ static inline const uint8_t *item_value_f(struct shmc *c, shmc_item *it, uint8_t
     *vlen = vl;
     return item_key_f(it, fmt) + kl;
 }
+/* item_value_f of what a lookup found: its value pointer is known. */
+static inline const uint8_t *found_value(struct shmc *c, const found *f, uint8_t tmp[24],
+                                         uint32_t *vlen, uint64_t *tok)
+{
+    if (caa_unlikely(kind_is_cell(f->fmt & ITEM_FMT_KIND)))
+        return item_value_f(c, f->it, f->fmt, f->kl, f->vl, tmp, vlen, tok);
+    *tok = item_cas_f(f->it, f->fmt);
+    *vlen = f->vl;
+    return f->val;
+}
 static inline const uint8_t *item_value(struct shmc *c, shmc_item *it, uint32_t kl,
                                         uint32_t vl, uint8_t tmp[24], uint32_t *vlen,
                                         uint64_t *tok)
@@ -162,7 +172,7 @@ get_visit_undo(struct shmc *c, const void *key, size_t klen, visit_fn fn, undo_f
         if (caa_likely(hit)) {
             uint8_t tmp[24];
             visit v = {.it = f.it, .fmt = f.fmt};
-            v.val = item_value_f(c, f.it, f.fmt, f.kl, f.vl, tmp, &v.vlen, &v.cas);
+            v.val = found_value(c, &f, tmp, &v.vlen, &v.cas);
             st = fn(ctx, &v);
         } else {
             st = SHMC_NOT_FOUND;
@@ -1361,8 +1371,7 @@ shmc_status shmc_get_many(shmc_t *c, shmc_get_req *reqs, size_t n)
                 uint8_t tmp[24];
                 uint32_t vlen;
                 uint64_t tok;
-                const uint8_t *val =
-                    item_value_f(c, f.it, f.fmt, f.kl, f.vl, tmp, &vlen, &tok);
+                const uint8_t *val = found_value(c, &f, tmp, &vlen, &tok);
                 r->status = copy_value(&x, val, vlen, item_flags_f(f.it, f.fmt));
                 words[i] = f.w;
                 slots[i] = f.way;

@@ -168,7 +168,7 @@ static inline _Atomic uint64_t *candidate_way(struct shmc *c, const keyhash *kh,
  * memcmp cost a get about 20 instructions. */
 static inline bool key_eq(const uint8_t *a, const uint8_t *b, size_t n)
 {
-    if (n >= 8 && n <= 16) {
+    if (caa_likely(n >= 8 && n <= 16)) {
         uint64_t x, y, u, v;
         memcpy(&x, a, 8);
         memcpy(&y, b, 8);
@@ -185,6 +185,7 @@ typedef struct found {
     _Atomic uint64_t *way;
     uint64_t w;
     shmc_item *it;
+    const uint8_t *val;          /* the value's bytes (a cell's: see item_cell) */
     uint8_t fmt;
     uint32_t kl, vl;
 } found;
@@ -215,9 +216,10 @@ static inline shmc_item *item_at_key(struct shmc *c, uint64_t w, const void *key
     if (caa_likely((fm & ~(uint8_t)ITEM_KIND_COUNTER) == ITEM_FMT_MARK)) {
         uint32_t k = (uint8_t)(hd >> 8), n = (uint16_t)(hd >> 16);
         uint64_t end = (off & (c->seg_size - 1)) + ((ITEM_HDR_MIN + k + n + 7u) & ~7ull);
-        if (k != klen || n > c->max_value || end > c->seg_size ||
-            !key_eq((const uint8_t *)it + ITEM_HDR_MIN, key, klen))
+        const uint8_t *kp = (const uint8_t *)it + ITEM_HDR_MIN;
+        if (k != klen || n > c->max_value || end > c->seg_size || !key_eq(kp, key, klen))
             return NULL;
+        f->val = kp + k;
         f->fmt = fm;
         f->kl = k;
         f->vl = n;
@@ -227,6 +229,7 @@ static inline shmc_item *item_at_key(struct shmc *c, uint64_t w, const void *key
     shmc_item *g = item_at_lens(c, w, &f->fmt, &f->kl, &f->vl);
     if (!g || f->kl != klen || !key_eq(item_key_f(g, f->fmt), key, klen))
         return NULL;
+    f->val = item_key_f(g, f->fmt) + klen;
     return g;
 }
 
