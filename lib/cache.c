@@ -1115,13 +1115,14 @@ static bool cas_inplace(shmc_t *c, const void *key, size_t klen, uint64_t num, u
         return false;
     read_enter(c, t);
     bool done = false;
-    uint64_t w, now = 0;
-    shmc_item *it;
-    if (index_find(c, &kh, key, klen, &w, &it) && item_kind(it) == ITEM_KIND_CELL_DEC &&
-        item_flags(it) == flags && item_expire(it) == 0 && !expired(it, &now) &&
-        !item_aging(c, it)) {
-        cell_t *p = item_cell(c, it);
-        cell_t x = cell_cas(p, 0, 0); /* an exclusive load, as in cell_add */
+    found f;
+    if (index_lookup(c, &kh, key, klen, &f) && (f.fmt & ITEM_FMT_KIND) == ITEM_KIND_CELL_DEC &&
+        item_flags_f(f.it, f.fmt) == flags && !(f.fmt & ITEM_FMT_EXPIRE) &&
+        !item_aging(c, f.it)) {
+        cell_t *p = item_cell_f(c, f.it, f.fmt, f.kl);
+        /* A consistent read, not a locked one (see cell_add): a token
+         * reported with SHMC_STALE must be one the cell had. */
+        cell_t x = cell_read(p);
         if (!(cell_tok(x) & CELL_FROZEN) && read_section_valid(c, t)) {
             done = true;
             if (cell_tok(x) != token) {
