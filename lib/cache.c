@@ -949,7 +949,10 @@ static shmc_status publish(struct shmc *c, tslot *t, const keyhash *kh, const vo
         shmc_item *old;
         _Atomic uint64_t *slot = index_find(c, kh, key, klen, &ow, &old);
         bool was_expired = slot && expired(old, &now);
-        shmc_status st = store_allowed(c, cd, slot ? old : NULL, was_expired);
+        /* A set is always allowed (its token is the new item's: store()). */
+        shmc_status st = cd->mode == STORE_SET
+                             ? SHMC_OK
+                             : store_allowed(c, cd, slot ? old : NULL, was_expired);
         /* Everything read above (the lookup, the old entry) counts only if
          * our section was not ejected; else redo it in a fresh one.  Our
          * new item is safe meanwhile: its segment is under our write hazard.
