@@ -126,8 +126,13 @@ static inline shmc_status op_begin(struct shmc *c, const void *key, size_t klen,
     shmc_status st = check_key(c, key, klen);
     if (st == SHMC_OK)
         st = slot_get(c, t);
-    if (st == SHMC_OK)
+    if (st == SHMC_OK) {
         keyhash_of(c, key, klen, kh);
+        /* Every keyed operation reads both buckets: ask for them before
+         * the read section's bookkeeping (a prefetch never faults). */
+        __builtin_prefetch(c->index + kh->b1 * SHMC_BUCKET_WAYS);
+        __builtin_prefetch(c->index + kh->b2 * SHMC_BUCKET_WAYS);
+    }
     return st;
 }
 
