@@ -247,12 +247,12 @@ static inline shmc_item *item_at_key(struct shmc *c, uint64_t w, const void *key
 static inline __attribute__((always_inline)) bool
 index_lookup(struct shmc *c, const keyhash *kh, const void *key, size_t klen, found *f)
 {
-    /* Both buckets at once (their two misses overlap), and the candidates of
+    /* Both buckets at once (their two misses overlap; keyed operations ask
+     * for both right after hashing, cache.c: op_begin), and the candidates of
      * both in one mask: a key is in either bucket at random, and a branch on
      * which one was mispredicted half the time, each time discarding the work
      * already started on the next operation.  A key is never indexed twice,
      * so the order of the candidates does not matter. */
-    __builtin_prefetch(bucket(c, kh->b2));
     for (unsigned m = candidates(c, kh); m; m &= m - 1) {
         _Atomic uint64_t *way = candidate_way(c, kh, (unsigned)__builtin_ctz(m));
         /* Acquire: the item's bytes were written before its word. */
