@@ -201,7 +201,8 @@ get_visit_undo(struct shmc *c, const void *key, size_t klen, visit_fn fn, undo_f
     return st;
 }
 
-static inline __attribute__((always_inline)) shmc_status get_visit(struct shmc *c, const void *key, size_t klen, visit_fn fn, void *ctx)
+static inline __attribute__((always_inline)) shmc_status
+get_visit(struct shmc *c, const void *key, size_t klen, visit_fn fn, void *ctx)
 {
     return get_visit_undo(c, key, klen, fn, NULL, ctx);
 }

@@ -236,9 +236,12 @@ static inline shmc_item *item_at_key(struct shmc *c, uint64_t w, const void *key
     }
 #endif
     shmc_item *g = item_at_lens(c, w, &f->fmt, &f->kl, &f->vl);
-    if (!g || f->kl != klen || !key_eq(item_key_f(g, f->fmt), key, klen))
+    if (!g || f->kl != klen)
         return NULL;
-    f->val = item_key_f(g, f->fmt) + klen;
+    const uint8_t *gk = item_key_f(g, f->fmt);
+    if (!key_eq(gk, key, klen))
+        return NULL;
+    f->val = gk + klen;
     return g;
 }
 
