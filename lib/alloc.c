@@ -346,6 +346,67 @@ static bool item_indexed(struct shmc *c, const shmc_item *it, uint64_t off)
     return false;
 }
 
+/* An eviction's progress through its victim. */
+typedef struct evict_pass {
+    enum evict_mode mode;
+    bool must_free;
+    uint64_t now;
+    uint64_t budget;  /* bytes second chance or compaction may still move */
+} evict_pass;
+
+/* Moves or drops the item at `off` (`total` bytes, parsed and bounded by
+ * the caller) as the pass says.  False when a compaction found no room and
+ * need not free the segment: the caller stops and keeps the segment. */
+static bool evict_item(struct shmc *c, tslot *t, evict_pass *p, shmc_item *it, uint64_t off,
+                      uint64_t total)
+{
+    enum move_result r = total <= p->budget ? move_item(c, t, it, off, total, p->now, p->mode)
+                                            : MV_NOT_KEPT;
+    if (r == MV_MOVED) {
+        p->budget -= total;
+        if (p->mode == EV_COMPACT)
+            STAT_ADD(t, compacted, 1);
+        else
+            STAT_ADD(t, rescued, 1);
+    } else if (r == MV_NO_ROOM && p->mode == EV_COMPACT && !p->must_free) {
+        return false;
+    } else if (r != MV_GONE) {
+        drop_item(c, t, it, off, total, p->now);
+    }
+    return true;
+}
+
+/* What the walk left: every index word still naming segment s, found by a
+ * scan of the whole index, is treated as the walk would have treated it.
+ * The walk misses items only after a participant died mid-write: bytes from
+ * the segment's earlier life at the torn spot can parse as an item whose
+ * length steps over live ones (test_compact: test_torn_write_hides_items).
+ * A word whose item does not parse is unlinked.  Costs a pass over the
+ * index, so it runs only when the live count says something is left. */
+static bool evict_rest(struct shmc *c, tslot *t, uint32_t s, evict_pass *p)
+{
+    uint64_t lo = (uint64_t)s << c->seg_shift, hi = lo + c->seg_size;
+    uint64_t ways = c->nbuckets * SHMC_BUCKET_WAYS, dropped = 0;
+    atomic_fetch_add_explicit(&c->hdr->purges, 1, memory_order_relaxed);
+    for (uint64_t i = 0; i < ways; i++) {
+        uint64_t w = atomic_load_explicit(&c->index[i], memory_order_acquire);
+        if (!w || iw_off(w) < lo || iw_off(w) >= hi)
+            continue;
+        uint64_t off;
+        shmc_item *it = item_at(c, w, &off);
+        uint32_t kl, vl;
+        uint64_t total = it ? item_check(it, hi - off, c->max_key, c->max_value, &kl, &vl) : 0;
+        if (total) {
+            if (!evict_item(c, t, p, it, off, total))
+                return false;
+        } else if ((!it || cell_freeze(c, t, it)) && iw_cas(&c->index[i], &w, 0)) {
+            dropped++;
+        }
+    }
+    STAT_ADD(t, evictions, dropped);
+    return true;
+}
+
 /* Walks segment s (EVICTING, owned by us) and empties it of what the index
  * still points at: EV_COMPACT moves every live item forward, EV_DROP unlinks
  * them, giving recently read ones a second chance.  Returns false, leaving
@@ -360,7 +421,6 @@ static bool evict_items(struct shmc *c, tslot *t, uint32_t s, enum evict_mode mo
     if (limit > c->seg_size)
         limit = c->seg_size;
     uint64_t base = (uint64_t)s << c->seg_shift;
-    uint64_t now = now_ms();
     uint64_t pos = 0;
     /* Second chance rescues at most 7/8 of a segment per eviction: every
      * eviction then frees at least 1/8, so one segment of new writes drives
@@ -369,7 +429,8 @@ static bool evict_items(struct shmc *c, tslot *t, uint32_t s, enum evict_mode mo
      * (Rescued hot items cluster, so a tighter cap loses them: 1/2 kept 54%
      * of a hot set that 7/8 keeps 90% of, in the same churn.)  A compaction
      * victim holds at most COMPACT_LIVE_MAX live bytes, under that cap. */
-    uint64_t budget = c->seg_size - c->seg_size / 8;
+    evict_pass p = {.mode = mode, .must_free = must_free, .now = now_ms(),
+                    .budget = c->seg_size - c->seg_size / 8};
     bool resync = false;
     while (live_items(atomic_load_explicit(&m->live, memory_order_relaxed)) &&
            pos + ITEM_HDR_MIN <= limit) {
@@ -382,41 +443,47 @@ static bool evict_items(struct shmc *c, tslot *t, uint32_t s, enum evict_mode mo
              * a time, trusting only one the index names (bytes left from
              * the segment's earlier life may parse as an item).  A live
              * item is indexed and 8-aligned, so none is stepped over;
-             * anything else left, the index scan below finds.  (Stopping
-             * here instead left every live item after the torn bytes to
-             * that scan, which drops them.) */
+             * anything else left, evict_rest finds.  (Stopping here instead
+             * left every live item after the torn bytes to that scan.) */
             resync = true;
             pos += 8;
             continue;
         }
         resync = false;
-        enum move_result r = total <= budget ? move_item(c, t, it, base + pos, total, now, mode)
-                                             : MV_NOT_KEPT;
-        if (r == MV_MOVED) {
-            budget -= total;
-            if (mode == EV_COMPACT)
-                STAT_ADD(t, compacted, 1);
-            else
-                STAT_ADD(t, rescued, 1);
-        } else if (r == MV_NO_ROOM && mode == EV_COMPACT && !must_free) {
+        if (!evict_item(c, t, &p, it, base + pos, total))
             return false;
-        } else if (r != MV_GONE) {
-            drop_item(c, t, it, base + pos, total, now);
-        }
         pos += total;
     }
-    if (live_items(atomic_load_explicit(&m->live, memory_order_acquire))) {
-        uint64_t n = index_purge_range(c, t, base, base + c->seg_size);
-        STAT_ADD(t, evictions, n);
-        atomic_fetch_add_explicit(&c->hdr->purges, 1, memory_order_relaxed);
-    }
+    if (live_items(atomic_load_explicit(&m->live, memory_order_acquire)))
+        return evict_rest(c, t, s, &p);
     return true;
 }
+
+#ifdef SHMC_TESTING
+void (*shmc__test_retire_hook)(uint32_t seg, uint64_t word, uint64_t live);
+
+/* The invariant retire() relies on: no index word names the segment. */
+static void check_unindexed(struct shmc *c, uint32_t s)
+{
+    if (!shmc__test_retire_hook)
+        return;
+    uint64_t lo = (uint64_t)s << c->seg_shift, hi = lo + c->seg_size;
+    uint64_t ways = c->nbuckets * SHMC_BUCKET_WAYS;
+    for (uint64_t i = 0; i < ways; i++) {
+        uint64_t w = atomic_load_explicit(&c->index[i], memory_order_acquire);
+        if (w && iw_off(w) >= lo && iw_off(w) < hi)
+            shmc__test_retire_hook(s, w, atomic_load(&c->segs[s].live));
+    }
+}
+#endif
 
 /* EVICTING(us) -> RETIRED, stamped with the epoch after the unlinks. */
 static void retire(struct shmc *c, uint32_t s, uint64_t sw)
 {
     shmc_segmeta *m = &c->segs[s];
+#ifdef SHMC_TESTING
+    check_unindexed(c, s);
+#endif
     uint64_t t = atomic_fetch_add_explicit(&c->hdr->epoch, 1, memory_order_acq_rel) + 1;
     atomic_store_explicit(&m->epoch, t, memory_order_relaxed);
     cas_state(m, &sw, sw_make(SEG_RETIRED, 0));

@@ -36,4 +36,10 @@ static inline void wseg_clear(tslot *t)
     atomic_store_explicit(&t->s->wseg, 0, memory_order_release);
 }
 
+#ifdef SHMC_TESTING
+/* Called when a segment about to be retired is still named by an index word
+ * (a broken invariant: readers could follow it into reused memory). */
+extern void (*shmc__test_retire_hook)(uint32_t seg, uint64_t word, uint64_t live);
+#endif
+
 #endif

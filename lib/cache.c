@@ -139,6 +139,7 @@ static inline shmc_status op_begin(struct shmc *c, const void *key, size_t klen,
 #ifdef SHMC_TESTING
 void (*shmc__test_publish_hook)(const void *key, size_t klen);
 void (*shmc__test_prelock_hook)(const void *key, size_t klen);
+bool (*shmc__test_alloc_hook)(void *room, uint64_t bytes);
 #endif
 
 /* What a get callback is given: the value (a counter's formatted into a
@@ -1046,6 +1047,13 @@ static shmc_status store(struct shmc *c, const void *key, size_t klen, const voi
         read_exit(c, t);
         return st;
     }
+#ifdef SHMC_TESTING
+    if (shmc__test_alloc_hook && shmc__test_alloc_hook(c->data + off, total)) {
+        wseg_clear(t);
+        read_exit(c, t);
+        return SHMC_ESYS;
+    }
+#endif
     /* From here our write hazard keeps the new item's segment from being
      * evicted, even if this section is ejected, until wseg_clear below. */
     shmc_item *it = cell ? write_cell_item(c, t, off, key, klen, cd->cell_value, flags,

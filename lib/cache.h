@@ -22,6 +22,12 @@ extern void (*shmc__test_publish_hook)(const void *key, size_t klen);
 /* Called by a write with its item written, before it takes its key's
  * stripe lock: a test changes the key there. */
 extern void (*shmc__test_prelock_hook)(const void *key, size_t klen);
+/* Called by a write with its room allocated, before it writes anything
+ * there.  Returning true makes the write stop as a writer killed at that
+ * point would (room taken, nothing written by it or published, its write
+ * hazard gone); the hook may first write into the room what the segment's
+ * earlier life could have left there. */
+extern bool (*shmc__test_alloc_hook)(void *room, uint64_t bytes);
 #endif
 
 #endif

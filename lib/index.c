@@ -169,26 +169,6 @@ bool index_unlink_item(struct shmc *c, tslot *t, shmc_item *it, uint64_t off)
     return false;
 }
 
-uint64_t index_purge_range(struct shmc *c, tslot *t, uint64_t lo, uint64_t hi)
-{
-    uint64_t n = 0, ways = c->nbuckets * SHMC_BUCKET_WAYS;
-    for (uint64_t i = 0; i < ways; i++) {
-        uint64_t w = atomic_load_explicit(&c->index[i], memory_order_relaxed);
-        if (!w)
-            continue;
-        uint64_t off = iw_off(w);
-        if (off < lo || off >= hi)
-            continue;
-        uint64_t ioff;
-        shmc_item *it = item_at(c, w, &ioff);
-        if (it && !cell_freeze(c, t, it))
-            continue;
-        if (iw_cas(&c->index[i], &w, 0))
-            n++;
-    }
-    return n;
-}
-
 /* ---- counter cells (index.h) ---- */
 
 bool cell_freeze(struct shmc *c, tslot *t, shmc_item *it)

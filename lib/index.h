@@ -306,10 +306,6 @@ HIDDEN void index_insert(struct shmc *c, tslot *t, const keyhash *kh, uint64_t n
  * oldest entry: a test ejects the caller's section there. */
 extern void (*shmc__test_victim_hook)(struct shmc *c, tslot *t);
 #endif
-/* Removes every index entry pointing into data range [lo, hi) by a scan of the
- * whole index (fallback after a crash left counters high).  Inside a read
- * section; no stripe lock (only CASes words to 0). */
-HIDDEN uint64_t index_purge_range(struct shmc *c, tslot *t, uint64_t lo, uint64_t hi);
 /* Removes the entry for the item at `off` if present.  Inside a read
  * section; no stripe lock (CAS to 0 from the exact word). */
 HIDDEN bool index_unlink_item(struct shmc *c, tslot *t, shmc_item *it, uint64_t off);

@@ -77,6 +77,7 @@
 #ifndef SHMC_TESTING
 #define SHMC_TESTING 1 /* declares the test hooks in epoch.h */
 #endif
+#include "alloc.h"
 #include "epoch.h"
 #include "testutil.h"
 
@@ -2256,6 +2257,15 @@ static void parse_args(int argc, char **argv)
         snprintf(cfg.name, sizeof cfg.name, "shmct-torture-%ld", (long)getpid());
 }
 
+/* alloc.c's check, on every retirement: the segment must be out of the
+ * index, or readers could follow a word into reused memory. */
+static void retired_indexed(uint32_t seg, uint64_t word, uint64_t live)
+{
+    violation("segment %u retired while index word %#llx names it (live %llu items, %llu B)",
+              seg, (unsigned long long)word, (unsigned long long)(live >> 40),
+              (unsigned long long)(live & ((1ull << 40) - 1)));
+}
+
 int main(int argc, char **argv)
 {
     parse_args(argc, argv);
@@ -2272,6 +2282,7 @@ int main(int argc, char **argv)
         return 2;
     }
     g_checked = &S->parent_checked;
+    shmc__test_retire_hook = retired_indexed;
     for (uint32_t ci = 0; ci < NCTR; ci++)
         S->next_life[ci] = 1;
 
