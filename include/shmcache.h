@@ -43,7 +43,7 @@ extern "C" {
 /* The shared-memory layout this library reads and writes.  Processes built
  * against libraries of different layout versions cannot share a cache:
  * shmc_open reports SHMC_EVERSION (see also shmc_info, shmc_peek). */
-#define SHMC_LAYOUT_VERSION 8u
+#define SHMC_LAYOUT_VERSION 9u
 
 /* Limits and defaults. */
 #define SHMC_DEFAULT_MAX_KEY     250u          /* bytes */

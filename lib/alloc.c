@@ -494,7 +494,13 @@ static void retire(struct shmc *c, uint32_t s, uint64_t sw)
 static void reset_seg(shmc_segmeta *m)
 {
     atomic_store_explicit(&m->wpos, 0, memory_order_relaxed);
-    atomic_store_explicit(&m->live, 0, memory_order_relaxed);
+    /* A new life, then its count: an unlinker of the last life that comes
+     * back late (seg_dec_live_if) either sees the old life, and lowers the
+     * old count that the store below overwrites, or the new one, and leaves
+     * the count alone. */
+    atomic_store_explicit(&m->life, atomic_load_explicit(&m->life, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_store_explicit(&m->live, 0, memory_order_release);
     atomic_store_explicit(&m->max_expire, 0, memory_order_relaxed);
     atomic_store_explicit(&m->epoch, 0, memory_order_relaxed);
     atomic_store_explicit(&m->seq, 0, memory_order_relaxed);

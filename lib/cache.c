@@ -140,6 +140,7 @@ static inline shmc_status op_begin(struct shmc *c, const void *key, size_t klen,
 void (*shmc__test_publish_hook)(const void *key, size_t klen);
 void (*shmc__test_prelock_hook)(const void *key, size_t klen);
 bool (*shmc__test_alloc_hook)(void *room, uint64_t bytes);
+void (*shmc__test_unlinked_hook)(const void *key, size_t klen);
 #endif
 
 /* What a get callback is given: the value (a counter's formatted into a
@@ -661,14 +662,14 @@ static bool counter_republish(struct shmc *c, tslot *t, const keyhash *kh, const
      * the value we read is the one we replace. */
     if (slot) {
         uint64_t ooff = iw_off(ow);
-        uint64_t obytes = item_bytes(old);
+        uint64_t obytes = item_bytes(old), olife = seg_life(c, ooff);
         /* old is no cell, or frozen by the caller, or expired (freezing it
          * keeps late updates off it). */
         if (!cell_freeze(c, t, old) || !iw_cas(slot, &ow, nw)) {
             seg_dec_live(c, off, total); /* moved by an evictor: dead bytes */
             return false;
         }
-        seg_dec_live(c, ooff, obytes);
+        seg_dec_live_if(c, ooff, obytes, olife);
     } else {
         index_insert(c, t, kh, nw);
     }
@@ -991,10 +992,10 @@ static shmc_status publish(struct shmc *c, tslot *t, const keyhash *kh, const vo
             continue;
         }
         uint64_t ooff = iw_off(ow);
-        uint64_t obytes = item_bytes(old);
+        uint64_t obytes = item_bytes(old), olife = seg_life(c, ooff);
         /* Fails only if an evictor removed (or moved) the old entry. */
         if (iw_cas(slot, &ow, nw)) {
-            seg_dec_live(c, ooff, obytes);
+            seg_dec_live_if(c, ooff, obytes, olife);
             if (was_expired)
                 STAT_ADD(t, expirations, 1);
             return SHMC_OK;
@@ -1233,7 +1234,7 @@ static shmc_status delete_if(struct shmc *c, const void *key, size_t klen, cond 
             continue;
         }
         uint64_t ooff = iw_off(ow);
-        uint64_t obytes = item_bytes(old);
+        uint64_t obytes = item_bytes(old), olife = seg_life(c, ooff);
         bool was_expired = expired(old, &now);
         shmc_status ok = SHMC_OK;
         if (!was_expired && cd->mode != STORE_SET)
@@ -1254,7 +1255,11 @@ static shmc_status delete_if(struct shmc *c, const void *key, size_t klen, cond 
             continue;
         }
         if (iw_cas(slot, &ow, 0)) {
-            seg_dec_live(c, ooff, obytes);
+#ifdef SHMC_TESTING
+            if (shmc__test_unlinked_hook)
+                shmc__test_unlinked_hook(key, klen);
+#endif
+            seg_dec_live_if(c, ooff, obytes, olife);
             if (was_expired) {
                 STAT_ADD(t, expirations, 1);
             } else {
@@ -1315,7 +1320,7 @@ shmc_status shmc_flush(shmc_t *c)
             uint32_t kl, vl;
             if (it && !item_lens(c, it, &kl, &vl))
                 it = NULL;
-            uint64_t bytes = it ? item_bytes(it) : 0;
+            uint64_t bytes = it ? item_bytes(it) : 0, life = it ? seg_life(c, off) : 0;
             /* cell_freeze validates before it writes; false when ejected. */
             if (!read_section_valid(c, t) || (it && !cell_freeze(c, t, it))) {
                 read_renew(c, t); /* the bytes may be reused: read them again */
@@ -1324,7 +1329,7 @@ shmc_status shmc_flush(shmc_t *c)
             }
             if (iw_cas(&c->index[j], &w, 0)) {
                 if (it)
-                    seg_dec_live(c, off, bytes);
+                    seg_dec_live_if(c, off, bytes, life);
                 removed++;
             }
         }

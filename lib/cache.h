@@ -28,6 +28,9 @@ extern void (*shmc__test_prelock_hook)(const void *key, size_t klen);
  * hazard gone); the hook may first write into the room what the segment's
  * earlier life could have left there. */
 extern bool (*shmc__test_alloc_hook)(void *room, uint64_t bytes);
+/* Called by a delete with the key's entry unlinked, before it lowers the
+ * count of the entry's segment: a test stops there. */
+extern void (*shmc__test_unlinked_hook)(const void *key, size_t klen);
 #endif
 
 #endif

@@ -135,10 +135,10 @@ void index_insert(struct shmc *c, tslot *t, const keyhash *kh, uint64_t newword)
             read_renew(c, t);
             continue;
         }
+        uint64_t vlife = vit ? seg_life(c, voff0) : 0;
         if (iw_cas(victim, &vword, newword)) {
-            uint64_t voff = iw_off(vword);
-            if (vbytes && voff < c->data_bytes)
-                seg_dec_live(c, voff, vbytes);
+            if (vbytes && vit)
+                seg_dec_live_if(c, voff0, vbytes, vlife);
             if (best == 1)
                 STAT_ADD(t, expirations, 1);
             else
@@ -240,12 +240,34 @@ void seg_inc_live(struct shmc *c, uint64_t off, uint64_t bytes, uint64_t expire)
         ;
 }
 
-/* Every decrement matches an earlier increment of the same item (raised
- * before publication, lowered after unlink), so this never underflows. */
+/* Every decrement matches an earlier increment of the same item in the
+ * same life of its segment (raised before publication, lowered after
+ * unlink), so this never underflows. */
 void seg_dec_live(struct shmc *c, uint64_t off, uint64_t bytes)
 {
     shmc_segmeta *m = &c->segs[off >> c->seg_shift];
     atomic_fetch_sub_explicit(&m->live, live_one(bytes), memory_order_relaxed);
+}
+
+void seg_dec_live_if(struct shmc *c, uint64_t off, uint64_t bytes, uint64_t life)
+{
+    shmc_segmeta *m = &c->segs[off >> c->seg_shift];
+    /* {live, life} as one 16-byte word (layout.h asserts the pair): the
+     * life is compared and the count lowered at one instant.  reset_seg
+     * stores the new life before the new count, so a CAS that still sees
+     * the old life lowers the old count, which the reset then overwrites.
+     * (8-byte atomics also act on `live`: on x86 every locked access to
+     * the line is serialised, whatever its width.) */
+    cell_t *p = (cell_t *)(void *)&m->live;
+    cell_t x = cell_make(atomic_load_explicit(&m->live, memory_order_relaxed), life);
+    for (;;) {
+        if (cell_tok(x) != life)
+            return;
+        cell_t was = cell_cas(p, x, cell_make(cell_val(x) - live_one(bytes), life));
+        if (was == x)
+            return;
+        x = was;
+    }
 }
 
 /* ---- robust per-key (stripe) locks ----

@@ -403,9 +403,27 @@ HIDDEN bool item_move_copy(struct shmc *c, tslot *t, shmc_item *from, shmc_item 
                            uint64_t total);
 
 /* The segment of data offset `off` gains / loses one entry of `bytes` bytes
- * (and, gaining, an expiry: 0 = never).  Any context. */
+ * (and, gaining, an expiry: 0 = never).  For a segment the caller holds
+ * (EVICTING, or under its write hazard: its life cannot change).  Any
+ * context. */
 HIDDEN void seg_inc_live(struct shmc *c, uint64_t off, uint64_t bytes, uint64_t expire);
 HIDDEN void seg_dec_live(struct shmc *c, uint64_t off, uint64_t bytes);
+/* The life of the segment holding data offset `off` (segmeta.life), for
+ * seg_dec_live_if: read it while the entry to be unlinked is still indexed,
+ * i.e. before the CAS that unlinks it (whose success proves the segment was
+ * not reset in between). */
+static inline uint64_t seg_life(const struct shmc *c, uint64_t off)
+{
+    return atomic_load_explicit(&c->segs[off >> c->seg_shift].life, memory_order_acquire);
+}
+/* seg_dec_live for an entry found through the index, in a segment the
+ * caller does not hold: lowers the count only if the segment is still in
+ * `life`.  An unlinker stalled (and ejected) between its CAS and this call
+ * may come back after the segment was evicted and reset: its decrement then
+ * belongs to a count that is gone, and taking it from the new life's count
+ * would make eviction stop early and retire a segment still indexed.  Any
+ * context. */
+HIDDEN void seg_dec_live_if(struct shmc *c, uint64_t off, uint64_t bytes, uint64_t life);
 
 /* The stripe (per-key writer) lock: robust, bounded (LOCK_WAIT_MS).  A dead
  * holder needs no repair (every step under it leaves the index valid).

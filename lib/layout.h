@@ -260,14 +260,19 @@ enum seg_state {
     F(_Atomic uint64_t, cls, )            /* SEG_CLS_*: which FIFO it belongs to (a hint) */ \
     F(_Atomic uint64_t, epoch, )          /* SEALED: seal epoch; RETIRED: retire epoch */ \
     F(_Atomic uint64_t, seq, )            /* seal order (age) */ \
+    F(_Atomic uint64_t, max_expire, )     /* latest expiry of items here; UINT64_MAX: one never expires */ \
     F(_Atomic uint64_t, live, )           /* words.h live_*: index entries pointing here */ \
                                           /* (never under-counted) and their bytes */ \
-    F(uint64_t, pad1, ) \
-    F(_Atomic uint64_t, max_expire, )     /* latest expiry of items here; UINT64_MAX: one never expires */
+    F(_Atomic uint64_t, life, )           /* bumped by each reset: which life `live` counts */
 typedef struct shmc_segmeta {
     SHMC_SEGMETA_FIELDS(SHMC_DECLARE_FIELD_)
 } shmc_segmeta;
 _Static_assert(sizeof(shmc_segmeta) == 64, "segmeta is one cache line");
+/* live and life are one 16-byte pair (index.c: seg_dec_live compares life
+ * and lowers live in one cmpxchg16b). */
+_Static_assert(offsetof(shmc_segmeta, live) % 16 == 0 &&
+                   offsetof(shmc_segmeta, life) == offsetof(shmc_segmeta, live) + 8,
+               "live and life form an aligned 16-byte pair");
 
 /* ---- item in a storage segment (layout 7: a variable-length header) ----
  * An item is a header, then the key bytes, then the value bytes, padded to

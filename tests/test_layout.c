@@ -129,16 +129,16 @@ static void test_any_field_change_changes_hash(void **state)
 
 #define REORDERED_FIELDS(F) /* epoch and seq swapped */ \
     F(_Atomic uint64_t, wpos, ) F(_Atomic uint64_t, state, ) F(_Atomic uint64_t, cls, ) \
-    F(_Atomic uint64_t, seq, ) F(_Atomic uint64_t, epoch, ) F(_Atomic uint64_t, live, ) \
-    F(uint64_t, pad1, ) F(_Atomic uint64_t, max_expire, )
+    F(_Atomic uint64_t, seq, ) F(_Atomic uint64_t, epoch, ) F(_Atomic uint64_t, max_expire, ) \
+    F(_Atomic uint64_t, live, ) F(_Atomic uint64_t, life, )
 #define RESIZED_FIELDS(F) /* seq 32 bits */ \
     F(_Atomic uint64_t, wpos, ) F(_Atomic uint64_t, state, ) F(_Atomic uint64_t, cls, ) \
-    F(_Atomic uint64_t, epoch, ) F(_Atomic uint32_t, seq, ) F(_Atomic uint64_t, live, ) \
-    F(uint64_t, pad1, ) F(_Atomic uint64_t, max_expire, )
+    F(_Atomic uint64_t, epoch, ) F(_Atomic uint32_t, seq, ) F(_Atomic uint64_t, max_expire, ) \
+    F(_Atomic uint64_t, live, ) F(_Atomic uint64_t, life, )
 #define RENAMED_FIELDS(F) /* seq called age */ \
     F(_Atomic uint64_t, wpos, ) F(_Atomic uint64_t, state, ) F(_Atomic uint64_t, cls, ) \
-    F(_Atomic uint64_t, epoch, ) F(_Atomic uint64_t, age, ) F(_Atomic uint64_t, live, ) \
-    F(uint64_t, pad1, ) F(_Atomic uint64_t, max_expire, )
+    F(_Atomic uint64_t, epoch, ) F(_Atomic uint64_t, age, ) F(_Atomic uint64_t, max_expire, ) \
+    F(_Atomic uint64_t, live, ) F(_Atomic uint64_t, life, )
 
 typedef struct { REORDERED_FIELDS(SHMC_DECLARE_FIELD_) } reordered;
 typedef struct { RESIZED_FIELDS(SHMC_DECLARE_FIELD_) } resized;

@@ -409,6 +409,77 @@ static void test_stopped_writer(void **state)
         fail_msg("verify: %s", rep.first_error);
 }
 
+/* ---- a delete stopped between its unlink and its count ----
+ * A delete unlinks the key's entry, then lowers the live count of the
+ * entry's segment.  Stopped in between, its section is ejected, and the
+ * segment evicted, reset and filled again; when it resumes, its decrement
+ * belongs to the segment's last life and must not be taken from the new
+ * one (a count that reads low lets eviction stop early and retire a segment
+ * the index still names).  Afterwards the segments' counts must add up to
+ * the index's entries, and verify must pass. */
+
+static void stop_after_unlink(const void *key, size_t klen)
+{
+    if (klen == 6 && memcmp(key, "late-0", 6) == 0)
+        raise(SIGSTOP);
+}
+
+static int late_deleter_main(void *p)
+{
+    fx *f = ((arg *)p)->f;
+    shmc_t *c;
+    if (shmc_open(f->name, NULL, &c) != SHMC_OK)
+        return 1;
+    shmc__test_unlinked_hook = stop_after_unlink;
+    shmc_status s = shmc_delete(c, "late-0", 6);
+    shmc__test_unlinked_hook = NULL;
+    shmc_close(c);
+    return s == SHMC_OK ? 0 : 2;
+}
+
+static void test_delete_stopped_before_its_count(void **state)
+{
+    fx *f = *state;
+    uint8_t buf[VLEN] = {0};
+    assert_int_equal(tu_set_value(f->c, "late-", 0, buf, VLEN, 1, 1, 0), SHMC_OK);
+    shmc_stats st0;
+    assert_int_equal(shmc_stats_get(f->c, &st0), SHMC_OK);
+    arg a = {f};
+    pid_t d = f->pids[0] = tu_fork(late_deleter_main, &a);
+    assert_true(d > 0);
+    assert_true(tu_wait_stopped(d, 30000));
+    /* Four times the storage, on stripes other than the stopped delete's
+     * (it holds that one's lock). */
+    keyhash held;
+    keyhash_of(f->c, "late-0", 6, &held);
+    uint64_t cap = f->info.data_bytes / tu_item_bytes(8, VLEN), n = 0;
+    for (uint32_t i = 0; n < 4 * cap; i++) {
+        char key[TU_KEY_MAX];
+        size_t kl = tu_key(key, "o-", i);
+        keyhash kh;
+        keyhash_of(f->c, key, kl, &kh);
+        if (kh.stripe == held.stripe)
+            continue;
+        assert_int_equal(tu_set_value(f->c, "o-", i, buf, VLEN, 2, i, 0), SHMC_OK);
+        n++;
+    }
+    shmc_stats st1;
+    assert_int_equal(shmc_stats_get(f->c, &st1), SHMC_OK);
+    assert_true(st1.ejections > st0.ejections); /* it did hold memory back */
+    assert_int_equal(kill(d, SIGCONT), 0);
+    int ds = tu_wait(d, 30000);
+    f->pids[0] = 0;
+    assert_int_equal(ds, 0);
+    shmc_stats st;
+    assert_int_equal(shmc_stats_get(f->c, &st), SHMC_OK);
+    shmc_verify_report rep;
+    if (shmc_verify(f->c, &rep) != SHMC_OK)
+        fail_msg("verify: %s", rep.first_error);
+    if (st.items != rep.items)
+        fail_msg("the segments count %llu entries, the index holds %llu",
+                 (unsigned long long)st.items, (unsigned long long)rep.items);
+}
+
 /* ---- an ejected writer at a full bucket pair ----
  * A set of a new key whose two buckets are full evicts the oldest entry of
  * the two; a counter cell is frozen first, which fails while the writer's
@@ -482,6 +553,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stopped_reader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stopped_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_key_changed_before_lock, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_stopped_before_its_count, setup, teardown),
         cmocka_unit_test(test_ejected_writer_evicting_a_counter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
