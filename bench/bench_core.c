@@ -89,6 +89,8 @@ static struct {
     bool skip_capacity;
     bool skip_throughput;
     bool prefault;          /* throughput cache opened with SHMC_OPEN_PREFAULT */
+    bool warm;              /* storage written over twice before the timed runs */
+    bool hugepages;         /* private tables on huge pages too (madvise) */
     bool churn;             /* run the overwrite-churn row */
     unsigned churn_keys;
     uint64_t churn_size, churn_sets;
@@ -265,18 +267,51 @@ static lentry *local_find(const char *k)
     }
 }
 
+/* ShmemHugePages of /proc/meminfo in bytes, read once the throughput cache
+ * exists (system-wide: on a quiet machine, the cache's share on huge pages;
+ * tmpfs gives them only where the mount or shmem_enabled allows). */
+static uint64_t shmem_huge_bytes;
+
+static uint64_t read_shmem_huge(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[128];
+    unsigned long long kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "ShmemHugePages: %llu kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return (uint64_t)kb << 10;
+}
+
+/* The private table's memory: malloc's, or with --hugepages 2 MiB aligned
+ * and advised for transparent huge pages, so that a cache on huge pages
+ * (README, "Huge pages") is compared with a table that has them too. */
+static void *private_alloc(size_t n)
+{
+    if (!cfg.hugepages)
+        return malloc(n);
+    size_t huge = 2u << 20, len = (n + huge - 1) / huge * huge;
+    void *p = aligned_alloc(huge, len);
+    if (p)
+        (void)madvise(p, len, MADV_HUGEPAGE);
+    return p;
+}
+
 static void local_build(void)
 {
     uint64_t cap = 1;
     while (cap < 2ull * cfg.keys)
         cap <<= 1;
     lmask = cap - 1;
-    ltab = calloc(cap, sizeof *ltab);
-    lents = malloc(sizeof *lents * cfg.keys);
+    ltab = private_alloc(cap * sizeof *ltab);
+    lents = private_alloc(sizeof *lents * cfg.keys);
     if (!ltab || !lents) {
         perror("bench_core: local table");
         exit(1);
     }
+    memset(ltab, 0, cap * sizeof *ltab);
     for (uint32_t i = 0; i < cfg.keys; i++) {
         memcpy(lents[i].key, keys[i], KEY_LEN);
         lents[i].vlen = VALUE_LEN;
@@ -289,6 +324,36 @@ static void local_build(void)
 }
 
 /* ---- throughput ---- */
+
+/* --warm: random overwrites of the preloaded keys until the storage has been
+ * written over twice (the first pass fills it, the second reuses every
+ * segment).  A fresh cache's first pass over its storage touches
+ * every page for the first time, which on a VM costs microseconds a page
+ * even after MADV_POPULATE_WRITE (sets in a fresh 256 MiB cache ran about
+ * 1.6x slower than the same sets once segments were reused); a server's
+ * cache spends its life in the second state. */
+static bool warm_up(shmc_t *c, const shmc_info *info)
+{
+    unsigned char val[VALUE_LEN];
+    fill_value(val, 0);
+    uint64_t seed = 0x5eed5eed5eedull, rng = splitmix64(&seed) | 1;
+    /* An item of a 16 B key and a 100 B value takes 128 bytes (a 12-byte
+     * header, padded to 8: docs/design.md, "Items"). */
+    uint64_t n = 2 * (info->data_bytes / 128) + 1, t0 = now_ns();
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t x = rng_next(&rng);
+        uint32_t k = (uint32_t)(((x >> 32) * (uint64_t)cfg.keys) >> 32);
+        if (!check(shmc_set(c, keys[k], KEY_LEN, val, VALUE_LEN, 0, 0), "warm-up shmc_set"))
+            return false;
+    }
+    shmc_stats s;
+    if (!check(shmc_stats_get(c, &s), "shmc_stats_get"))
+        return false;
+    printf("warm-up: %" PRIu64 " overwrites in %.1f s (the storage written over twice); "
+           "items %" PRIu64 ", evictions %" PRIu64 ", compacted %" PRIu64 "\n", n,
+           (double)(now_ns() - t0) / 1e9, s.items, s.evictions, s.compacted);
+    return true;
+}
 
 static void run_proc(shmc_t *c, enum workload wl, unsigned idx, int start_fd, proc_result *r)
 {
@@ -669,9 +734,11 @@ static int write_json(const char *path, const run_result *runs, const run_result
     json_string(f, BENCH_COMPILER);
     fprintf(f, "},\n  \"config\": {\"seconds\": %.3f, \"keys\": %u, \"key_bytes\": %d, "
                "\"value_bytes\": %d, \"cache_bytes\": %" PRIu64 ", \"max_items\": %" PRIu64
-               ", \"prefault\": %s},\n",
+               ", \"prefault\": %s, \"warm\": %s, \"hugepages\": %s, "
+               "\"shmem_huge_bytes\": %" PRIu64 "},\n",
             cfg.seconds, cfg.keys, KEY_LEN, VALUE_LEN, cfg.size, cfg.max_items,
-            cfg.prefault ? "true" : "false");
+            cfg.prefault ? "true" : "false", cfg.warm ? "true" : "false",
+            cfg.hugepages ? "true" : "false", shmem_huge_bytes);
     fprintf(f, "  \"preload_sets_per_sec\": %.0f,\n", preload_rate);
     fprintf(f, "  \"throughput\": [");
     for (unsigned i = 0; i < nruns; i++) {
@@ -747,6 +814,15 @@ static void usage(FILE *f, const char *argv0)
             "  --skip-throughput  do not run the throughput runs\n"
             "  --prefault         open the throughput cache with SHMC_OPEN_PREFAULT: every\n"
             "                     worker maps the whole segment before its run\n"
+            "  --warm             before the timed runs, overwrite the preloaded keys until\n"
+            "                     the storage has been written over twice, so that the runs\n"
+            "                     see a cache in its steady state (segments reused, live\n"
+            "                     items spread over the storage) rather than storage being\n"
+            "                     touched for the first time\n"
+            "  --hugepages        put the private tables on transparent huge pages too\n"
+            "                     (madvise), for a cache whose /dev/shm gives it huge\n"
+            "                     pages (README, \"Huge pages\"); the header line says\n"
+            "                     how much of the cache is on huge pages\n"
             "  --churn            also run the overwrite churn: --churn-keys keys in a\n"
             "                     --churn-mib cache, --churn-sets random overwrites, no\n"
             "                     reads; reports the live keys lost (defaults 100000,\n"
@@ -817,6 +893,8 @@ int main(int argc, char **argv)
         { "skip-capacity", no_argument, NULL, 'c' },
         { "skip-throughput", no_argument, NULL, 't' },
         { "prefault", no_argument, NULL, 'P' },
+        { "warm", no_argument, NULL, 'A' },
+        { "hugepages", no_argument, NULL, 'H' },
         { "churn", no_argument, NULL, 'W' },
         { "churn-keys", required_argument, NULL, 'K' },
         { "churn-mib", required_argument, NULL, 'M' },
@@ -868,6 +946,12 @@ int main(int argc, char **argv)
             break;
         case 'P':
             cfg.prefault = true;
+            break;
+        case 'A':
+            cfg.warm = true;
+            break;
+        case 'H':
+            cfg.hugepages = true;
             break;
         case 'W':
             cfg.churn = true;
@@ -960,6 +1044,10 @@ int main(int argc, char **argv)
         printf("cache: %" PRIu64 " MiB (%u storage segments of %" PRIu64 " KiB, %u index "
                "slots, max_items %" PRIu64 ")\n", info.size >> 20, info.segments,
                info.segment_bytes >> 10, info.index_slots, info.max_items);
+        shmem_huge_bytes = read_shmem_huge();
+        printf("huge pages: %" PRIu64 " MiB of shared memory on huge pages (system-wide); "
+               "private tables %s\n", shmem_huge_bytes >> 20,
+               cfg.hugepages ? "advised huge pages (--hugepages)" : "on malloc's pages");
 
         unsigned char val[VALUE_LEN];
         fill_value(val, 0);
@@ -975,6 +1063,8 @@ int main(int argc, char **argv)
                    ", evictions %" PRIu64 "\n", cfg.keys, preload_rate / 1e6, s.items,
                    s.evictions);
         }
+        if (cfg.warm && !warm_up(c, &info))
+            return 1;
 
         /* gets first so that their hit rate reflects the preload alone; each
          * shmcache run is followed at once by the same run on private tables,
