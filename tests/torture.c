@@ -46,7 +46,10 @@
  *    fill wait within its timeout, a write within the 10 s that shmcache.h
  *    allows it to wait for readers, anything else at once); a worker stuck
  *    longer is reported as hung and killed; the overshoots are reported;
- *  - consistency: shmc_verify passes every second and after the run;
+ *  - consistency: shmc_verify passes every second and after the run; no
+ *    segment is retired while an index word names it (checked by the
+ *    library's test build at every retirement); at rest, no segment's live
+ *    count is below the index words that name it;
  *  - stalls: the workers keep writing while participants are stopped; the
  *    resumed readers' values are checked like any other;
  *  - recovery: after a stall ends, writes succeed again; after the run, the
@@ -79,6 +82,7 @@
 #endif
 #include "alloc.h"
 #include "epoch.h"
+#include "index.h"
 #include "testutil.h"
 
 #define LL(x) ((unsigned long long)(x))
@@ -1988,6 +1992,29 @@ static void check_counters(void)
     }
 }
 
+/* At rest, every segment's live count is at least the index words naming
+ * it (a crash can leave a count high, never low: a low one lets an eviction
+ * stop its walk early and retire a segment that is still indexed). */
+static void check_segment_counts(const char *when)
+{
+    struct shmc *c = P.c;
+    uint64_t *words = calloc(c->nsegs, sizeof *words);
+    if (!words)
+        return;
+    for (uint64_t i = 0; i < c->nbuckets * SHMC_BUCKET_WAYS; i++) {
+        uint64_t w = atomic_load(&c->index[i]);
+        if (w && iw_off(w) < c->data_bytes)
+            words[iw_off(w) >> c->seg_shift]++;
+    }
+    for (uint32_t sg = 0; sg < c->nsegs; sg++) {
+        uint64_t live = live_items(atomic_load(&c->segs[sg].live));
+        if (live < words[sg])
+            violation("%s: segment %u counts %llu entries, the index names it %llu times", when,
+                      sg, LL(live), LL(words[sg]));
+    }
+    free(words);
+}
+
 /* Nothing held, nothing pinned, nothing leaked: the cache at rest. */
 static void check_at_rest(const char *when, shmc_stats *st)
 {
@@ -2025,6 +2052,7 @@ static void check_at_rest(const char *when, shmc_stats *st)
         violation("%s: %llu of %u storage segments are free, open or sealed (the rest are "
                   "held by nobody)",
                   when, LL(accounted), P.info.segments);
+    check_segment_counts(when);
     if (st->items < rep.items || st->items - rep.items > P.kills + P.hangs)
         violation("%s: stats count %llu items, verify %llu (at most %llu kills apart)", when,
                   LL(st->items), LL(rep.items), LL(P.kills + P.hangs));
