@@ -360,6 +360,13 @@ typedef struct evict_pass {
 static bool evict_item(struct shmc *c, tslot *t, evict_pass *p, shmc_item *it, uint64_t off,
                       uint64_t total)
 {
+    /* A compaction that need not free the segment keeps what is over its
+     * copy budget, as when it finds no room: the live count it was picked
+     * by can be below what the walk finds (writers that had room in the
+     * segment count their items after the pick; a dead evictor's segment
+     * is compacted whatever it holds), and a compaction drops nothing. */
+    if (total > p->budget && p->mode == EV_COMPACT && !p->must_free)
+        return false;
     enum move_result r = total <= p->budget ? move_item(c, t, it, off, total, p->now, p->mode)
                                             : MV_NOT_KEPT;
     if (r == MV_MOVED) {

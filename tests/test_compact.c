@@ -24,7 +24,9 @@
 #define SHMC_TESTING 1 /* declares the test hooks in cache.h */
 #endif
 #include "cache.h"
+#include "index.h"
 #include "item.h"
+#include "slots.h"
 #include "shmcache.h"
 #include "testutil.h"
 
@@ -406,6 +408,77 @@ static void test_torn_write_hides_items(void **state)
         fail_msg("shmc_verify: %s", rep.first_error);
 }
 
+/* A participant killed while it evicted a segment leaves it EVICTING; the
+ * next scan takes it over and redoes it as a compaction, whatever the
+ * segment holds.  Here it is wholly live, more than one compaction may copy
+ * (7/8 of a segment): the takeover moves what its budget allows and keeps
+ * the rest, dropping nothing (before, it dropped the last eighth: 60 of
+ * its 481 items). */
+typedef struct dead_owner {
+    _Atomic uint64_t owner;
+} dead_owner;
+
+static int take_slot_and_die(void *p)
+{
+    dead_owner *d = ((void **)p)[0];
+    const char *name = ((void **)p)[1];
+    shmc_t *c;
+    tslot *t;
+    if (shmc_open(name, NULL, &c) != SHMC_OK || slot_get(c, &t) != SHMC_OK)
+        return 1;
+    atomic_store(&d->owner, slot_owner(t));
+    return 0; /* exits holding its slot: the kernel marks the owner dead */
+}
+
+static void test_dead_evictor_of_a_live_segment(void **state)
+{
+    fx *f = *state;
+    struct shmc *c = f->c;
+    /* Two segments of items, none overwritten, and two more, so that the
+     * write head holding those two has room for a whole compaction. */
+    const uint32_t N = 2 * (uint32_t)(c->seg_size / tu_item_bytes(16, VLEN)) + 2;
+    uint8_t buf[256];
+    uint32_t *seq = calloc(N, sizeof *seq);
+    for (uint32_t i = 0; i < N; i++) {
+        seq[i] = 1;
+        assert_int_equal(tu_set_value(c, PREFIX, i, buf, VLEN, 1, 1, 0), SHMC_OK);
+    }
+    /* The segment of the first items written: sealed, every item live. */
+    uint64_t lowest = UINT64_MAX;
+    for (uint64_t i = 0; i < c->nbuckets * SHMC_BUCKET_WAYS; i++) {
+        uint64_t w = atomic_load(&c->index[i]);
+        if (w && iw_off(w) < lowest)
+            lowest = iw_off(w);
+    }
+    assert_true(lowest < c->data_bytes);
+    uint32_t s = (uint32_t)(lowest >> c->seg_shift);
+    uint64_t sw = atomic_load(&c->segs[s].state);
+    assert_int_equal(sw_state(sw), SEG_SEALED);
+    assert_true(live_bytes(atomic_load(&c->segs[s].live)) > c->seg_size - c->seg_size / 8);
+    /* ... left EVICTING by a participant that died. */
+    dead_owner *d = tu_shared_alloc(sizeof *d);
+    void *args[2] = {d, f->name};
+    pid_t pid = tu_fork(take_slot_and_die, args);
+    assert_true(pid > 0);
+    assert_int_equal(tu_wait(pid, 10000), 0);
+    assert_true(atomic_load(&d->owner) != 0);
+    assert_true(atomic_compare_exchange_strong(&c->segs[s].state, &sw,
+                                               sw_make(SEG_EVICTING, atomic_load(&d->owner))));
+    /* shmc_verify recovers first: the takeover runs there. */
+    shmc_verify_report rep;
+    if (shmc_verify(c, &rep) != SHMC_OK)
+        fail_msg("shmc_verify: %s", rep.first_error);
+    assert_int_not_equal(sw_state(atomic_load(&c->segs[s].state)), SEG_EVICTING);
+    shmc_stats st;
+    assert_int_equal(shmc_stats_get(c, &st), SHMC_OK);
+    assert_true(st.compacted > 0);
+    assert_int_equal(st.evictions, 0);
+    check_all(c, N, seq, 1);
+    verify_clean(c, N);
+    free(seq);
+    tu_shared_free(d, sizeof *d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -415,6 +488,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_overfull_still_evicts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_killed_writers_lose_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_write_hides_items, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dead_evictor_of_a_live_segment, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

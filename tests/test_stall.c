@@ -250,10 +250,39 @@ static void test_stopped_reader(void **state)
  * resumes, its value must be the key's one entry: read back, and gone
  * after one delete (a second entry of the key would still be found). */
 
-static void stop_before_lock(const void *key, size_t klen)
+/* A test hook for forked children: stops the process at the hook's point
+ * when the operation is on stop_key. */
+static const char *stop_key;
+
+static void stop_at_key(const void *key, size_t klen)
 {
-    if (klen == 6 && memcmp(key, "hint-0", 6) == 0)
+    if (klen == strlen(stop_key) && memcmp(key, stop_key, klen) == 0)
         raise(SIGSTOP);
+}
+
+/* Sets `writes` items of VLEN bytes ("o-" keys) on stripes other than
+ * held_key's, whose lock a stopped child holds; every one must succeed.
+ * Returns the time it took, in ms. */
+static uint64_t write_other_stripes(fx *f, const char *held_key, uint64_t writes)
+{
+    uint8_t buf[VLEN] = {0};
+    keyhash held;
+    keyhash_of(f->c, held_key, strlen(held_key), &held);
+    uint64_t n = 0, t0 = tu_now_ms();
+    for (uint32_t i = 0; n < writes; i++) {
+        char key[TU_KEY_MAX];
+        size_t kl = tu_key(key, "o-", i);
+        keyhash kh;
+        keyhash_of(f->c, key, kl, &kh);
+        if (kh.stripe == held.stripe)
+            continue;
+        shmc_status s = tu_set_value(f->c, "o-", i, buf, VLEN, 2, i, 0);
+        if (s != SHMC_OK)
+            fail_msg("set o-%u (another stripe) with a writer stopped: %s", i,
+                     shmc_strerror(s));
+        n++;
+    }
+    return tu_now_ms() - t0;
 }
 
 static int hint_writer_main(void *p)
@@ -262,7 +291,8 @@ static int hint_writer_main(void *p)
     shmc_t *c;
     if (shmc_open(f->name, NULL, &c) != SHMC_OK)
         return 1;
-    shmc__test_prelock_hook = stop_before_lock;
+    stop_key = "hint-0";
+    shmc__test_prelock_hook = stop_at_key;
     shmc_status s = shmc_set(c, "hint-0", 6, "child", 5, 0, 0);
     shmc__test_prelock_hook = NULL;
     shmc_close(c);
@@ -310,12 +340,6 @@ static void test_set_key_changed_before_lock(void **state)
 
 /* ---- a stopped writer ---- */
 
-static void stop_here(const void *key, size_t klen)
-{
-    if (klen == 6 && memcmp(key, "held-0", 6) == 0)
-        raise(SIGSTOP);
-}
-
 static int held_writer_main(void *p)
 {
     fx *f = ((arg *)p)->f;
@@ -324,7 +348,8 @@ static int held_writer_main(void *p)
         return 1;
     uint8_t buf[VLEN];
     char why[200];
-    shmc__test_publish_hook = stop_here;
+    stop_key = "held-0";
+    shmc__test_publish_hook = stop_at_key;
     shmc_status s = tu_set_value(c, "held-", 0, buf, VLEN, 7, 1, 0);
     shmc__test_publish_hook = NULL;
     if (s != SHMC_OK) {
@@ -350,31 +375,15 @@ static void test_stopped_writer(void **state)
     pid_t w = f->pids[0] = tu_fork(held_writer_main, &a);
     assert_true(w > 0);
     assert_true(tu_wait_stopped(w, 30000));
-    keyhash held;
-    keyhash_of(f->c, "held-0", 6, &held);
-
     /* Other stripes: 4 times the cache, every write succeeds. */
-    uint64_t cap = f->info.data_bytes / tu_item_bytes(8, VLEN), n = 0, t0 = tu_now_ms();
-    for (uint32_t i = 0; n < 4 * cap; i++) {
-        char key[TU_KEY_MAX];
-        size_t kl = tu_key(key, "o-", i);
-        keyhash kh;
-        keyhash_of(f->c, key, kl, &kh);
-        if (kh.stripe == held.stripe)
-            continue;
-        shmc_status s = tu_set_value(f->c, "o-", i, buf, VLEN, 2, i, 0);
-        if (s != SHMC_OK)
-            fail_msg("set o-%u (another stripe) with a writer stopped: %s", i,
-                     shmc_strerror(s));
-        n++;
-    }
-    uint64_t t_other = tu_now_ms() - t0;
+    uint64_t n = 4 * (f->info.data_bytes / tu_item_bytes(8, VLEN));
+    uint64_t t_other = write_other_stripes(f, "held-0", n);
     /* Reads of the held key do not wait: it is not published yet. */
     assert_int_equal(tu_get_check(f->c, "held-", 0, buf, sizeof buf, why, sizeof why),
                      SHMC_NOT_FOUND);
 
     /* Its own stripe: the documented timeout, then a clear status. */
-    t0 = tu_now_ms();
+    uint64_t t0 = tu_now_ms();
     shmc_status s = tu_set_value(f->c, "held-", 0, buf, VLEN, 2, 1, 0);
     uint64_t t_first = tu_now_ms() - t0;
     assert_int_equal(s, SHMC_ETIMEDOUT);
@@ -418,19 +427,14 @@ static void test_stopped_writer(void **state)
  * the index still names).  Afterwards the segments' counts must add up to
  * the index's entries, and verify must pass. */
 
-static void stop_after_unlink(const void *key, size_t klen)
-{
-    if (klen == 6 && memcmp(key, "late-0", 6) == 0)
-        raise(SIGSTOP);
-}
-
 static int late_deleter_main(void *p)
 {
     fx *f = ((arg *)p)->f;
     shmc_t *c;
     if (shmc_open(f->name, NULL, &c) != SHMC_OK)
         return 1;
-    shmc__test_unlinked_hook = stop_after_unlink;
+    stop_key = "late-0";
+    shmc__test_unlinked_hook = stop_at_key;
     shmc_status s = shmc_delete(c, "late-0", 6);
     shmc__test_unlinked_hook = NULL;
     shmc_close(c);
@@ -450,19 +454,7 @@ static void test_delete_stopped_before_its_count(void **state)
     assert_true(tu_wait_stopped(d, 30000));
     /* Four times the storage, on stripes other than the stopped delete's
      * (it holds that one's lock). */
-    keyhash held;
-    keyhash_of(f->c, "late-0", 6, &held);
-    uint64_t cap = f->info.data_bytes / tu_item_bytes(8, VLEN), n = 0;
-    for (uint32_t i = 0; n < 4 * cap; i++) {
-        char key[TU_KEY_MAX];
-        size_t kl = tu_key(key, "o-", i);
-        keyhash kh;
-        keyhash_of(f->c, key, kl, &kh);
-        if (kh.stripe == held.stripe)
-            continue;
-        assert_int_equal(tu_set_value(f->c, "o-", i, buf, VLEN, 2, i, 0), SHMC_OK);
-        n++;
-    }
+    write_other_stripes(f, "late-0", 4 * (f->info.data_bytes / tu_item_bytes(8, VLEN)));
     shmc_stats st1;
     assert_int_equal(shmc_stats_get(f->c, &st1), SHMC_OK);
     assert_true(st1.ejections > st0.ejections); /* it did hold memory back */
