@@ -361,7 +361,10 @@ static bool check_records(const char *what, const char *key, uint32_t id, const 
         memcpy(r, v + i, sizeof r);
         if (r[0] != ID_APP + id || r[1] >= cfg.workers || r[3] != rec_check(r[0], r[1], r[2]) ||
             r[2] >= atomic_load(&S->w[r[1]].seq)) {
-            violation("%s %s: record at byte %zu of %zu is torn or foreign", what, key, i, len);
+            violation("%s %s: record at byte %zu of %zu is torn or foreign: %08x %08x %08x "
+                      "%08x (want key %08x, writer < %u, check %08x)",
+                      what, key, i, len, r[0], r[1], r[2], r[3], ID_APP + id, cfg.workers,
+                      rec_check(r[0], r[1], r[2]));
             return false;
         }
     }
