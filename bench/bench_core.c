@@ -325,13 +325,20 @@ static void local_build(void)
 
 /* ---- throughput ---- */
 
+/* The key a random word picks, uniformly among the cfg.keys preloaded. */
+static inline uint32_t key_of(uint64_t x)
+{
+    return (uint32_t)(((x >> 32) * (uint64_t)cfg.keys) >> 32);
+}
+
 /* --warm: random overwrites of the preloaded keys until the storage has been
  * written over twice (the first pass fills it, the second reuses every
  * segment).  A fresh cache's first pass over its storage touches
  * every page for the first time, which on a VM costs microseconds a page
- * even after MADV_POPULATE_WRITE (sets in a fresh 256 MiB cache ran about
- * 1.6x slower than the same sets once segments were reused); a server's
- * cache spends its life in the second state. */
+ * even after MADV_POPULATE_WRITE, and finds the preloaded items packed
+ * together; a server's cache spends its life with its segments reused and
+ * its live items spread through them (README, "Steady state, and huge
+ * pages", has both sets of figures). */
 static bool warm_up(shmc_t *c, const shmc_info *info)
 {
     unsigned char val[VALUE_LEN];
@@ -341,8 +348,7 @@ static bool warm_up(shmc_t *c, const shmc_info *info)
      * header, padded to 8: docs/design.md, "Items"). */
     uint64_t n = 2 * (info->data_bytes / 128) + 1, t0 = now_ns();
     for (uint64_t i = 0; i < n; i++) {
-        uint64_t x = rng_next(&rng);
-        uint32_t k = (uint32_t)(((x >> 32) * (uint64_t)cfg.keys) >> 32);
+        uint32_t k = key_of(rng_next(&rng));
         if (!check(shmc_set(c, keys[k], KEY_LEN, val, VALUE_LEN, 0, 0), "warm-up shmc_set"))
             return false;
     }
@@ -382,7 +388,7 @@ static void run_proc(shmc_t *c, enum workload wl, unsigned idx, int start_fd, pr
     for (;;) {
         for (int i = 0; i < BATCH; i++) {
             uint64_t x = rng_next(&rng);
-            uint32_t k = (uint32_t)(((x >> 32) * (uint64_t)cfg.keys) >> 32);
+            uint32_t k = key_of(x);
             bool do_set = wl == WL_SET || (wl == WL_MIXED && (x & 0xffff) % 10 == 0);
             shmc_status st;
             if (do_set) {

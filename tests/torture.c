@@ -2293,8 +2293,7 @@ static void parse_args(int argc, char **argv)
 static void retired_indexed(uint32_t seg, uint64_t word, uint64_t live)
 {
     violation("segment %u retired while index word %#llx names it (live %llu items, %llu B)",
-              seg, (unsigned long long)word, (unsigned long long)(live >> 40),
-              (unsigned long long)(live & ((1ull << 40) - 1)));
+              seg, LL(word), LL(live_items(live)), LL(live_bytes(live)));
 }
 
 int main(int argc, char **argv)
