@@ -104,14 +104,19 @@ typedef struct shmc shmc_t;
                                       * (or was left half-created by a creator that
                                       * died: never initialise anything) */
 #define SHMC_OPEN_PREFAULT     0x4u  /* map every page of the segment into this
-                                      * process now (MADV_POPULATE_WRITE), instead of
-                                      * one page fault per page on first touch: for
+                                      * process now (MADV_POPULATE_WRITE, then a
+                                      * read of one byte per page), instead of one
+                                      * page fault per page on first touch: for
                                       * long-lived workers of a large cache.  A child
                                       * that inherits the handle across fork() does
-                                      * it on its first call.  Costs 0.2-0.4 s per
-                                      * GiB at open (measured on a 2-vCPU VM) and
-                                      * the page tables (2 MiB per GiB); data is not
-                                      * changed.  Best effort: never an error */
+                                      * it on its first call.  Costs what those
+                                      * faults would have cost, at open: on a
+                                      * 2-vCPU VM whose hypervisor maps pages
+                                      * lazily, 0.35-0.5 s for 256 MiB and 2.3-2.6 s
+                                      * per GiB (bare metal: a small fraction of
+                                      * that), and the page tables (2 MiB per GiB);
+                                      * data is not changed.  Best effort: never an
+                                      * error */
 
 /* Creation parameters.  Zero-initialise, then set what you need.  A zero field
  * means "the default" when creating and "whatever the segment has" when
