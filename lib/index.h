@@ -28,7 +28,6 @@
 #define EXPIRE_ROUND_MS 1024u
 
 typedef struct keyhash {
-    uint64_t h;
     uint64_t b1, b2;             /* bucket numbers */
     uint16_t tag;
     uint32_t stripe;
@@ -75,7 +74,6 @@ static inline void keyhash_of(struct shmc *c, const void *key, size_t klen, keyh
      * keys sharing a bucket do not also share tags. */
     uint64_t h2 = (h ^ (h >> 31)) * 0x94d049bb133111ebull;
     h2 ^= h2 >> 29;
-    kh->h = h;
     kh->b1 = reduce32_(h & 0xffffffffull, c->nbuckets);
     kh->b2 = reduce32_(h >> 32, c->nbuckets);
     if (caa_unlikely(kh->b2 == kh->b1))
