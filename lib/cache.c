@@ -222,8 +222,7 @@ static shmc_status copy_value(struct copy_ctx *x, const uint8_t *val, uint32_t v
     *x->vlen = vlen;
     if (vlen > x->buflen)
         return SHMC_EBUFSIZE;
-    if (vlen)
-        memcpy(x->buf, val, vlen);
+    copy_short(x->buf, val, vlen);
     if (x->flags)
         *x->flags = flags;
     return SHMC_OK;
@@ -837,9 +836,8 @@ static shmc_item *write_item(struct shmc *c, tslot *t, uint64_t off, const void 
     shmc_item *it = (shmc_item *)(c->data + off);
     uint8_t *k = item_encode(it, kind, (uint32_t)klen, (uint32_t)vlen, flags, expire,
                              next_cas(t));
-    memcpy(k, key, klen);
-    if (vlen)
-        memcpy(k + klen, val, vlen);
+    copy_short(k, key, klen);
+    copy_short(k + klen, val, vlen);
     seg_inc_live(c, off, item_size((uint32_t)klen, (uint32_t)vlen, flags, expire), expire);
     return it;
 }

@@ -109,6 +109,37 @@ static inline uint64_t hash_key(uint64_t seed, const void *key, size_t len)
     return hash_fold_(h ^ HK0, h ^ HK1 ^ seed);
 }
 
+/* Copies n bytes between buffers that do not overlap.  Up to 128 bytes it
+ * is a few unaligned 16-byte moves from both ends (overlapping in the
+ * middle), inline: the call to memcpy for a 100-byte value was about 34 of
+ * a get's 303 instructions (callgrind). */
+static inline void copy16_(uint8_t *d, const uint8_t *s)
+{
+    struct { uint8_t b[16]; } v;
+    memcpy(&v, s, 16);
+    memcpy(d, &v, 16);
+}
+static inline void copy_short(void *dst, const void *src, size_t n)
+{
+    uint8_t *d = dst;
+    const uint8_t *s = src;
+    if (caa_likely(n >= 64 && n <= 128)) {
+        for (size_t i = 0; i < 64; i += 16) {
+            copy16_(d + i, s + i);
+            copy16_(d + n - 64 + i, s + n - 64 + i);
+        }
+    } else if (n >= 16 && n < 64) {
+        copy16_(d, s);
+        copy16_(d + n - 16, s + n - 16);
+        if (n > 32) {
+            copy16_(d + 16, s + 16);
+            copy16_(d + n - 32, s + n - 32);
+        }
+    } else if (n) {
+        memcpy(d, s, n);
+    }
+}
+
 HIDDEN uint64_t random_seed(void);
 
 /* Initialise a robust, process-shared mutex (hold: also error-checking, so

@@ -323,6 +323,47 @@ static void test_zero_length_value(void **state)
     assert_int_equal(shmc_delete(c, "empty", 5), SHMC_OK);
 }
 
+/* Every value length from 0 to 300 and every key length up to the default
+ * max_key round-trips byte for byte, and a get writes nothing outside the
+ * value's bytes (copies of up to 128 bytes are moves from both ends). */
+static void test_every_short_length(void **state)
+{
+    shmc_t *c = ((fx *)*state)->c;
+    uint8_t val[300], key[SHMC_DEFAULT_MAX_KEY], out[300 + 64];
+    for (size_t n = 0; n <= sizeof val; n++) {
+        for (size_t i = 0; i < n; i++)
+            val[i] = (uint8_t)(n * 31 + i * 7 + 1);
+        char k[16];
+        int kl = snprintf(k, sizeof k, "len%zu", n);
+        assert_int_equal(shmc_set(c, k, (size_t)kl, val, n, (uint32_t)n, 0), SHMC_OK);
+        memset(out, 0xa5, sizeof out);
+        size_t vlen = 999;
+        uint32_t fl = 0;
+        assert_int_equal(shmc_get(c, k, (size_t)kl, out + 32, n, &vlen, &fl), SHMC_OK);
+        assert_int_equal(vlen, n);
+        assert_int_equal(fl, n);
+        if (n)
+            assert_memory_equal(out + 32, val, n);
+        for (size_t i = 0; i < 32; i++) {
+            assert_int_equal(out[i], 0xa5);
+            assert_int_equal(out[32 + n + i], 0xa5);
+        }
+    }
+    for (size_t kl = 1; kl <= sizeof key; kl++) {
+        for (size_t i = 0; i < kl; i++)
+            key[i] = (uint8_t)(kl * 13 + i * 3);
+        assert_int_equal(shmc_set(c, key, kl, &kl, sizeof kl, 0, 0), SHMC_OK);
+    }
+    for (size_t kl = 1; kl <= sizeof key; kl++) {
+        for (size_t i = 0; i < kl; i++)
+            key[i] = (uint8_t)(kl * 13 + i * 3);
+        size_t got = 0, vlen = 0;
+        assert_int_equal(shmc_get(c, key, kl, &got, sizeof got, &vlen, NULL), SHMC_OK);
+        assert_int_equal(vlen, sizeof got);
+        assert_int_equal(got, kl);
+    }
+}
+
 static void test_flags_roundtrip(void **state)
 {
     fx *f = *state;
@@ -1004,6 +1045,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_set_get_delete_exists, setup_default, teardown),
         cmocka_unit_test_setup_teardown(test_binary_keys, setup_default, teardown),
         cmocka_unit_test_setup_teardown(test_zero_length_value, setup_default, teardown),
+        cmocka_unit_test_setup_teardown(test_every_short_length, setup_default, teardown),
         cmocka_unit_test_setup_teardown(test_flags_roundtrip, setup_default, teardown),
         cmocka_unit_test_setup_teardown(test_ebufsize_then_success, setup_default, teardown),
         cmocka_unit_test_setup_teardown(test_get_alloc, setup_default, teardown),
