@@ -323,6 +323,14 @@ static void test_zero_length_value(void **state)
     assert_int_equal(shmc_delete(c, "empty", 5), SHMC_OK);
 }
 
+/* A key of kl bytes whose bytes depend on kl (for test_every_short_length). */
+static const uint8_t *length_key(uint8_t *key, size_t kl)
+{
+    for (size_t i = 0; i < kl; i++)
+        key[i] = (uint8_t)(kl * 13 + i * 3);
+    return key;
+}
+
 /* Every value length from 0 to 300 and every key length up to the default
  * max_key round-trips byte for byte, and a get writes nothing outside the
  * value's bytes (copies of up to 128 bytes are moves from both ends). */
@@ -349,14 +357,10 @@ static void test_every_short_length(void **state)
             assert_int_equal(out[32 + n + i], 0xa5);
         }
     }
+    for (size_t kl = 1; kl <= sizeof key; kl++)
+        assert_int_equal(shmc_set(c, length_key(key, kl), kl, &kl, sizeof kl, 0, 0), SHMC_OK);
     for (size_t kl = 1; kl <= sizeof key; kl++) {
-        for (size_t i = 0; i < kl; i++)
-            key[i] = (uint8_t)(kl * 13 + i * 3);
-        assert_int_equal(shmc_set(c, key, kl, &kl, sizeof kl, 0, 0), SHMC_OK);
-    }
-    for (size_t kl = 1; kl <= sizeof key; kl++) {
-        for (size_t i = 0; i < kl; i++)
-            key[i] = (uint8_t)(kl * 13 + i * 3);
+        length_key(key, kl);
         size_t got = 0, vlen = 0;
         assert_int_equal(shmc_get(c, key, kl, &got, sizeof got, &vlen, NULL), SHMC_OK);
         assert_int_equal(vlen, sizeof got);
