@@ -383,6 +383,7 @@ typedef struct wctx {
     char key[TU_KEY_MAX];            /* the key (or lock name) of the current op */
     size_t klen;
     uint64_t paused0;                /* ws->paused_ms when the current call began */
+    uint64_t wall_ms;                /* the last call's duration, pauses included */
 } wctx;
 
 static void set_key(wctx *x, const char *prefix, uint32_t id)
@@ -405,6 +406,7 @@ static uint64_t end_op(wctx *x, unsigned op, uint64_t t0, uint64_t bound)
 {
     /* Time the parent kept us stopped is not the call's. */
     uint64_t el = tu_now_ms() - t0, paused = atomic_load(&x->ws->paused_ms) - x->paused0;
+    x->wall_ms = el;
     el = el > paused ? el - paused : 0;
     atomic_store(&x->ws->op, 0);
     atomic_fetch_add_explicit(&x->ws->ops[op], 1, memory_order_relaxed);
@@ -429,12 +431,15 @@ static bool expect(wctx *x, unsigned op, shmc_status st, uint64_t allowed, uint6
     return false;
 }
 
-/* Timeouts must not come early (now_ms granularity aside). */
-static void check_not_early(wctx *x, unsigned op, uint64_t el, uint64_t timeout)
+/* Timeouts must not come early (now_ms granularity aside).  A timeout is a
+ * deadline on the clock: one that passed while the parent kept the caller
+ * stopped was not early, so this counts the pauses that end_op leaves out
+ * of the call's duration. */
+static void check_not_early(wctx *x, unsigned op, uint64_t timeout)
 {
-    if (el + 2 < timeout)
+    if (x->wall_ms + 2 < timeout)
         violation("%s %s: gave up after %llu ms of a %llu ms timeout", op_name[op], x->key,
-                  LL(el), LL(timeout));
+                  LL(x->wall_ms), LL(timeout));
 }
 
 static size_t pick_len(wctx *x)
@@ -870,10 +875,10 @@ static void op_lock(wctx *x)
     uint64_t t0 = begin_op(x, OP_LOCK, 0, timeout);
     shmc_status st = try ? shmc_lock_try(x->c, "mx", 2, lease, &tok)
                          : shmc_lock_acquire(x->c, "mx", 2, timeout, lease, &tok);
-    uint64_t el = end_op(x, OP_LOCK, t0, timeout);
+    end_op(x, OP_LOCK, t0, timeout);
     if ((try && st == SHMC_EBUSY) || (!try && st == SHMC_ETIMEDOUT)) {
         if (!try)
-            check_not_early(x, OP_LOCK, el, timeout);
+            check_not_early(x, OP_LOCK, timeout);
         atomic_fetch_add(&S->mx_timeouts, 1);
         return;
     }
@@ -913,9 +918,9 @@ static void op_lease(wctx *x)
     uint64_t t0 = begin_op(x, OP_LEASE, j, timeout);
     shmc_status st = timeout ? shmc_lock_acquire(x->c, x->key, x->klen, timeout, lease, &tok)
                              : shmc_lock_try(x->c, x->key, x->klen, lease, &tok);
-    uint64_t el = end_op(x, OP_LEASE, t0, timeout);
+    end_op(x, OP_LEASE, t0, timeout);
     if (st == (timeout ? SHMC_ETIMEDOUT : SHMC_EBUSY)) {
-        check_not_early(x, OP_LEASE, el, timeout);
+        check_not_early(x, OP_LEASE, timeout);
         return;
     }
     if (!expect(x, OP_LEASE, st, B(SHMC_OK), 0))
@@ -988,9 +993,9 @@ static void op_churn(wctx *x)
     uint64_t t0 = begin_op(x, OP_CHURN, 0, timeout);
     shmc_status st = timeout ? shmc_lock_acquire(x->c, x->key, x->klen, timeout, 0, &tok)
                              : shmc_lock_try(x->c, x->key, x->klen, 0, &tok);
-    uint64_t el = end_op(x, OP_CHURN, t0, timeout);
+    end_op(x, OP_CHURN, t0, timeout);
     if (st == (timeout ? SHMC_ETIMEDOUT : SHMC_EBUSY)) {
-        check_not_early(x, OP_CHURN, el, timeout);
+        check_not_early(x, OP_CHURN, timeout);
         return;
     }
     if (!expect(x, OP_CHURN, st, B(SHMC_OK), 0))
@@ -1068,13 +1073,13 @@ static shmc_fill_opts pick_fill_opts(wctx *x, bool short_deadline)
 }
 
 /* Outcomes every fill caller may see besides SHMC_OK and SHMC_LEADER. */
-static void fill_other(wctx *x, unsigned op, shmc_status st, const shmc_fill *f, uint64_t el,
+static void fill_other(wctx *x, unsigned op, shmc_status st, const shmc_fill *f,
                        uint64_t wait_ms, uint64_t t0)
 {
     if (st == SHMC_EFILL) {
         check_fill_error(x, f);
     } else if (st == SHMC_ETIMEDOUT) {
-        check_not_early(x, op, el, wait_ms);
+        check_not_early(x, op, wait_ms);
         atomic_fetch_add(&S->fill_timeouts, 1);
     } else {
         expect(x, op, st, B(SHMC_OK), t0);
@@ -1099,13 +1104,13 @@ static void op_fill(wctx *x)
     uint32_t fl = 0;
     uint64_t t0 = begin_op(x, OP_FILL, 0, o.wait_ms + WRITE_BUDGET_MS);
     shmc_status st = shmc_get_or_fill(x->c, x->key, x->klen, fill_cb, &fc, &o, &v, &vlen, &fl, &f);
-    uint64_t el = tu_now_ms() - t0;
     /* Bound: the wait, plus (as the leader) our callback and the store. */
     end_op(x, OP_FILL, t0 + fc.ms, o.wait_ms + (fc.ran ? WRITE_BUDGET_MS : 0));
+    x->wall_ms += fc.ms; /* a timeout is judged on the whole call */
     if (st == SHMC_OK)
         check_value("get_or_fill", x->key, ID_FILL + id, v, vlen, fl);
     else
-        fill_other(x, OP_FILL, st, &f, el, o.wait_ms, t0);
+        fill_other(x, OP_FILL, st, &f, o.wait_ms, t0);
     free(v);
 }
 
@@ -1124,14 +1129,14 @@ static void op_fill_split(wctx *x)
     uint32_t fl = 0;
     uint64_t t0 = begin_op(x, OP_FILL_SPLIT, 0, o.wait_ms);
     shmc_status st = shmc_fill_begin(x->c, x->key, x->klen, &o, &v, &vlen, &fl, &f);
-    uint64_t el = end_op(x, OP_FILL_SPLIT, t0, o.wait_ms);
+    end_op(x, OP_FILL_SPLIT, t0, o.wait_ms);
     if (st == SHMC_OK) {
         check_value("fill_begin", x->key, ID_FILL + id, v, vlen, fl);
         free(v);
         return;
     }
     if (st != SHMC_LEADER) {
-        fill_other(x, OP_FILL_SPLIT, st, &f, el, o.wait_ms, 0);
+        fill_other(x, OP_FILL_SPLIT, st, &f, o.wait_ms, 0);
         return;
     }
     if (v)
@@ -1192,10 +1197,10 @@ static void op_slow_wait(wctx *x, uint32_t max_timeout)
     uint32_t fl = 0;
     shmc_status st = fill ? shmc_fill_begin(x->c, x->key, x->klen, &o, &v, &vlen, &fl, &f)
                           : shmc_lock_acquire(x->c, x->key, x->klen, timeout, 0, &tok);
-    uint64_t el = end_op(x, OP_SLOW_WAIT, t0, timeout);
+    end_op(x, OP_SLOW_WAIT, t0, timeout);
     bool held = atomic_load(&S->slow_gen) == g;
     if (st == SHMC_ETIMEDOUT) {
-        check_not_early(x, OP_SLOW_WAIT, el, timeout);
+        check_not_early(x, OP_SLOW_WAIT, timeout);
         atomic_fetch_add(&S->slow_timeouts, 1);
     } else if (st == SHMC_OK && !fill) {
         if (held)
