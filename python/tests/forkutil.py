@@ -17,6 +17,20 @@ def unique_name(tag):
     return "pyt-%s-%d-%d" % (tag, os.getpid(), next(_counter))
 
 
+def mapped_bytes(name):
+    """Bytes of the cache `name` mapped into this process's page tables
+    (the Rss of its mappings in /proc/self/smaps)."""
+    total, ours = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if head and "-" in head[0] and ":" not in head[0]:
+                ours = line.rstrip("\n").endswith("/dev/shm/" + name)
+            elif ours and line.startswith("Rss:"):
+                total += int(head[1]) * 1024
+    return total
+
+
 def run_children(n, target, timeout=30.0, after_fork=None):
     """Forks n children; child i runs target(i) and its return value (which
     must pickle) comes back to the parent.  after_fork(), if given, runs in

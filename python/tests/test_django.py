@@ -26,7 +26,7 @@ from django.test import Client  # noqa: E402
 import shmcache  # noqa: E402
 import shmcache.django  # noqa: E402
 from djproject import views  # noqa: E402
-from forkutil import read_all, run_children, run_together  # noqa: E402
+from forkutil import mapped_bytes, read_all, run_children, run_together  # noqa: E402
 
 
 def tearDownModule():
@@ -296,6 +296,17 @@ class BackendTests(CacheAPITests, unittest.TestCase):
             self.assertEqual(sized._cache.info()["max_items"], 5000)
         finally:
             shmcache.destroy("pyt-max-items-%d" % os.getpid())
+        # PREFAULT maps the whole cache into the process when it opens.
+        pre_name = "pyt-prefault-%d" % os.getpid()
+        plain = ShmCache(pre_name, {"OPTIONS": {"SIZE": 8 << 20}})
+        pre = ShmCache(pre_name, {"OPTIONS": {"PREFAULT": True}})
+        try:
+            plain.set("k", 1)
+            self.assertLess(mapped_bytes(pre_name), 4 << 20)
+            self.assertEqual(pre.get("k"), 1)
+            self.assertGreaterEqual(mapped_bytes(pre_name), 8 << 20)
+        finally:
+            shmcache.destroy(pre_name)
         missing = ShmCache("pyt-no-such-cache-%d" % os.getpid(), {"OPTIONS": {"CREATE": False}})
         with self.assertRaises(shmcache.CacheNotFoundError):
             missing.get("k")

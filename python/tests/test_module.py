@@ -11,8 +11,8 @@ import time
 import unittest
 
 import shmcache
-from forkutil import (read_all, run_children, run_together, start_child, unique_name,
-                      wait_child)
+from forkutil import (mapped_bytes, read_all, run_children, run_together, start_child,
+                      unique_name, wait_child)
 
 SIZE = 8 << 20   # small caches: 8 MiB (max_value 512 KiB)
 
@@ -416,20 +416,8 @@ class TestErrors(CacheTestCase):
         # The whole cache is mapped into this process at open (smaps Rss of
         # its mappings), and the data is the data.
         self.cache.set("p", b"before")
-
-        def mapped():
-            total, ours = 0, False
-            with open("/proc/self/smaps") as f:
-                for line in f:
-                    head = line.split()
-                    if head and "-" in head[0] and ":" not in head[0]:
-                        ours = line.rstrip("\n").endswith("/dev/shm/" + self.name)
-                    elif ours and line.startswith("Rss:"):
-                        total += int(head[1]) * 1024
-            return total
-
         pre = shmcache.Cache(self.name, create=False, prefault=True)
-        self.assertGreaterEqual(mapped(), SIZE)
+        self.assertGreaterEqual(mapped_bytes(self.name), SIZE)
         self.assertEqual(pre.get("p"), b"before")
         pre.close()
 

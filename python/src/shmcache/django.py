@@ -23,6 +23,9 @@ OPTIONS (all optional, case-insensitive):
     SIZE, MAX_KEY, MAX_VALUE, SLOTS, MODE, LOCKS, MAX_ITEMS
                       creation parameters of the cache
     CREATE            False: attach only (the cache must exist)
+    PREFAULT          True: map the whole cache into each worker when it opens
+                      it (or, inherited across fork, at its first call), not a
+                      page at a time: for long-lived workers (SHMC_OPEN_PREFAULT)
     PICKLE_PROTOCOL   pickle protocol of the built-in serializer
     SERIALIZER        an object, class or dotted path with dumps()/loads()
     FILL_WAIT         get_or_set: longest wait for another process's fill (s)
@@ -48,7 +51,8 @@ from ._djutil import Registry, lower_options, split_options
 _shmcache._django_setup(default_key_func, DEFAULT_TIMEOUT)
 
 _OPEN_OPTIONS = {k: k for k in ("size", "max_key", "max_value", "slots", "mode", "locks",
-                                 "create", "pickle_protocol", "serializer", "max_items")}
+                                 "create", "pickle_protocol", "serializer", "max_items",
+                                 "prefault")}
 _FILL_OPTIONS = {"fill_wait": "wait", "fill_timeout": "fill_timeout",
                  "fill_error_ttl": "error_ttl"}
 _IGNORED_OPTIONS = ("max_entries", "cull_frequency")
