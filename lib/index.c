@@ -256,8 +256,7 @@ void seg_dec_live_if(struct shmc *c, uint64_t off, uint64_t bytes, uint64_t life
      * life is compared and the count lowered at one instant.  reset_seg
      * stores the new life before the new count, so a CAS that still sees
      * the old life lowers the old count, which the reset then overwrites.
-     * (8-byte atomics also act on `live`: on x86 every locked access to
-     * the line is serialised, whatever its width.) */
+     * (8-byte atomics also act on `live`: cas16.h says why that is sound.) */
     cell_t *p = (cell_t *)(void *)&m->live;
     cell_t x = cell_make(atomic_load_explicit(&m->live, memory_order_relaxed), life);
     for (;;) {

@@ -19,6 +19,7 @@
 #ifndef SHMC_INDEX_H
 #define SHMC_INDEX_H
 
+#include "cas16.h"
 #include "handle.h"
 #include "item.h"
 
@@ -319,7 +320,7 @@ HIDDEN bool index_unlink_item(struct shmc *c, tslot *t, shmc_item *it, uint64_t 
  * whoever moves, replaces or unlinks a counter item freezes its cell first,
  * and an incrementer that finds it frozen takes the locked path.  A frozen
  * cell still reads as (value, token & ~CELL_FROZEN). */
-typedef unsigned __int128 cell_t;
+typedef u128 cell_t;
 #define CELL_FROZEN (1ull << 63)
 
 static inline bool item_is_cell(const shmc_item *it)
@@ -355,10 +356,10 @@ static inline cell_t cell_make(uint64_t value, uint64_t token)
 }
 static inline uint64_t cell_val(cell_t x) { return (uint64_t)x; }
 static inline uint64_t cell_tok(cell_t x) { return (uint64_t)(x >> 64); }
-/* One 16-byte CAS (a full barrier); returns the cell as it was. */
+/* One 16-byte CAS (cas16.h: a full barrier); returns the cell as it was. */
 static inline cell_t cell_cas(cell_t *p, cell_t expect, cell_t want)
 {
-    return __sync_val_compare_and_swap(p, expect, want);
+    return cas16(p, expect, want);
 }
 /* The cell's two words as two plain loads: not always a pair that
  * existed together (see cell_read), only a CAS's first guess. */
