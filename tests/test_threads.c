@@ -3,6 +3,8 @@
  * cache that evicts all the time.  Written to be run under ThreadSanitizer
  * as well (CI does): every hit is validated, and afterwards the index must
  * be consistent.  Threads share the handle, as a threaded server would.
+ * Also the 16-byte CAS (lib/cas16.h) against 8-byte adds on its pair, which
+ * a TSan build once turned into a lock of the process.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -212,7 +214,7 @@ static int pair_adds_child(void *p)
     pair_adds(p);
     return 0;
 }
-static void pair_cases(uint64_t *w)
+static void pair_cas_steps(uint64_t *w)
 {
     u128 *pair = (u128 *)(void *)w;
     for (uint32_t i = 0; i < PAIR_STEPS; i++) {
@@ -244,7 +246,7 @@ static void test_cas16_against_word_adds(void **state)
             assert_true((pid = tu_fork(pair_adds_child, w)) > 0);
         else
             assert_int_equal(pthread_create(&th, NULL, pair_adds_thread, w), 0);
-        pair_cases(w);
+        pair_cas_steps(w);
         if (proc)
             assert_int_equal(tu_wait(pid, 120000), 0);
         else
